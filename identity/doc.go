@@ -1,0 +1,15 @@
+// Package identity turns a verified peer certificate into a [Principal]: the
+// caller's SPIFFE ID and the leaf it was read from.
+//
+// The rules are the X.509-SVID rules, applied strictly: the leaf carries
+// exactly one URI SAN, with the spiffe scheme, a valid trust domain and a
+// non-empty path; it is not a CA; it chains to the trust bundle of its own
+// trust domain; it is within its validity period; and it carries the
+// extended key usage for its role (clientAuth for callers, serverAuth for
+// servers). There is no fallback to DNS SANs or to the Subject.
+//
+// [Verify] applies the rules once per TLS handshake (the mesh package calls it
+// from tls.Config.VerifyConnection, which runs on resumed sessions too).
+// [NewContext] and [FromContext] carry the result to handlers, whichever
+// stack (grpc-go or connect-go) served the call.
+package identity

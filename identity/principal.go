@@ -1,0 +1,45 @@
+package identity
+
+import (
+	"context"
+	"crypto/x509"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Principal is an authenticated peer: the SPIFFE ID read from its verified
+// X.509-SVID and the leaf certificate itself. The zero value is no one.
+type Principal struct {
+	// ID is the peer's SPIFFE ID.
+	ID spiffeid.ID
+	// Leaf is the peer's verified leaf certificate. It is shared, not copied:
+	// callers must not modify it.
+	Leaf *x509.Certificate
+}
+
+// IsZero reports whether p is the zero Principal (no authenticated peer).
+func (p Principal) IsZero() bool { return p.ID.IsZero() }
+
+// String returns the SPIFFE ID, or "<none>" for the zero Principal.
+func (p Principal) String() string {
+	if p.IsZero() {
+		return "<none>"
+	}
+	return p.ID.String()
+}
+
+type contextKey struct{}
+
+// NewContext returns a copy of ctx that carries p.
+func NewContext(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, contextKey{}, p)
+}
+
+// FromContext returns the Principal that the mesh's interceptors put in ctx
+// for the current call, and whether there was one. Handlers behind a
+// trustmesh server always find one: a call without a verified peer never
+// reaches them.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(contextKey{}).(Principal)
+	return p, ok && !p.IsZero()
+}

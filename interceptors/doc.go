@@ -1,0 +1,13 @@
+// Package interceptors holds the interceptors every trustmesh server runs, in
+// a grpc-go form and a connect-go form with the same behaviour.
+//
+// Identity comes first. On grpc-go, [UnaryServerIdentity] and
+// [StreamServerIdentity] read the Principal that the mesh's transport
+// credentials attached to the connection at the handshake. On connect-go,
+// whose interceptors cannot see TLS state, [HTTPIdentity] is net/http
+// middleware that reads it from the request's connection, computed once per
+// connection when the server's ConnContext is [ConnContext].
+//
+// A call that reaches these interceptors without a verified peer is refused
+// with Unauthenticated: nothing downstream runs without a Principal.
+package interceptors

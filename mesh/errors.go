@@ -1,0 +1,5 @@
+package mesh
+
+import "errors"
+
+var errNotTLS = errors.New("mesh: handshake did not produce TLS connection state")

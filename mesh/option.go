@@ -1,0 +1,89 @@
+package mesh
+
+import (
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+)
+
+// ServerOption configures a server built by [NewGRPCServer] or
+// [NewConnectServer].
+type ServerOption func(*serverConfig)
+
+type serverConfig struct {
+	log             *slog.Logger
+	trustDomains    []spiffeid.TrustDomain
+	unary           []grpc.UnaryServerInterceptor
+	stream          []grpc.StreamServerInterceptor
+	grpcOptions     []grpc.ServerOption
+	connectOptions  []connect.HandlerOption
+	shutdownTimeout time.Duration
+}
+
+func newServerConfig(opts []ServerOption) *serverConfig {
+	c := &serverConfig{
+		log:             slog.New(slog.DiscardHandler),
+		shutdownTimeout: 10 * time.Second,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// WithLogger sets the logger for refused handshakes and server life-cycle
+// events. By default nothing is logged.
+func WithLogger(log *slog.Logger) ServerOption {
+	return func(c *serverConfig) {
+		if log != nil {
+			c.log = log
+		}
+	}
+}
+
+// WithTrustDomains sets the trust domains whose members may connect at all
+// (the TLS-level check; per-method authorization comes after). By default
+// only the trust domain of the server's own SVID is accepted. Each listed
+// domain also needs a bundle in the server's [Credentials].
+func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
+	return func(c *serverConfig) { c.trustDomains = append(c.trustDomains, tds...) }
+}
+
+// WithGRPCInterceptors appends grpc-go interceptors to the chain of a
+// [GRPCServer]. They run after the identity interceptor, in the order given,
+// so they can rely on [identity.FromContext]. By default there are none.
+func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) ServerOption {
+	return func(c *serverConfig) {
+		c.unary = append(c.unary, unary...)
+		c.stream = append(c.stream, stream...)
+	}
+}
+
+// WithGRPCServerOptions appends raw grpc-go server options (stats handlers,
+// message size limits, ...) to a [GRPCServer]. Options that replace the
+// transport credentials or the interceptor chain are not allowed and make
+// [NewGRPCServer] fail closed only if they weaken TLS: do not pass them.
+func WithGRPCServerOptions(opts ...grpc.ServerOption) ServerOption {
+	return func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) }
+}
+
+// WithConnectHandlerOptions appends connect-go handler options (interceptors,
+// request gates, ...) given to every handler of a [ConnectServer], after the
+// mesh's own. By default there are none.
+func WithConnectHandlerOptions(opts ...connect.HandlerOption) ServerOption {
+	return func(c *serverConfig) { c.connectOptions = append(c.connectOptions, opts...) }
+}
+
+// WithShutdownTimeout bounds the graceful stop that follows the end of the
+// Serve context: in-flight calls get this long to finish before the server
+// closes every connection. The default is 10s.
+func WithShutdownTimeout(d time.Duration) ServerOption {
+	return func(c *serverConfig) {
+		if d > 0 {
+			c.shutdownTimeout = d
+		}
+	}
+}
