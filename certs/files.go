@@ -1,0 +1,254 @@
+package certs
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// File names inside a development directory.
+const (
+	// BundleFile holds the CA certificate, PEM encoded: the trust bundle.
+	BundleFile = "bundle.pem"
+	// CAKeyFile holds the CA private key, PKCS#8 PEM ("PRIVATE KEY").
+	CAKeyFile = "ca-key.pem"
+)
+
+// File permissions of written material.
+const (
+	// PublicFileMode is the mode of certificates and bundles.
+	PublicFileMode os.FileMode = 0o644
+	// PrivateFileMode is the mode of private keys.
+	PrivateFileMode os.FileMode = 0o600
+	// DirMode is the mode of directories created for the material.
+	DirMode os.FileMode = 0o755
+)
+
+// Save writes the CA to dir, creating dir (mode 0755) if needed:
+// [BundleFile] (the certificate, mode 0644) and [CAKeyFile] (the PKCS#8 key,
+// mode 0600). Each file is replaced atomically. The key is written first, so
+// a directory with a bundle always has the key that goes with it.
+func (ca *CA) Save(dir string) error {
+	keyPEM, err := marshalKey(ca.key)
+	if err != nil {
+		return fmt.Errorf("certs: save CA to %s: %w", dir, err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return fmt.Errorf("certs: save CA: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, PrivateFileMode); err != nil {
+		return fmt.Errorf("certs: save CA: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, BundleFile), certPEM, PublicFileMode); err != nil {
+		return fmt.Errorf("certs: save CA: %w", err)
+	}
+	return nil
+}
+
+// LoadCA reads a CA saved by [CA.Save] from dir. The CA certificate is the
+// certificate in [BundleFile] whose public key matches the key in
+// [CAKeyFile]; its trust domain comes from its URI SAN.
+func LoadCA(dir string) (*CA, error) {
+	ca, err := loadCA(dir)
+	if err != nil {
+		return nil, fmt.Errorf("certs: load CA from %s: %w", dir, err)
+	}
+	return ca, nil
+}
+
+func loadCA(dir string) (*CA, error) {
+	authorities, err := loadAuthorities(filepath.Join(dir, BundleFile))
+	if err != nil {
+		return nil, err
+	}
+	keyPath := filepath.Join(dir, CAKeyFile)
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	for _, cert := range authorities {
+		pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+		if !ok || !pub.Equal(key.Public()) {
+			continue
+		}
+		if !cert.IsCA {
+			return nil, fmt.Errorf("%s: certificate matching %s is not a CA", BundleFile, CAKeyFile)
+		}
+		td, err := trustDomainOf(cert)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", BundleFile, err)
+		}
+		return &CA{td: td, cert: cert, key: key}, nil
+	}
+	return nil, fmt.Errorf("%s holds no certificate for the key in %s", BundleFile, CAKeyFile)
+}
+
+// LoadBundle reads a PEM trust bundle from path. If td is zero, the trust
+// domain is taken from the URI SAN of the bundle's first certificate (as set
+// by [NewCA]); a bundle without one is an error.
+func LoadBundle(path string, td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if !td.IsZero() {
+		bundle, err := x509bundle.Load(td, path)
+		if err != nil {
+			return nil, fmt.Errorf("certs: load bundle %s: %w", path, err)
+		}
+		return bundle, nil
+	}
+	authorities, err := loadAuthorities(path)
+	if err != nil {
+		return nil, fmt.Errorf("certs: load bundle %s: %w", path, err)
+	}
+	td, err = trustDomainOf(authorities[0])
+	if err != nil {
+		return nil, fmt.Errorf("certs: load bundle %s: %w", path, err)
+	}
+	return x509bundle.FromX509Authorities(td, authorities), nil
+}
+
+// WriteSVID writes svid to dir as NAME.pem (the certificate chain, leaf
+// first, mode 0644) and NAME-key.pem (the PKCS#8 private key, mode 0600),
+// creating dir (mode 0755) if needed, and returns both paths. Each file is
+// replaced atomically, the key first. name may hold only lowercase letters,
+// digits, '.', '_' and '-', and must not start with '.'.
+func WriteSVID(dir, name string, svid *x509svid.SVID) (certPath, keyPath string, err error) {
+	if err := validateFileName(name); err != nil {
+		return "", "", fmt.Errorf("certs: write SVID: %w", err)
+	}
+	if svid == nil {
+		return "", "", errors.New("certs: write SVID: SVID is nil")
+	}
+	certPEM, keyPEM, err := svid.Marshal()
+	if err != nil {
+		return "", "", fmt.Errorf("certs: write SVID %s: %w", name, err)
+	}
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return "", "", fmt.Errorf("certs: write SVID: %w", err)
+	}
+	certPath = filepath.Join(dir, name+".pem")
+	keyPath = filepath.Join(dir, name+"-key.pem")
+	if err := writeFileAtomic(keyPath, keyPEM, PrivateFileMode); err != nil {
+		return "", "", fmt.Errorf("certs: write SVID: %w", err)
+	}
+	if err := writeFileAtomic(certPath, certPEM, PublicFileMode); err != nil {
+		return "", "", fmt.Errorf("certs: write SVID: %w", err)
+	}
+	return certPath, keyPath, nil
+}
+
+// validateFileName checks a file name stem for [WriteSVID].
+func validateFileName(name string) error {
+	const rule = "only lowercase letters, digits, '.', '_' and '-' are allowed, and it must not start with '.'"
+	if name == "" {
+		return errors.New("file name is empty")
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("invalid file name %q: %s", name, rule)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("invalid file name %q: %s", name, rule)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file in path's directory, sets
+// its mode, syncs it and renames it over path, so readers never see a
+// partial file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// loadAuthorities reads the certificates of a PEM bundle file whose trust
+// domain is not known yet. A file without certificates is an error.
+func loadAuthorities(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	// The trust domain is only a label on the bundle: use the zero value
+	// to get at the certificates, then derive the real one from them.
+	bundle, err := x509bundle.Parse(spiffeid.TrustDomain{}, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if bundle.Empty() {
+		return nil, fmt.Errorf("%s: no certificates found", path)
+	}
+	return bundle.X509Authorities(), nil
+}
+
+// trustDomainOf returns the trust domain named by a CA certificate's URI SAN.
+func trustDomainOf(cert *x509.Certificate) (spiffeid.TrustDomain, error) {
+	if len(cert.URIs) != 1 {
+		return spiffeid.TrustDomain{}, fmt.Errorf("CA certificate has %d URI SANs, want one naming its trust domain", len(cert.URIs))
+	}
+	td, err := spiffeid.TrustDomainFromURI(cert.URIs[0])
+	if err != nil {
+		return spiffeid.TrustDomain{}, fmt.Errorf("CA certificate URI SAN %q: %w", cert.URIs[0], err)
+	}
+	return td, nil
+}
+
+func marshalKey(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func parseKey(data []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New(`no PEM "PRIVATE KEY" block found`)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported private key type %T", key)
+	}
+	return signer, nil
+}

@@ -1,0 +1,210 @@
+package certs_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/trustmesh/trustmesh/certs"
+)
+
+func TestInit(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "certs", "dev")
+	res, err := certs.Init(dir, certs.InitOptions{TTL: 2 * time.Hour, Now: t0, ExtraDNSNames: []string{"orders.shop.internal"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.CACreated || res.Dir != dir || res.CA.TrustDomain() != shop {
+		t.Errorf("result: CACreated = %v, Dir = %q, TrustDomain = %v; want true, %q, shop.example", res.CACreated, res.Dir, res.CA.TrustDomain(), dir)
+	}
+
+	wantFiles := map[string]os.FileMode{"bundle.pem": 0o644, "ca-key.pem": 0o600}
+	for _, name := range []string{"gateway", "orders", "inventory", "payments", "admin", "alice"} {
+		wantFiles[name+".pem"] = 0o644
+		wantFiles[name+"-key.pem"] = 0o600
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(wantFiles) {
+		t.Errorf("dir has %d entries, want %d (no temp files left behind)", len(entries), len(wantFiles))
+	}
+	for name, mode := range wantFiles {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if got := info.Mode().Perm(); got != mode {
+			t.Errorf("%s mode = %v, want %v", name, got, mode)
+		}
+	}
+	if len(res.Files) != len(wantFiles) {
+		t.Errorf("result lists %d files, want %d", len(res.Files), len(wantFiles))
+	}
+	if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o755 {
+		t.Errorf("dir mode: %v, %v; want 0755", info.Mode().Perm(), err)
+	}
+
+	bundle, err := x509bundle.Load(shop, filepath.Join(dir, "bundle.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
+	testCases := []struct {
+		name string
+		id   string
+		dns  []string
+		ips  []net.IP
+	}{
+		{"gateway", "spiffe://shop.example/ns/shop/sa/gateway", []string{"gateway", "localhost", "orders.shop.internal"}, loopback},
+		{"orders", "spiffe://shop.example/ns/shop/sa/orders", []string{"orders", "localhost", "orders.shop.internal"}, loopback},
+		{"inventory", "spiffe://shop.example/ns/shop/sa/inventory", []string{"inventory", "localhost", "orders.shop.internal"}, loopback},
+		{"payments", "spiffe://shop.example/ns/shop/sa/payments", []string{"payments", "localhost", "orders.shop.internal"}, loopback},
+		{"admin", "spiffe://shop.example/ns/ops/sa/admin", nil, nil},
+		{"alice", "spiffe://shop.example/user/alice", nil, nil},
+	}
+	for i, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			certFile, keyFile := filepath.Join(dir, tc.name+".pem"), filepath.Join(dir, tc.name+"-key.pem")
+			svid, err := x509svid.Load(certFile, keyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _, err := x509svid.Verify(svid.Certificates, bundle, x509svid.WithTime(t0))
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if id.String() != tc.id {
+				t.Errorf("ID = %v, want %v", id, tc.id)
+			}
+			leaf := svid.Certificates[0]
+			checkLeaf(t, leaf, tc.dns, tc.ips)
+			if got, want := leaf.NotAfter, t0.Add(2*time.Hour); !got.Equal(want) {
+				t.Errorf("NotAfter = %v, want %v", got, want)
+			}
+			w := res.SVIDs[i]
+			if w.Identity.Name != tc.name || w.CertFile != certFile || w.KeyFile != keyFile || !w.NotAfter.Equal(leaf.NotAfter) {
+				t.Errorf("result SVIDs[%d] = %+v, want %s in %s", i, w, tc.name, dir)
+			}
+		})
+	}
+}
+
+func TestInitKeepsCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bundlePath := filepath.Join(dir, "bundle.pem")
+	first := readFile(t, bundlePath)
+	oldSVID := readFile(t, filepath.Join(dir, "orders.pem"))
+
+	res, err := certs.Init(dir, certs.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CACreated {
+		t.Error("second Init created a CA, want the existing one kept")
+	}
+	if slices.Contains(res.Files, bundlePath) {
+		t.Errorf("second Init lists %s as written", bundlePath)
+	}
+	if !bytes.Equal(readFile(t, bundlePath), first) {
+		t.Error("second Init changed bundle.pem")
+	}
+	if bytes.Equal(readFile(t, filepath.Join(dir, "orders.pem")), oldSVID) {
+		t.Error("second Init did not reissue orders.pem")
+	}
+	verifies(t, dir, "orders")
+
+	res, err = certs.Init(dir, certs.InitOptions{Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.CACreated {
+		t.Error("Init with Force kept the CA, want a new one")
+	}
+	if bytes.Equal(readFile(t, bundlePath), first) {
+		t.Error("Init with Force kept bundle.pem")
+	}
+	verifies(t, dir, "orders")
+}
+
+func TestInitOtherTrustDomain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := spiffeid.RequireTrustDomainFromString("other.example")
+	_, err := certs.Init(dir, certs.InitOptions{TrustDomain: other})
+	want := `certs: init ` + dir + `: existing CA is for trust domain "shop.example", not "other.example" (set Force to replace it)`
+	if err == nil || err.Error() != want {
+		t.Errorf("Init error:\n got %v\nwant %s", err, want)
+	}
+
+	res, err := certs.Init(dir, certs.InitOptions{TrustDomain: other, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.SVIDs[0].Identity.ID.String(); got != "spiffe://other.example/ns/shop/sa/gateway" {
+		t.Errorf("first SVID ID = %s, want spiffe://other.example/ns/shop/sa/gateway", got)
+	}
+}
+
+func TestDevIdentities(t *testing.T) {
+	t.Parallel()
+	var got []string
+	for _, id := range certs.DevIdentities(shop) {
+		got = append(got, id.Name+" "+id.ID.String())
+	}
+	want := []string{
+		"gateway spiffe://shop.example/ns/shop/sa/gateway",
+		"orders spiffe://shop.example/ns/shop/sa/orders",
+		"inventory spiffe://shop.example/ns/shop/sa/inventory",
+		"payments spiffe://shop.example/ns/shop/sa/payments",
+		"admin spiffe://shop.example/ns/ops/sa/admin",
+		"alice spiffe://shop.example/user/alice",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("DevIdentities:\n got %q\nwant %q", got, want)
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// verifies checks that NAME.pem in dir verifies against dir/bundle.pem.
+func verifies(t *testing.T, dir, name string) {
+	t.Helper()
+	bundle, err := certs.LoadBundle(filepath.Join(dir, "bundle.pem"), spiffeid.TrustDomain{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := x509svid.Load(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := x509svid.Verify(svid.Certificates, bundle); err != nil {
+		t.Errorf("%s.pem does not verify against bundle.pem: %v", name, err)
+	}
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trustmesh/trustmesh/certs"
+)
+
+// defaultDir is where development material lives, relative to the working
+// directory (the repository root; git-ignored).
+const defaultDir = "certs/dev"
+
+const certsUsage = `meshctl certs manages the development PKI: a CA for a SPIFFE trust domain
+and the X.509-SVIDs it issues. The material lives in a directory
+(default certs/dev): bundle.pem (the trust bundle), ca-key.pem, and
+NAME.pem / NAME-key.pem per SVID.
+
+Usage:
+  meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--trust-domain shop.example] [--dns NAME,...]
+  meshctl certs issue    --id SPIFFE_ID --name NAME [--dns NAME,...] [--ip IP,...] [--ttl 24h] [--dir certs/dev]
+  meshctl certs inspect  [--bundle FILE] FILE
+
+Run 'meshctl certs <subcommand> --help' for details.
+`
+
+const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--trust-domain shop.example] [--dns NAME,...]
+
+Writes a development PKI to --dir: a CA (bundle.pem, ca-key.pem) and an
+SVID for each identity of the sample mesh:
+
+  gateway, orders, inventory, payments   spiffe://TD/ns/shop/sa/NAME (DNS SANs NAME, localhost; IP SAN 127.0.0.1)
+  admin                                  spiffe://TD/ns/ops/sa/admin
+  alice                                  spiffe://TD/user/alice
+
+A CA already in --dir is kept, so running init again only refreshes the
+SVIDs; --force replaces the CA (every SVID issued from the old one stops
+verifying). --dns adds host names to every workload SVID, e.g. the names
+a container network gives the services.
+`
+
+const issueUsage = `Usage: meshctl certs issue --id SPIFFE_ID --name NAME [--dns NAME,...] [--ip IP,...] [--ttl 24h] [--dir certs/dev]
+
+Issues one X.509-SVID from the CA in --dir and writes it to --dir as
+NAME.pem (certificate) and NAME-key.pem (private key, mode 0600).
+--id must be in the CA's trust domain and have a path. --dns and --ip take
+comma-separated lists and may be repeated.
+
+Example:
+  meshctl certs issue --id spiffe://shop.example/user/bob --name bob
+`
+
+const inspectUsage = `Usage: meshctl certs inspect [--bundle FILE] [--trust-domain TD] FILE
+
+Explains the certificate in FILE (the first one, if FILE holds a chain):
+its SPIFFE ID, SANs, validity, key usages, and whether it chains to the
+trust bundle under the X.509-SVID rules. By default, the bundle is
+bundle.pem in FILE's directory, if there is one. Exits 1 if the
+certificate does not chain to the bundle.
+`
+
+func certsInit(_ context.Context, path string, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet(path, flag.ContinueOnError)
+	dir := flags.String("dir", defaultDir, "directory to write to")
+	ttl := flags.Duration("ttl", certs.DefaultSVIDTTL, "lifetime of each SVID (at most 1 year)")
+	force := flags.Bool("force", false, "replace an existing CA")
+	tdName := flags.String("trust-domain", certs.DefaultTrustDomain, "trust domain of a new CA and of the identities")
+	var dns listFlag
+	flags.Var(&dns, "dns", "extra DNS SANs for every workload SVID, comma-separated; repeatable")
+	if err := parseNoArgs(flags, path, initUsage, args, stdout); err != nil {
+		return err
+	}
+	if err := checkTTL(*ttl); err != nil {
+		return err
+	}
+	td, err := parseTrustDomain(*tdName)
+	if err != nil {
+		return err
+	}
+
+	res, err := certs.Init(*dir, certs.InitOptions{TrustDomain: td, TTL: *ttl, Force: *force, ExtraDNSNames: dns})
+	if err != nil {
+		return err
+	}
+	caCert := res.CA.Certificate()
+	if res.CACreated {
+		fmt.Fprintf(stdout, "created CA %s in %s (expires %s)\n", td.IDString(), res.Dir, formatTime(caCert.NotAfter))
+		fmt.Fprintf(stdout, "  wrote %s\n  wrote %s\n", filepath.Join(res.Dir, certs.CAKeyFile), filepath.Join(res.Dir, certs.BundleFile))
+	} else {
+		fmt.Fprintf(stdout, "kept existing CA %s in %s (expires %s; --force replaces it)\n", td.IDString(), res.Dir, formatTime(caCert.NotAfter))
+	}
+	for _, s := range res.SVIDs {
+		fmt.Fprintf(stdout, "issued %s (expires %s)\n  wrote %s\n  wrote %s\n", s.Identity.ID, formatTime(s.NotAfter), s.CertFile, s.KeyFile)
+	}
+	return nil
+}
+
+func certsIssue(_ context.Context, path string, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet(path, flag.ContinueOnError)
+	idFlag := flags.String("id", "", "SPIFFE ID of the SVID (required), e.g. spiffe://shop.example/user/bob")
+	name := flags.String("name", "", "file name stem: writes NAME.pem and NAME-key.pem (required)")
+	var dns listFlag
+	flags.Var(&dns, "dns", "DNS SANs, comma-separated; repeatable")
+	var ips ipListFlag
+	flags.Var(&ips, "ip", "IP SANs, comma-separated; repeatable")
+	ttl := flags.Duration("ttl", certs.DefaultSVIDTTL, "lifetime of the SVID (at most 1 year)")
+	dir := flags.String("dir", defaultDir, "directory holding the CA; the SVID is written there too")
+	if err := parseNoArgs(flags, path, issueUsage, args, stdout); err != nil {
+		return err
+	}
+	switch {
+	case *idFlag == "":
+		return usageErrorf("%s--id is required (see '%s --help')", where(path), path)
+	case *name == "":
+		return usageErrorf("%s--name is required (see '%s --help')", where(path), path)
+	}
+	id, err := parseID(*idFlag)
+	if err != nil {
+		return err
+	}
+	if err := checkTTL(*ttl); err != nil {
+		return err
+	}
+
+	ca, err := certs.LoadCA(*dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w (run 'meshctl certs init' first)", err)
+		}
+		return err
+	}
+	svid, err := ca.Issue(certs.IssueRequest{ID: id, DNSNames: dns, IPAddresses: ips, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	certPath, keyPath, err := certs.WriteSVID(*dir, *name, svid)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "issued %s (expires %s)\n  wrote %s\n  wrote %s\n", id, formatTime(svid.Certificates[0].NotAfter), certPath, keyPath)
+	return nil
+}
+
+func certsInspect(_ context.Context, path string, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet(path, flag.ContinueOnError)
+	bundlePath := flags.String("bundle", "", "trust bundle to verify against (default: bundle.pem next to FILE, if present)")
+	tdName := flags.String("trust-domain", "", "trust domain of the bundle (default: from the bundle's CA certificate)")
+	positional, err := parseFlags(flags, path, inspectUsage, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(positional) != 1 {
+		return usageErrorf("%swant exactly one FILE, got %d arguments (see '%s --help')", where(path), len(positional), path)
+	}
+	file := positional[0]
+	var td spiffeid.TrustDomain
+	if *tdName != "" {
+		if td, err = parseTrustDomain(*tdName); err != nil {
+			return err
+		}
+	}
+
+	if *bundlePath == "" {
+		candidate := filepath.Join(filepath.Dir(file), certs.BundleFile)
+		if _, err := os.Stat(candidate); err == nil {
+			*bundlePath = candidate
+		}
+	}
+	var bundle *x509bundle.Bundle
+	if *bundlePath != "" {
+		if bundle, err = certs.LoadBundle(*bundlePath, td); err != nil {
+			return err
+		}
+	}
+
+	report, err := certs.Inspect(file, bundle)
+	if err != nil {
+		return err
+	}
+	if *bundlePath != "" {
+		// Name the bundle file, which the report does not know.
+		fmt.Fprintf(stdout, "%-17s %s\n", "bundle:", *bundlePath)
+	}
+	if err := report.Write(stdout); err != nil {
+		return err
+	}
+	if report.Checked && !report.Verified() {
+		return fmt.Errorf("%s does not chain to %s", file, *bundlePath)
+	}
+	return nil
+}
+
+// parseNoArgs is parseFlags for commands that take no positional
+// arguments.
+func parseNoArgs(flags *flag.FlagSet, path, usage string, args []string, stdout io.Writer) error {
+	positional, err := parseFlags(flags, path, usage, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(positional) > 0 {
+		return usageErrorf("%sunexpected argument %q (see '%s --help')", where(path), positional[0], path)
+	}
+	return nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/trustmesh/trustmesh/certs"
+	"github.com/trustmesh/trustmesh/internal/version"
+	"github.com/trustmesh/trustmesh/services/shop"
+)
+
+const usage = `shop runs the trustmesh sample mesh (gateway, orders, inventory, payments)
+over mutual TLS with SPIFFE identities.
+
+Usage:
+  shop up [flags]          run all four services on loopback in this process
+  shop serve NAME [flags]  run one service: gateway, orders, inventory or payments
+  shop version             print the version
+
+Run 'shop up -h' or 'shop serve -h' for the flags. Every flag can also be set
+through the environment variable named in its help (flags win).
+`
+
+// errUsage marks errors that are the caller's mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdout, stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "shop: %v\n", strings.TrimSuffix(err.Error(), ": "+errUsage.Error()))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "shop: %v\n", err)
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command given: %w", errUsage)
+	}
+	switch args[0] {
+	case "up":
+		return up(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return serve(ctx, args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, version.Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (want up, serve or version; see 'shop help'): %w", args[0], errUsage)
+	}
+}
+
+// common holds the flags shared by up and serve.
+type common struct {
+	certDir      string
+	addrs        map[string]*string
+	paymentLimit int64
+	stepInterval time.Duration
+	logLevel     string
+}
+
+func (c *common) register(fs *flag.FlagSet, addrHelp string) {
+	fs.StringVar(&c.certDir, "cert-dir", filepath.Join("certs", "dev"),
+		"directory with bundle.pem and each service's NAME.pem / NAME-key.pem (env SHOP_CERT_DIR)")
+	c.addrs = map[string]*string{}
+	for _, s := range shop.Services {
+		env := "SHOP_" + strings.ToUpper(s) + "_ADDR"
+		c.addrs[s] = fs.String(s+"-addr", shop.DefaultAddrs[s], fmt.Sprintf("%s %s (env %s)", s, addrHelp, env))
+	}
+	fs.Int64Var(&c.paymentLimit, "payment-limit", 0,
+		"largest charge payments accepts, in minor units; 0 = the service default (env SHOP_PAYMENT_LIMIT)")
+	fs.DurationVar(&c.stepInterval, "step-interval", 0,
+		"time between an order's later statuses (shipped, delivered); 0 = the service default (env SHOP_STEP_INTERVAL)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error (env SHOP_LOG_LEVEL)")
+}
+
+func (c *common) config(stderr io.Writer) (shop.Config, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return shop.Config{}, fmt.Errorf("--log-level %q: want debug, info, warn or error: %w", c.logLevel, errUsage)
+	}
+	if c.paymentLimit < 0 {
+		return shop.Config{}, fmt.Errorf("--payment-limit %d: must not be negative: %w", c.paymentLimit, errUsage)
+	}
+	if c.stepInterval < 0 {
+		return shop.Config{}, fmt.Errorf("--step-interval %s: must not be negative: %w", c.stepInterval, errUsage)
+	}
+	addrs := map[string]string{}
+	for s, a := range c.addrs {
+		if _, _, err := net.SplitHostPort(*a); err != nil {
+			return shop.Config{}, fmt.Errorf("--%s-addr %q: want host:port: %w", s, *a, errUsage)
+		}
+		addrs[s] = *a
+	}
+	return shop.Config{
+		CertDir:      c.certDir,
+		Addrs:        addrs,
+		PaymentLimit: c.paymentLimit,
+		StepInterval: c.stepInterval,
+		Log:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}, nil
+}
+
+func newFlagSet(name, help string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse applies the environment (each flag's help names its variable as
+// "(env NAME)"), then the arguments, which win.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
+	}
+	return nil
+}
+
+func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := newFlagSet("up", "Usage: shop up [flags]\n\nRuns gateway, orders, inventory and payments on loopback, each with its own\nSVID from --cert-dir (created with the development CA if missing).\n\nFlags:\n", stderr)
+	c.register(fs, "listen address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("up: unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	cfg, err := c.config(stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(cfg.CertDir, certs.BundleFile)); errors.Is(err, os.ErrNotExist) {
+		res, err := certs.Init(cfg.CertDir, certs.InitOptions{})
+		if err != nil {
+			return err
+		}
+		cfg.Log.Info("created development certificates", slog.String("dir", cfg.CertDir), slog.Int("files", len(res.Files)))
+	}
+	m, err := shop.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	printWelcome(stdout, m)
+	return m.Wait()
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	var c common
+	fs := newFlagSet("serve", "Usage: shop serve NAME [flags]\n\nRuns one service (gateway, orders, inventory or payments) with its SVID from\n--cert-dir. Its downstreams are reached at the other services' addresses.\n\nFlags:\n", stderr)
+	listen := fs.String("listen", "", "listen address; default: the port of this service's -addr flag on all interfaces (env SHOP_LISTEN)")
+	c.register(fs, "address (listen port for this service, target for its clients)")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		return fmt.Errorf("serve: missing service NAME (gateway, orders, inventory or payments): %w", errUsage)
+	}
+	name := args[0]
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	cfg, err := c.config(stderr)
+	if err != nil {
+		return err
+	}
+	if _, ok := cfg.Addrs[name]; !ok {
+		return fmt.Errorf("serve: unknown service %q (want gateway, orders, inventory or payments): %w", name, errUsage)
+	}
+	addr := *listen
+	if addr == "" {
+		_, port, _ := net.SplitHostPort(cfg.Addrs[name])
+		addr = ":" + port
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen: %w", name, err)
+	}
+	return shop.Serve(ctx, name, ln, cfg)
+}

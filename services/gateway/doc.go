@@ -1,0 +1,16 @@
+// Package gateway implements shop.gateway.v1.StorefrontService, the public
+// front door of the sample mesh: it validates what people send, forwards it to
+// inventory and orders, and translates their answers into the storefront's
+// own messages.
+//
+// [Server] holds business logic only; mesh/ and cmd/shop serve it with
+// connect-go over mTLS and give it mTLS clients for orders and inventory.
+// The caller's context (and so its deadline) is passed to every downstream
+// call.
+//
+// Errors are [connect.Error]s. The gateway's own validation is
+// CodeInvalidArgument naming the field ("items[0].quantity: must be positive,
+// got 0"); a downstream gRPC status becomes the connect error with the same
+// code and message (the code numbers are identical), so a short stock stays
+// FailedPrecondition "insufficient stock for product ...".
+package gateway

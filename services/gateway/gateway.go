@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
+	"github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
+	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
+	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
+)
+
+// DefaultMaxItems is the most line items one order may have by default.
+const DefaultMaxItems = 50
+
+// Config configures a [Server].
+type Config struct {
+	// MaxItems is the most line items PlaceOrder accepts in one order; more is
+	// InvalidArgument. By default (zero or negative), [DefaultMaxItems].
+	MaxItems int
+}
+
+// Server implements [gatewayv1connect.StorefrontServiceHandler] on top of the
+// orders and inventory services. Create it with [New].
+type Server struct {
+	maxItems int
+	orders   ordersv1.OrderServiceClient
+	inv      inventoryv1.InventoryServiceClient
+	log      *slog.Logger
+}
+
+var _ gatewayv1connect.StorefrontServiceHandler = (*Server)(nil)
+
+// New returns a Server that forwards to orders and inv. A nil log discards
+// log output.
+func New(cfg Config, orders ordersv1.OrderServiceClient, inv inventoryv1.InventoryServiceClient, log *slog.Logger) (*Server, error) {
+	switch {
+	case orders == nil:
+		return nil, errors.New("gateway: nil orders client")
+	case inv == nil:
+		return nil, errors.New("gateway: nil inventory client")
+	}
+	if cfg.MaxItems <= 0 {
+		cfg.MaxItems = DefaultMaxItems
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{maxItems: cfg.MaxItems, orders: orders, inv: inv, log: log}, nil
+}
+
+// ListProducts returns inventory's catalogue.
+func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[gatewayv1.ListProductsRequest]) (*connect.Response[gatewayv1.ListProductsResponse], error) {
+	res, err := s.inv.ListProducts(ctx, &inventoryv1.ListProductsRequest{})
+	if err != nil {
+		return nil, s.downstream("inventory.ListProducts", err)
+	}
+	products := make([]*gatewayv1.Product, 0, len(res.GetProducts()))
+	for _, p := range res.GetProducts() {
+		products = append(products, &gatewayv1.Product{
+			Id:                p.GetId(),
+			Name:              p.GetName(),
+			Price:             proto.CloneOf(p.GetPrice()),
+			AvailableQuantity: p.GetAvailableQuantity(),
+		})
+	}
+	return connect.NewResponse(&gatewayv1.ListProductsResponse{Products: products}), nil
+}
+
+// PlaceOrder validates the request and creates the order with the orders
+// service.
+func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.PlaceOrderRequest]) (*connect.Response[gatewayv1.PlaceOrderResponse], error) {
+	msg := req.Msg
+	if err := s.validatePlace(msg); err != nil {
+		return nil, err
+	}
+	items := make([]*ordersv1.CartItem, 0, len(msg.GetItems()))
+	for _, item := range msg.GetItems() {
+		items = append(items, &ordersv1.CartItem{ProductId: item.GetProductId(), Quantity: item.GetQuantity()})
+	}
+	res, err := s.orders.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: msg.GetCustomerId(), Items: items})
+	if err != nil {
+		return nil, s.downstream("orders.CreateOrder", err)
+	}
+	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: toGateway(res.GetOrder())}), nil
+}
+
+func (s *Server) validatePlace(msg *gatewayv1.PlaceOrderRequest) error {
+	switch {
+	case msg.GetCustomerId() == "":
+		return invalid("customer_id: must not be empty")
+	case len(msg.GetItems()) == 0:
+		return invalid("items: must contain at least one item")
+	case len(msg.GetItems()) > s.maxItems:
+		return invalid(fmt.Sprintf("items: at most %d items per order, got %d", s.maxItems, len(msg.GetItems())))
+	}
+	for i, item := range msg.GetItems() {
+		switch {
+		case item.GetProductId() == "":
+			return invalid(fmt.Sprintf("items[%d].product_id: must not be empty", i))
+		case item.GetQuantity() <= 0:
+			return invalid(fmt.Sprintf("items[%d].quantity: must be positive, got %d", i, item.GetQuantity()))
+		}
+	}
+	return nil
+}
+
+// GetOrder returns the order from the orders service.
+func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.GetOrderRequest]) (*connect.Response[gatewayv1.GetOrderResponse], error) {
+	if req.Msg.GetOrderId() == "" {
+		return nil, invalid("order_id: must not be empty")
+	}
+	res, err := s.orders.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: req.Msg.GetOrderId()})
+	if err != nil {
+		return nil, s.downstream("orders.GetOrder", err)
+	}
+	return connect.NewResponse(&gatewayv1.GetOrderResponse{Order: toGateway(res.GetOrder())}), nil
+}
+
+// WatchOrder relays the orders service's stream of the order's states. It
+// ends when that stream ends, and the caller's cancellation ends that stream.
+func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.WatchOrderRequest], stream *connect.ServerStream[gatewayv1.WatchOrderResponse]) error {
+	if req.Msg.GetOrderId() == "" {
+		return invalid("order_id: must not be empty")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the downstream stream if we stop first
+	upstream, err := s.orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: req.Msg.GetOrderId()})
+	if err != nil {
+		return s.downstream("orders.WatchOrder", err)
+	}
+	for {
+		res, err := upstream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return s.downstream("orders.WatchOrder", err)
+		}
+		if err := stream.Send(&gatewayv1.WatchOrderResponse{Order: toGateway(res.GetOrder())}); err != nil {
+			return err
+		}
+	}
+}
+
+// downstream logs a failed downstream call and returns its error as a
+// connect error.
+func (s *Server) downstream(call string, err error) error {
+	cerr := fromGRPC(err)
+	s.log.Debug("downstream call failed", slog.String("call", call), slog.Any("error", cerr))
+	return cerr
+}
+
+// toGateway converts an order of the orders service to the storefront's.
+func toGateway(o *ordersv1.Order) *gatewayv1.Order {
+	if o == nil {
+		return nil
+	}
+	items := make([]*gatewayv1.LineItem, 0, len(o.GetLineItems()))
+	for _, l := range o.GetLineItems() {
+		items = append(items, &gatewayv1.LineItem{
+			ProductId:   l.GetProductId(),
+			ProductName: l.GetProductName(),
+			Quantity:    l.GetQuantity(),
+			UnitPrice:   proto.CloneOf(l.GetUnitPrice()),
+			LineTotal:   proto.CloneOf(l.GetLineTotal()),
+		})
+	}
+	return &gatewayv1.Order{
+		Id:           o.GetId(),
+		CustomerId:   o.GetCustomerId(),
+		LineItems:    items,
+		Total:        proto.CloneOf(o.GetTotal()),
+		Status:       toGatewayStatus(o.GetStatus()),
+		StatusReason: o.GetStatusReason(),
+		PaymentId:    o.GetPaymentId(),
+		CreateTime:   proto.CloneOf(o.GetCreateTime()),
+		UpdateTime:   proto.CloneOf(o.GetUpdateTime()),
+	}
+}
+
+// toGatewayStatus maps an orders status to the storefront's by name, so that
+// a status the gateway does not know yet becomes UNSPECIFIED rather than a
+// different status.
+func toGatewayStatus(st ordersv1.OrderStatus) gatewayv1.OrderStatus {
+	if v, ok := gatewayv1.OrderStatus_value[st.String()]; ok {
+		return gatewayv1.OrderStatus(v)
+	}
+	return gatewayv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
+}

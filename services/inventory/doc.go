@@ -1,0 +1,10 @@
+// Package inventory implements shop.inventory.v1.InventoryService, the stock
+// keeper of the sample mesh: an in-memory catalogue whose stock orders reserve
+// all or nothing, release when a payment fails, and operators restock.
+//
+// [Server] holds business logic only; mesh/ and cmd/shop serve it over mTLS.
+// Every method is safe for concurrent use. Errors are gRPC statuses:
+// InvalidArgument names the offending field ("items[0].quantity: must be
+// positive, got 0"), NotFound names the unknown product or order, and
+// FailedPrecondition says which product is short and by how much.
+package inventory

@@ -1,0 +1,258 @@
+package inventory
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
+	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+)
+
+// Config configures a [Server].
+type Config struct {
+	// Catalogue is the products the server starts with; their
+	// AvailableQuantity is the initial stock. Each needs a unique non-empty
+	// ID, a name, a price with a currency code and a non-negative amount, and
+	// non-negative stock. By default (nil or empty), [DefaultCatalogue].
+	Catalogue []*inventoryv1.Product
+}
+
+// DefaultCatalogue returns the sample mesh's products, priced in EUR. A
+// handful of truffles is enough to exceed the payments service's default limit
+// of 1000.00 EUR, which is how the sample shows a declined payment.
+func DefaultCatalogue() []*inventoryv1.Product {
+	eur := func(minor int64) *moneyv1.Money {
+		return &moneyv1.Money{CurrencyCode: "EUR", UnitsMinor: minor}
+	}
+	return []*inventoryv1.Product{
+		{Id: "sku-apple", Name: "Apple", Price: eur(45), AvailableQuantity: 100},
+		{Id: "sku-pear", Name: "Pear", Price: eur(60), AvailableQuantity: 50},
+		{Id: "sku-fig", Name: "Fig", Price: eur(120), AvailableQuantity: 20},
+		{Id: "sku-truffle", Name: "Black truffle", Price: eur(45000), AvailableQuantity: 10},
+	}
+}
+
+// Server implements [inventoryv1.InventoryServiceServer] over an in-memory
+// catalogue. Create it with [New].
+type Server struct {
+	inventoryv1.UnimplementedInventoryServiceServer
+
+	log *slog.Logger
+	now func() time.Time
+
+	mu           sync.Mutex
+	products     map[string]*inventoryv1.Product // guarded by mu
+	reservations map[string]*inventoryv1.Reservation
+}
+
+var _ inventoryv1.InventoryServiceServer = (*Server)(nil)
+
+// New returns a Server stocked with cfg.Catalogue. It fails if the catalogue
+// is malformed. A nil log discards log output.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	catalogue := cfg.Catalogue
+	if len(catalogue) == 0 {
+		catalogue = DefaultCatalogue()
+	}
+	products := make(map[string]*inventoryv1.Product, len(catalogue))
+	for i, p := range catalogue {
+		if err := checkProduct(p); err != nil {
+			return nil, fmt.Errorf("inventory: catalogue[%d]: %w", i, err)
+		}
+		if _, dup := products[p.GetId()]; dup {
+			return nil, fmt.Errorf("inventory: catalogue[%d]: duplicate product %q", i, p.GetId())
+		}
+		products[p.GetId()] = proto.CloneOf(p)
+	}
+	return &Server{
+		log:          log,
+		now:          time.Now,
+		products:     products,
+		reservations: make(map[string]*inventoryv1.Reservation),
+	}, nil
+}
+
+func checkProduct(p *inventoryv1.Product) error {
+	switch {
+	case p.GetId() == "":
+		return errors.New("id must not be empty")
+	case p.GetName() == "":
+		return fmt.Errorf("product %q: name must not be empty", p.GetId())
+	case p.GetPrice().GetCurrencyCode() == "":
+		return fmt.Errorf("product %q: price needs a currency code", p.GetId())
+	case p.GetPrice().GetUnitsMinor() < 0:
+		return fmt.Errorf("product %q: price must not be negative", p.GetId())
+	case p.GetAvailableQuantity() < 0:
+		return fmt.Errorf("product %q: available quantity must not be negative", p.GetId())
+	}
+	return nil
+}
+
+// ListProducts returns every product, ordered by ID.
+func (s *Server) ListProducts(context.Context, *inventoryv1.ListProductsRequest) (*inventoryv1.ListProductsResponse, error) {
+	s.mu.Lock()
+	products := make([]*inventoryv1.Product, 0, len(s.products))
+	for _, p := range s.products {
+		products = append(products, proto.CloneOf(p))
+	}
+	s.mu.Unlock()
+	slices.SortFunc(products, func(a, b *inventoryv1.Product) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	return &inventoryv1.ListProductsResponse{Products: products}, nil
+}
+
+// Reserve takes the stock for every item of req, or none of it: an unknown
+// product is NotFound and a short one FailedPrecondition, and then nothing is
+// taken. Reserving again for the same order with the same items returns the
+// existing reservation; with other items it is AlreadyExists, and after the
+// reservation was released it is FailedPrecondition (order IDs are single use).
+func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
+	if err := validateReserve(req); err != nil {
+		return nil, err
+	}
+	orderID := req.GetOrderId()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.reservations[orderID]; ok {
+		if r.GetReleaseTime() != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "reservation for order %q was released", orderID)
+		}
+		if !sameItems(r, req.GetItems()) {
+			return nil, status.Errorf(codes.AlreadyExists, "order %q already has a reservation for other items", orderID)
+		}
+		return &inventoryv1.ReserveResponse{Reservation: proto.CloneOf(r)}, nil
+	}
+	// Check everything before taking anything: all or nothing.
+	for i, item := range req.GetItems() {
+		p, ok := s.products[item.GetProductId()]
+		if !ok {
+			return nil, status.Errorf(codes.NotFound, "items[%d].product_id: unknown product %q", i, item.GetProductId())
+		}
+		if want := int64(item.GetQuantity()); want > p.GetAvailableQuantity() {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"insufficient stock for product %q: requested %d, available %d",
+				p.GetId(), want, p.GetAvailableQuantity())
+		}
+	}
+	r := &inventoryv1.Reservation{
+		OrderId:    orderID,
+		Lines:      make([]*inventoryv1.ReservationLine, 0, len(req.GetItems())),
+		CreateTime: timestamppb.New(s.now()),
+	}
+	for _, item := range req.GetItems() {
+		p := s.products[item.GetProductId()]
+		p.AvailableQuantity -= int64(item.GetQuantity())
+		r.Lines = append(r.Lines, &inventoryv1.ReservationLine{
+			ProductId:   p.GetId(),
+			ProductName: p.GetName(),
+			Quantity:    item.GetQuantity(),
+			UnitPrice:   proto.CloneOf(p.GetPrice()),
+		})
+	}
+	s.reservations[orderID] = r
+	s.log.Info("stock reserved", slog.String("order_id", orderID), slog.Int("lines", len(r.Lines)))
+	return &inventoryv1.ReserveResponse{Reservation: proto.CloneOf(r)}, nil
+}
+
+func validateReserve(req *inventoryv1.ReserveRequest) error {
+	if req.GetOrderId() == "" {
+		return status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	}
+	if len(req.GetItems()) == 0 {
+		return status.Error(codes.InvalidArgument, "items: must contain at least one item")
+	}
+	seen := make(map[string]bool, len(req.GetItems()))
+	for i, item := range req.GetItems() {
+		switch {
+		case item.GetProductId() == "":
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: must not be empty", i)
+		case item.GetQuantity() <= 0:
+			return status.Errorf(codes.InvalidArgument, "items[%d].quantity: must be positive, got %d", i, item.GetQuantity())
+		case seen[item.GetProductId()]:
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, item.GetProductId())
+		}
+		seen[item.GetProductId()] = true
+	}
+	return nil
+}
+
+// sameItems reports whether r holds exactly items, in any order.
+func sameItems(r *inventoryv1.Reservation, items []*inventoryv1.StockItem) bool {
+	if len(r.GetLines()) != len(items) {
+		return false
+	}
+	want := make(map[string]int32, len(items))
+	for _, item := range items {
+		want[item.GetProductId()] = item.GetQuantity()
+	}
+	for _, l := range r.GetLines() {
+		if q, ok := want[l.GetProductId()]; !ok || q != l.GetQuantity() {
+			return false
+		}
+	}
+	return true
+}
+
+// Release gives the stock of the order's reservation back. Releasing again is
+// a no-op that returns the released reservation; an order without a
+// reservation is NotFound, so that a caller compensating for the wrong order
+// hears about it.
+func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
+	orderID := req.GetOrderId()
+	if orderID == "" {
+		return nil, status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.reservations[orderID]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no reservation for order %q", orderID)
+	}
+	if r.GetReleaseTime() == nil {
+		for _, l := range r.GetLines() {
+			// Products are never removed, so every reserved product exists.
+			s.products[l.GetProductId()].AvailableQuantity += int64(l.GetQuantity())
+		}
+		r.ReleaseTime = timestamppb.New(s.now())
+		s.log.Info("stock released", slog.String("order_id", orderID))
+	}
+	return &inventoryv1.ReleaseResponse{Reservation: proto.CloneOf(r)}, nil
+}
+
+// Restock adds req.Quantity units to an existing product's stock.
+func (s *Server) Restock(_ context.Context, req *inventoryv1.RestockRequest) (*inventoryv1.RestockResponse, error) {
+	switch {
+	case req.GetProductId() == "":
+		return nil, status.Error(codes.InvalidArgument, "product_id: must not be empty")
+	case req.GetQuantity() <= 0:
+		return nil, status.Errorf(codes.InvalidArgument, "quantity: must be positive, got %d", req.GetQuantity())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.products[req.GetProductId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "product_id: unknown product %q", req.GetProductId())
+	}
+	if p.GetAvailableQuantity() > math.MaxInt64-req.GetQuantity() {
+		return nil, status.Errorf(codes.InvalidArgument, "quantity: restocking %d would overflow the stock of product %q", req.GetQuantity(), p.GetId())
+	}
+	p.AvailableQuantity += req.GetQuantity()
+	s.log.Info("product restocked", slog.String("product_id", p.GetId()),
+		slog.Int64("quantity", req.GetQuantity()), slog.Int64("available", p.GetAvailableQuantity()))
+	return &inventoryv1.RestockResponse{Product: proto.CloneOf(p)}, nil
+}

@@ -1,0 +1,11 @@
+// Package payments implements shop.payments.v1.PaymentService, the payment
+// processor of the sample mesh: it charges orders up to a configurable limit
+// and refunds payments, keeping its ledger in memory.
+//
+// [Server] holds business logic only; mesh/ and cmd/shop serve it over mTLS
+// with connect-go. Every method is safe for concurrent use. Errors are
+// [connect.Error]s: CodeInvalidArgument names the offending field, a charge
+// above the limit is CodeFailedPrecondition ("payment declined: amount
+// EUR 1500.00 exceeds limit EUR 1000.00"), and an unknown payment is
+// CodeNotFound.
+package payments

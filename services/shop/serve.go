@@ -1,0 +1,187 @@
+package shop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+
+	gatewayv1connect "github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
+	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
+	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
+	paymentsv1connect "github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/services/gateway"
+	"github.com/trustmesh/trustmesh/services/inventory"
+	"github.com/trustmesh/trustmesh/services/orders"
+	"github.com/trustmesh/trustmesh/services/payments"
+)
+
+// Serve runs service name on ln until ctx ends, then stops it gracefully.
+// Its downstreams are reached at cfg.Addrs and must prove their workload
+// SPIFFE IDs.
+func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	defer func() { _ = ln.Close() }() // already closed after a clean stop; this covers start-up errors
+	cfg = cfg.withDefaults()
+	log := cfg.Log.With(slog.String("service", name))
+	creds, err := LoadCredentials(cfg.CertDir, name)
+	if err != nil {
+		return err
+	}
+	opts := []mesh.ServerOption{mesh.WithLogger(log)}
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
+	grpcClient := func(downstream string) (*grpc.ClientConn, error) {
+		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream))
+		if err != nil {
+			return nil, fmt.Errorf("shop: %s: %w", name, err)
+		}
+		closers = append(closers, conn.Close)
+		return conn, nil
+	}
+
+	switch name {
+	case Inventory:
+		impl, err := inventory.New(inventory.Config{}, log)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		srv, err := mesh.NewGRPCServer(creds, opts...)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		inventoryv1.RegisterInventoryServiceServer(srv, impl)
+		return logServe(ctx, log, ln, srv.Serve)
+
+	case Payments:
+		impl := payments.New(payments.Config{Limit: cfg.PaymentLimit}, log)
+		srv, err := mesh.NewConnectServer(creds, opts...)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		srv.Handle(paymentsv1connect.NewPaymentServiceHandler(impl, srv.HandlerOptions()...))
+		return logServe(ctx, log, ln, srv.Serve)
+
+	case Orders:
+		invConn, err := grpcClient(Inventory)
+		if err != nil {
+			return err
+		}
+		httpClient, err := mesh.NewHTTPClient(creds, WorkloadID(Payments))
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		pay := paymentsv1connect.NewPaymentServiceClient(httpClient, "https://"+cfg.Addrs[Payments], connect.WithGRPC())
+		step := cfg.StepInterval
+		if step == 0 {
+			step = orders.DefaultStepInterval
+		}
+		impl, err := orders.New(orders.Config{StepInterval: step}, inventoryv1.NewInventoryServiceClient(invConn), pay, log)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		closers = append(closers, impl.Close)
+		srv, err := mesh.NewGRPCServer(creds, opts...)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		ordersv1.RegisterOrderServiceServer(srv, impl)
+		return logServe(ctx, log, ln, srv.Serve)
+
+	case Gateway:
+		ordConn, err := grpcClient(Orders)
+		if err != nil {
+			return err
+		}
+		invConn, err := grpcClient(Inventory)
+		if err != nil {
+			return err
+		}
+		impl, err := gateway.New(gateway.Config{}, ordersv1.NewOrderServiceClient(ordConn), inventoryv1.NewInventoryServiceClient(invConn), log)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		srv, err := mesh.NewConnectServer(creds, opts...)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		srv.Handle(gatewayv1connect.NewStorefrontServiceHandler(impl, srv.HandlerOptions()...))
+		return logServe(ctx, log, ln, srv.Serve)
+	}
+	return checkName(name)
+}
+
+func logServe(ctx context.Context, log *slog.Logger, ln net.Listener, serve func(context.Context, net.Listener) error) error {
+	log.Info("serving", slog.String("addr", ln.Addr().String()))
+	err := serve(ctx, ln)
+	log.Info("stopped", slog.Any("error", err))
+	return err
+}
+
+// Mesh is the sample mesh running in this process, started by [Start].
+type Mesh struct {
+	// Addrs maps each service to the address it listens on.
+	Addrs map[string]string
+	// CertDir is where the services' certificates are.
+	CertDir string
+
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+// Start binds every service's address (all before serving any, so a busy
+// port fails at once) and serves all four services until ctx ends. Addresses
+// with port 0 get a free port; Mesh.Addrs tells which.
+func Start(ctx context.Context, cfg Config) (*Mesh, error) {
+	cfg = cfg.withDefaults()
+	lns := make(map[string]net.Listener, len(Services))
+	for _, s := range Services {
+		ln, err := net.Listen("tcp", cfg.Addrs[s])
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("shop: %s: listen: %w", s, err)
+		}
+		lns[s] = ln
+		cfg.Addrs[s] = ln.Addr().String()
+	}
+	m := &Mesh{Addrs: cfg.Addrs, CertDir: cfg.CertDir}
+	// A service that fails stops the whole mesh.
+	ctx, cancel := context.WithCancel(ctx)
+	for _, s := range Services {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := Serve(ctx, s, lns[s], cfg); err != nil {
+				m.mu.Lock()
+				m.errs = append(m.errs, err)
+				m.mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	go func() { m.wg.Wait(); cancel() }()
+	return m, nil
+}
+
+// Wait blocks until every service has stopped and returns their errors.
+func (m *Mesh) Wait() error {
+	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return errors.Join(m.errs...)
+}
