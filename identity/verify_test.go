@@ -57,10 +57,7 @@ func TestVerifyRejectsBadPeerCertificates(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Verify accepted %s as %s", tc.name, p.ID)
 			}
-			want := tc.wantErr
-			if strings.Contains(want, "%s") {
-				want = strings.Replace(want, "%s", leaf.SerialNumber.String(), 1)
-			}
+			want := strings.Replace(tc.wantErr, "%s", leaf.SerialNumber.String(), 1)
 			if !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("error:\n got: %s\nwant: %s", err, want)
 			}

@@ -133,4 +133,3 @@ func writeConnectError(w http.ResponseWriter, r *http.Request, err *connect.Erro
 	}
 	_ = ew.Write(w, r, err)
 }
-

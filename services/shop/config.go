@@ -101,4 +101,3 @@ func LoadCredentials(dir, name string) (mesh.Credentials, error) {
 	}
 	return mesh.Credentials{SVID: svid, Bundles: bundle}, nil
 }
-

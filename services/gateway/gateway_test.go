@@ -1,0 +1,274 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
+	"github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
+	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
+	"github.com/trustmesh/trustmesh/services/gateway"
+	"github.com/trustmesh/trustmesh/services/internal/inproc"
+	"github.com/trustmesh/trustmesh/services/inventory"
+	"github.com/trustmesh/trustmesh/services/orders"
+	"github.com/trustmesh/trustmesh/services/payments"
+)
+
+const testTimeout = 10 * time.Second
+
+// newClient serves srv's storefront over HTTP/2 with TLS on loopback and
+// returns a client for it.
+func newClient(t *testing.T, srv gatewayv1connect.StorefrontServiceHandler, opts ...connect.ClientOption) gatewayv1connect.StorefrontServiceClient {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(gatewayv1connect.NewStorefrontServiceHandler(srv))
+	hs := httptest.NewUnstartedServer(mux)
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	return gatewayv1connect.NewStorefrontServiceClient(hs.Client(), hs.URL, opts...)
+}
+
+// newShop wires the gateway to the real orders, inventory (default
+// catalogue) and payments (default limit of EUR 1000.00) and returns a client
+// for it.
+func newShop(t *testing.T, cfg gateway.Config, step time.Duration, opts ...connect.ClientOption) gatewayv1connect.StorefrontServiceClient {
+	t.Helper()
+	invSrv, err := inventory.New(inventory.Config{}, nil)
+	if err != nil {
+		t.Fatalf("inventory.New: %v", err)
+	}
+	inv := inproc.InventoryClient(invSrv)
+	ordSrv, err := orders.New(orders.Config{StepInterval: step}, inv, payments.New(payments.Config{}, nil), nil)
+	if err != nil {
+		t.Fatalf("orders.New: %v", err)
+	}
+	t.Cleanup(func() { _ = ordSrv.Close() })
+	srv, err := gateway.New(cfg, inproc.OrdersClient(ordSrv), inv, nil)
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	return newClient(t, srv, opts...)
+}
+
+func wantError(t *testing.T, err error, code connect.Code, msg string) {
+	t.Helper()
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != code || ce.Message() != msg {
+		t.Fatalf("error = %v, want %v %q", err, code, msg)
+	}
+}
+
+func cart(kv ...any) []*gatewayv1.CartItem {
+	var items []*gatewayv1.CartItem
+	for i := 0; i < len(kv); i += 2 {
+		items = append(items, &gatewayv1.CartItem{ProductId: kv[i].(string), Quantity: int32(kv[i+1].(int))})
+	}
+	return items
+}
+
+func place(ctx context.Context, c gatewayv1connect.StorefrontServiceClient, items []*gatewayv1.CartItem) (*gatewayv1.Order, error) {
+	res, err := c.PlaceOrder(ctx, connect.NewRequest(&gatewayv1.PlaceOrderRequest{CustomerId: "alice", Items: items}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetOrder(), nil
+}
+
+func stock(t *testing.T, c gatewayv1connect.StorefrontServiceClient) string {
+	t.Helper()
+	res, err := c.ListProducts(context.Background(), connect.NewRequest(&gatewayv1.ListProductsRequest{}))
+	if err != nil {
+		t.Fatalf("ListProducts: %v", err)
+	}
+	var s []string
+	for _, p := range res.Msg.GetProducts() {
+		s = append(s, fmt.Sprintf("%s=%d", p.GetId(), p.GetAvailableQuantity()))
+	}
+	return strings.Join(s, " ")
+}
+
+func TestNewRejectsNilClients(t *testing.T) {
+	t.Parallel()
+	invSrv, _ := inventory.New(inventory.Config{}, nil)
+	inv := inproc.InventoryClient(invSrv)
+	if _, err := gateway.New(gateway.Config{}, nil, inv, nil); err == nil || err.Error() != "gateway: nil orders client" {
+		t.Fatalf("New(nil orders) error = %v", err)
+	}
+	if _, err := gateway.New(gateway.Config{}, fakeOrders{}, nil, nil); err == nil || err.Error() != "gateway: nil inventory client" {
+		t.Fatalf("New(nil inventory) error = %v", err)
+	}
+}
+
+func TestListProducts(t *testing.T) {
+	t.Parallel()
+	c := newShop(t, gateway.Config{}, 0)
+	res, err := c.ListProducts(context.Background(), connect.NewRequest(&gatewayv1.ListProductsRequest{}))
+	if err != nil {
+		t.Fatalf("ListProducts: %v", err)
+	}
+	p := res.Msg.GetProducts()[0]
+	if got := fmt.Sprintf("%s %q %d %s %d", p.GetId(), p.GetName(), p.GetPrice().GetUnitsMinor(), p.GetPrice().GetCurrencyCode(), p.GetAvailableQuantity()); got != `sku-apple "Apple" 45 EUR 100` {
+		t.Fatalf("first product = %s", got)
+	}
+}
+
+func TestPlaceOrderErrors(t *testing.T) {
+	t.Parallel()
+	tooMany := make([]*gatewayv1.CartItem, 4)
+	for i := range tooMany {
+		tooMany[i] = &gatewayv1.CartItem{ProductId: fmt.Sprintf("sku-%d", i), Quantity: 1}
+	}
+	testCases := []struct {
+		name     string
+		customer string
+		items    []*gatewayv1.CartItem
+		code     connect.Code
+		msg      string
+	}{
+		{"no customer", "", cart("sku-apple", 1), connect.CodeInvalidArgument, "customer_id: must not be empty"},
+		{"no items", "alice", nil, connect.CodeInvalidArgument, "items: must contain at least one item"},
+		{"too many items", "alice", tooMany, connect.CodeInvalidArgument, "items: at most 3 items per order, got 4"},
+		{"empty product id", "alice", cart("sku-apple", 1, "", 1), connect.CodeInvalidArgument, "items[1].product_id: must not be empty"},
+		{"negative quantity", "alice", cart("sku-apple", -1), connect.CodeInvalidArgument, "items[0].quantity: must be positive, got -1"},
+		// Downstream errors keep their code and message.
+		{"duplicate product", "alice", cart("sku-apple", 1, "sku-apple", 1), connect.CodeInvalidArgument, `items[1].product_id: duplicate product "sku-apple"`},
+		{"unknown product", "alice", cart("sku-kiwi", 1), connect.CodeNotFound, `items[0].product_id: unknown product "sku-kiwi"`},
+		{"short stock", "alice", cart("sku-fig", 21), connect.CodeFailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`},
+		{"declined", "alice", cart("sku-truffle", 3), connect.CodeFailedPrecondition, "payment declined: amount EUR 1350.00 exceeds limit EUR 1000.00"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newShop(t, gateway.Config{MaxItems: 3}, 0)
+			before := stock(t, c)
+			_, err := c.PlaceOrder(context.Background(), connect.NewRequest(&gatewayv1.PlaceOrderRequest{CustomerId: tc.customer, Items: tc.items}))
+			wantError(t, err, tc.code, tc.msg)
+			if after := stock(t, c); after != before {
+				t.Fatalf("stock changed: %s -> %s", before, after)
+			}
+		})
+	}
+}
+
+func TestPlaceAndGetOrder(t *testing.T) {
+	t.Parallel()
+	for _, proto := range []struct {
+		name string
+		opts []connect.ClientOption
+	}{
+		{"connect", nil},
+		{"grpc", []connect.ClientOption{connect.WithGRPC()}},
+	} {
+		t.Run(proto.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			c := newShop(t, gateway.Config{}, 0, proto.opts...)
+			o, err := place(ctx, c, cart("sku-pear", 2, "sku-fig", 1))
+			if err != nil {
+				t.Fatalf("PlaceOrder: %v", err)
+			}
+			l := o.GetLineItems()[0]
+			got := fmt.Sprintf("%s %s %d lines, %s %d x %d = %d, total %d %s",
+				o.GetCustomerId(), o.GetStatus(), len(o.GetLineItems()), l.GetProductName(), l.GetQuantity(),
+				l.GetUnitPrice().GetUnitsMinor(), l.GetLineTotal().GetUnitsMinor(), o.GetTotal().GetUnitsMinor(), o.GetTotal().GetCurrencyCode())
+			if want := "alice ORDER_STATUS_CONFIRMED 2 lines, Pear 2 x 60 = 120, total 240 EUR"; got != want {
+				t.Fatalf("order = %s, want %s", got, want)
+			}
+			if !strings.HasPrefix(o.GetId(), "ord_") || !strings.HasPrefix(o.GetPaymentId(), "pay_") || o.GetCreateTime() == nil {
+				t.Fatalf("order = %v", o)
+			}
+
+			res, err := c.GetOrder(ctx, connect.NewRequest(&gatewayv1.GetOrderRequest{OrderId: o.GetId()}))
+			if err != nil {
+				t.Fatalf("GetOrder: %v", err)
+			}
+			if res.Msg.GetOrder().GetId() != o.GetId() || res.Msg.GetOrder().GetStatus() != gatewayv1.OrderStatus_ORDER_STATUS_CONFIRMED {
+				t.Fatalf("GetOrder = %v", res.Msg.GetOrder())
+			}
+			_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv1.GetOrderRequest{}))
+			wantError(t, err, connect.CodeInvalidArgument, "order_id: must not be empty")
+			_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv1.GetOrderRequest{OrderId: "ord_nope"}))
+			wantError(t, err, connect.CodeNotFound, `order "ord_nope" not found`)
+		})
+	}
+}
+
+// watch collects the statuses of a WatchOrder stream until it ends.
+func watch(ctx context.Context, c gatewayv1connect.StorefrontServiceClient, id string) ([]gatewayv1.OrderStatus, error) {
+	stream, err := c.WatchOrder(ctx, connect.NewRequest(&gatewayv1.WatchOrderRequest{OrderId: id}))
+	if err != nil {
+		return nil, err
+	}
+	defer stream.Close()
+	var got []gatewayv1.OrderStatus
+	for stream.Receive() {
+		got = append(got, stream.Msg().GetOrder().GetStatus())
+	}
+	return got, stream.Err()
+}
+
+func TestWatchOrder(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	c := newShop(t, gateway.Config{}, 5*time.Millisecond)
+
+	o, err := place(ctx, c, cart("sku-apple", 1))
+	if err != nil {
+		t.Fatalf("PlaceOrder: %v", err)
+	}
+	got, err := watch(ctx, c, o.GetId())
+	all := []gatewayv1.OrderStatus{
+		gatewayv1.OrderStatus_ORDER_STATUS_CONFIRMED,
+		gatewayv1.OrderStatus_ORDER_STATUS_SHIPPED,
+		gatewayv1.OrderStatus_ORDER_STATUS_DELIVERED,
+	}
+	// The watch may start after a step, but it never misses or repeats one.
+	if err != nil || len(got) == 0 || fmt.Sprint(got) != fmt.Sprint(all[len(all)-len(got):]) {
+		t.Fatalf("watch = %v, %v; want a suffix of %v", got, err, all)
+	}
+
+	_, err = watch(ctx, c, "")
+	wantError(t, err, connect.CodeInvalidArgument, "order_id: must not be empty")
+	_, err = watch(ctx, c, "ord_nope")
+	wantError(t, err, connect.CodeNotFound, `order "ord_nope" not found`)
+}
+
+// fakeOrders reports the deadline each call carries.
+type fakeOrders struct {
+	ordersv1.OrderServiceClient
+}
+
+func (fakeOrders) GetOrder(ctx context.Context, _ *ordersv1.GetOrderRequest, _ ...grpc.CallOption) (*ordersv1.GetOrderResponse, error) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return nil, status.Error(codes.FailedPrecondition, "no deadline")
+	}
+	return nil, status.Errorf(codes.Aborted, "deadline in %s", time.Until(d).Round(time.Hour))
+}
+
+func TestDeadlineReachesDownstream(t *testing.T) {
+	t.Parallel()
+	invSrv, _ := inventory.New(inventory.Config{}, nil)
+	srv, err := gateway.New(gateway.Config{}, fakeOrders{}, inproc.InventoryClient(invSrv), nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	c := newClient(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv1.GetOrderRequest{OrderId: "ord_x"}))
+	wantError(t, err, connect.CodeAborted, "deadline in 1h0m0s")
+}
