@@ -42,7 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shop: %v\n", strings.TrimSuffix(err.Error(), ": "+errUsage.Error()))
 		return 2
 	default:
-		fmt.Fprintf(stderr, "shop: %v\n", err)
+		// Errors from package shop already carry its "shop: " prefix.
+		fmt.Fprintf(stderr, "shop: %s\n", strings.TrimPrefix(err.Error(), "shop: "))
 		return 1
 	}
 }

@@ -92,7 +92,10 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		closers = append(closers, impl.Close)
+		// Closing orders ends its open WatchOrder streams, which a graceful
+		// stop would otherwise wait for: close it as soon as ctx ends.
+		stop := context.AfterFunc(ctx, func() { _ = impl.Close() })
+		closers = append(closers, func() error { stop(); return impl.Close() })
 		srv, err := mesh.NewGRPCServer(creds, opts...)
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
