@@ -19,7 +19,7 @@ const (
 	exitUsage   = 2 // the command line is wrong
 )
 
-const mainUsage = `meshctl manages trustmesh development certificates.
+const mainUsage = `meshctl manages trustmesh development certificates and authorization policies.
 
 Usage:
   meshctl <command> [subcommand] [flags] [arguments]
@@ -28,6 +28,10 @@ Commands:
   certs init      write a development CA and the sample mesh's SVIDs
   certs issue     issue one SVID from the development CA
   certs inspect   explain a certificate and check it against a trust bundle
+  certs rotate    re-issue workload SVIDs in place from the development CA
+  policy lint     check a policy file and report methods no rule allows
+  policy explain  show the decision for one caller and method, and the rule
+  policy diff     show which callers gain or lose access to each method
   version         print the meshctl version
   help            show this help
 
@@ -56,6 +60,16 @@ func commands() command {
 					{name: "init", run: certsInit},
 					{name: "issue", run: certsIssue},
 					{name: "inspect", run: certsInspect},
+					{name: "rotate", run: certsRotate},
+				},
+			},
+			{
+				name:  "policy",
+				usage: policyUsage,
+				subs: []command{
+					{name: "lint", run: policyLint},
+					{name: "explain", run: policyExplain},
+					{name: "diff", run: policyDiff},
 				},
 			},
 			{name: "version", run: printVersion},

@@ -1,0 +1,118 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Compile checks p and compiles it into an immutable [Engine]. Every error
+// names the rule and where it was declared: "SOURCE: rule NAME: problem".
+func Compile(p Policy) (*Engine, error) {
+	e := &Engine{
+		methods:  map[string]*methodIndex{},
+		services: map[string]*methodIndex{},
+		dryRun:   p.DryRun,
+	}
+	seen := map[string]string{}
+	type parsedRule struct {
+		callers []callerPattern
+		methods []methodPattern
+	}
+	parsed := make([]parsedRule, len(p.Rules))
+	for i, r := range p.Rules {
+		where := r.Source
+		if where == "" {
+			where = p.Source
+		}
+		if where == "" {
+			where = "policy"
+		}
+		fail := func(err error) (*Engine, error) {
+			return nil, fmt.Errorf("%s: rule %s: %w", where, ruleName(r.Name), err)
+		}
+		switch {
+		case r.Name == "":
+			return fail(errors.New("has no name"))
+		case strings.ContainsAny(r.Name, " \t\n"):
+			return fail(errors.New("name must not contain white space"))
+		case r.Effect != Allow && r.Effect != Deny:
+			return fail(errors.New("effect must be allow or deny"))
+		case len(r.From) == 0:
+			return fail(errors.New("has no callers (from)"))
+		case len(r.To) == 0:
+			return fail(errors.New("has no methods (to)"))
+		case r.DryRun && r.Effect == Allow:
+			return fail(errors.New("dry_run applies to deny rules only"))
+		}
+		if prev, dup := seen[r.Name]; dup {
+			return fail(fmt.Errorf("duplicate rule name (first declared at %s)", prev))
+		}
+		seen[r.Name] = where
+		for _, f := range r.From {
+			c, err := parseCaller(f)
+			if err != nil {
+				return fail(err)
+			}
+			parsed[i].callers = append(parsed[i].callers, c)
+		}
+		for _, t := range r.To {
+			m, err := parseMethod(t)
+			if err != nil {
+				return fail(err)
+			}
+			parsed[i].methods = append(parsed[i].methods, m)
+		}
+		e.rules = append(e.rules, compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun})
+	}
+
+	// Which rules apply to each exact method, each service wildcard, and
+	// every method? An exact method inherits its service's and the global
+	// rules; a service inherits the global rules.
+	applies := func(m methodPattern, method, service string) bool {
+		switch {
+		case m.all:
+			return true
+		case m.service != "":
+			return m.service == service
+		default:
+			return method != "" && m.method == method
+		}
+	}
+	build := func(method, service string) *methodIndex {
+		idx := &methodIndex{}
+		for i, pr := range parsed {
+			for _, m := range pr.methods {
+				if applies(m, method, service) {
+					idx.add(int32(i), e.rules[i], pr.callers)
+					break
+				}
+			}
+		}
+		return idx
+	}
+	for _, pr := range parsed {
+		for _, m := range pr.methods {
+			switch {
+			case m.method != "":
+				if _, ok := e.methods[m.method]; !ok {
+					svc, _, _ := splitMethod(m.method)
+					e.methods[m.method] = build(m.method, svc)
+				}
+			case m.service != "":
+				if _, ok := e.services[m.service]; !ok {
+					e.services[m.service] = build("", m.service)
+				}
+			}
+		}
+	}
+	e.global = build("", "")
+	return e, nil
+}
+
+func ruleName(n string) string {
+	if n == "" {
+		return "(unnamed)"
+	}
+	return n
+}

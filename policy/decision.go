@@ -1,0 +1,48 @@
+package policy
+
+import "fmt"
+
+// Outcome is what a decision does to a call.
+type Outcome int
+
+const (
+	// Allowed: an allow rule matched and no deny rule did.
+	Allowed Outcome = iota + 1
+	// Denied: a deny rule matched, or no allow rule did (default deny).
+	Denied
+	// DryRunDenied: a dry-run deny rule matched (or the policy is in
+	// dry-run and would have denied); the call proceeds.
+	DryRunDenied
+)
+
+// String returns "allow", "deny" or "dry_run_deny", the values used in audit
+// events and span attributes.
+func (o Outcome) String() string {
+	switch o {
+	case Allowed:
+		return "allow"
+	case Denied:
+		return "deny"
+	case DryRunDenied:
+		return "dry_run_deny"
+	default:
+		return fmt.Sprintf("outcome(%d)", int(o))
+	}
+}
+
+// DefaultRule is the rule name a decision reports when no rule matched and
+// the call was denied by default.
+const DefaultRule = "default-deny"
+
+// Decision is the result of [Engine.Decide].
+type Decision struct {
+	// Outcome says whether the call proceeds.
+	Outcome Outcome
+	// Rule names the rule that decided: the first matching deny rule, else
+	// the first matching allow rule, else [DefaultRule].
+	Rule string
+}
+
+// Proceed reports whether the call may go ahead (allowed, or denied only in
+// dry-run).
+func (d Decision) Proceed() bool { return d.Outcome == Allowed || d.Outcome == DryRunDenied }
