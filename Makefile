@@ -51,10 +51,14 @@ lint: ## buf lint, gofmt, go vet, staticcheck
 	$(TOOL) staticcheck ./...
 
 .PHONY: test
-test: tools check-generated lint ## everything CI checks: generated code, lint, go test -race
+test: tools check-generated lint bench-check ## everything CI checks: generated code, lint, benchmarks compile, go test -race
 	$(GO) test -race -count=1 ./...
 
 .PHONY: bench
-bench: ## run the benchmarks (see BENCHMARKS.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.out
-	$(TOOL) benchstat bench.out
+bench: ## run the benchmarks, compared side by side with benchstat (see BENCHMARKS.md)
+	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 6 . | tee ../bench.out
+	$(TOOL) benchstat -col /impl bench.out
+
+.PHONY: bench-check
+bench-check: ## compile and run each benchmark once (the bench module has its own go.mod)
+	cd bench && $(GO) vet ./... && $(GO) test -run '^$$' -bench . -benchtime 1x . >/dev/null

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -25,16 +26,25 @@ const DefaultCAValidity = 10 * 365 * 24 * time.Hour
 // peer whose clock runs slightly behind still accepts it.
 const clockSkew = time.Minute
 
-// CA is a development certificate authority for one SPIFFE trust domain: a
-// self-signed ECDSA P-256 root whose only URI SAN is the trust domain's
-// SPIFFE ID (for example spiffe://shop.example). It issues X.509-SVIDs
-// directly, without intermediates.
+// CA is a development certificate authority for one SPIFFE trust domain,
+// with an ECDSA P-256 key and a certificate whose only URI SAN is the trust
+// domain's SPIFFE ID (for example spiffe://shop.example). It is either a
+// self-signed root ([NewCA]), which issues X.509-SVIDs directly, or an
+// intermediate signed by a root ([CA.NewIntermediate]), whose SVIDs carry
+// the chain leaf first, then the intermediate, so that peers holding only
+// the root in their bundle verify them.
 //
 // A CA is immutable and safe for concurrent use.
 type CA struct {
 	td   spiffeid.TrustDomain
-	cert *x509.Certificate
+	cert *x509.Certificate // the signing certificate
 	key  crypto.Signer
+	// chain is what follows a leaf in an issued SVID: cert and the
+	// intermediates above it, in order; nil for a root.
+	chain []*x509.Certificate
+	// roots are the trust anchors: [cert] for a root, the root an
+	// intermediate chains to otherwise.
+	roots []*x509.Certificate
 }
 
 // CAOption configures [NewCA].
@@ -43,8 +53,9 @@ type CAOption interface {
 }
 
 type caConfig struct {
-	validity time.Duration
-	now      time.Time
+	validity   time.Duration
+	now        time.Time
+	maxPathLen int
 }
 
 type caOptionFunc func(*caConfig)
@@ -72,20 +83,28 @@ func WithNow(t time.Time) CAOption {
 	})
 }
 
-// NewCA creates a CA for td with a fresh ECDSA P-256 key. The certificate is
-// valid from one minute before its creation time (to tolerate clock skew)
-// until the end of its validity; see [WithValidity] and [WithNow].
+// WithMaxPathLen sets how many intermediate CAs may stand between a root
+// made by [NewCA] and the SVIDs: 1 lets the root sign an intermediate with
+// [CA.NewIntermediate]. By default, it is 0: the root issues SVIDs directly
+// and peers refuse any chain with an intermediate. A negative value leaves
+// the default in place. Intermediates ignore it: they always have 0.
+func WithMaxPathLen(n int) CAOption {
+	return caOptionFunc(func(c *caConfig) {
+		if n >= 0 {
+			c.maxPathLen = n
+		}
+	})
+}
+
+// NewCA creates a root CA for td with a fresh ECDSA P-256 key. The
+// certificate is valid from one minute before its creation time (to
+// tolerate clock skew) until the end of its validity; see [WithValidity],
+// [WithNow] and [WithMaxPathLen].
 func NewCA(td spiffeid.TrustDomain, opts ...CAOption) (*CA, error) {
 	if td.IsZero() {
 		return nil, errors.New("certs: new CA: trust domain is required")
 	}
-	cfg := caConfig{validity: DefaultCAValidity}
-	for _, opt := range opts {
-		opt.applyToCA(&cfg)
-	}
-	if cfg.now.IsZero() {
-		cfg.now = time.Now()
-	}
+	cfg := newCAConfig(DefaultCAValidity, opts)
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -108,7 +127,8 @@ func NewCA(td spiffeid.TrustDomain, opts ...CAOption) (*CA, error) {
 		URIs:                  []*url.URL{td.ID().URL()},
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
+		MaxPathLen:            cfg.maxPathLen,
+		MaxPathLenZero:        cfg.maxPathLen == 0,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, template, template, key.Public(), key)
@@ -119,20 +139,101 @@ func NewCA(td spiffeid.TrustDomain, opts ...CAOption) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: new CA for %s: %w", td.Name(), err)
 	}
-	return &CA{td: td, cert: cert, key: key}, nil
+	return &CA{td: td, cert: cert, key: key, roots: []*x509.Certificate{cert}}, nil
+}
+
+func newCAConfig(validity time.Duration, opts []CAOption) caConfig {
+	cfg := caConfig{validity: validity}
+	for _, opt := range opts {
+		opt.applyToCA(&cfg)
+	}
+	if cfg.now.IsZero() {
+		cfg.now = time.Now()
+	}
+	return cfg
 }
 
 // TrustDomain returns the trust domain the CA issues SVIDs for.
 func (ca *CA) TrustDomain() spiffeid.TrustDomain { return ca.td }
 
-// Certificate returns the CA's self-signed root certificate. Callers must
-// not modify it.
+// Certificate returns the certificate the CA signs with: the self-signed
+// root, or the intermediate's certificate for an intermediate CA. Callers
+// must not modify it.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
+// IsIntermediate reports whether the CA is an intermediate, whose SVIDs
+// carry its certificate after the leaf.
+func (ca *CA) IsIntermediate() bool { return len(ca.chain) > 0 }
+
+// Chain returns the certificates that follow the leaf in every SVID the CA
+// issues: nil for a root, the intermediate's certificate (and any above it
+// but below the root) for an intermediate. The slice is a copy; the
+// certificates are shared and must not be modified.
+func (ca *CA) Chain() []*x509.Certificate { return slices.Clone(ca.chain) }
+
 // Bundle returns a new X.509 trust bundle for the CA's trust domain holding
-// the CA certificate. It satisfies go-spiffe's x509bundle.Source.
+// the root certificate: the CA's own for a root, the root it chains to for
+// an intermediate. It satisfies go-spiffe's x509bundle.Source.
 func (ca *CA) Bundle() *x509bundle.Bundle {
-	return x509bundle.FromX509Authorities(ca.td, []*x509.Certificate{ca.cert})
+	return x509bundle.FromX509Authorities(ca.td, ca.roots)
+}
+
+// DefaultIntermediateValidity is how long an intermediate made by
+// [CA.NewIntermediate] is valid unless [WithValidity] says otherwise: two
+// years of 365 days (so it can issue SVIDs of up to a year for its first
+// year), and never beyond its parent.
+const DefaultIntermediateValidity = 2 * 365 * 24 * time.Hour
+
+// NewIntermediate creates an intermediate CA signed by ca, with a fresh
+// ECDSA P-256 key, for ca's trust domain: its certificate has the trust
+// domain's SPIFFE ID as its only URI SAN, may sign SVIDs but no further
+// CA (path length 0), and is valid from one minute before its creation
+// time until the end of its validity ([DefaultIntermediateValidity] unless
+// [WithValidity] says otherwise), cut short to ca's own expiry. ca must
+// allow an intermediate: a root made with [WithMaxPathLen](1) or more.
+// [WithMaxPathLen] is ignored.
+func (ca *CA) NewIntermediate(opts ...CAOption) (*CA, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("certs: new intermediate CA for %s: "+format, append([]any{ca.td.Name()}, args...)...)
+	}
+	if ca.cert.MaxPathLen == 0 || ca.cert.MaxPathLen > 0 && len(ca.chain)+1 > ca.cert.MaxPathLen {
+		return nil, fail("the CA certificate allows no further intermediate (path length %d); create the root with WithMaxPathLen(1)", ca.cert.MaxPathLen)
+	}
+	cfg := newCAConfig(DefaultIntermediateValidity, opts)
+	if !cfg.now.Before(ca.cert.NotAfter) {
+		return nil, fail("parent CA expired at %s", ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	notAfter := cfg.now.Add(cfg.validity)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fail("generate key: %w", err)
+	}
+	cert, err := ca.sign(&x509.Certificate{
+		Subject: pkix.Name{
+			Organization: []string{"trustmesh development"},
+			CommonName:   "trustmesh development intermediate CA " + ca.td.Name(),
+		},
+		NotBefore:             cfg.now.Add(-clockSkew).UTC(),
+		NotAfter:              notAfter.UTC(),
+		URIs:                  []*url.URL{ca.td.ID().URL()},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, key.Public())
+	if err != nil {
+		return nil, fail("%w", err)
+	}
+	return &CA{
+		td:    ca.td,
+		cert:  cert,
+		key:   key,
+		chain: append([]*x509.Certificate{cert}, ca.chain...),
+		roots: ca.roots,
+	}, nil
 }
 
 // Sign signs template with the CA key for the public key pub and returns

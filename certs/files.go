@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -20,6 +21,13 @@ const (
 	BundleFile = "bundle.pem"
 	// CAKeyFile holds the CA private key, PKCS#8 PEM ("PRIVATE KEY").
 	CAKeyFile = "ca-key.pem"
+	// IntermediateFile holds an intermediate CA's certificate chain, PEM
+	// encoded, the intermediate first, without the root (which is in
+	// [BundleFile]). When it is present, [LoadCA] returns the intermediate.
+	IntermediateFile = "intermediate.pem"
+	// IntermediateKeyFile holds the intermediate CA's private key, PKCS#8
+	// PEM ("PRIVATE KEY").
+	IntermediateKeyFile = "intermediate-key.pem"
 )
 
 // File permissions of written material.
@@ -32,31 +40,45 @@ const (
 	DirMode os.FileMode = 0o755
 )
 
-// Save writes the CA to dir, creating dir (mode 0755) if needed:
-// [BundleFile] (the certificate, mode 0644) and [CAKeyFile] (the PKCS#8 key,
-// mode 0600). Each file is replaced atomically. The key is written first, so
-// a directory with a bundle always has the key that goes with it.
+// Save writes the CA to dir, creating dir (mode 0755) if needed. A root
+// goes to [BundleFile] (the certificate, mode 0644) and [CAKeyFile] (the
+// PKCS#8 key, mode 0600); an intermediate goes to [IntermediateFile] (its
+// chain without the root, mode 0644) and [IntermediateKeyFile] (mode 0600),
+// and its root must be saved to the same directory for [LoadCA] to find it.
+// Each file is replaced atomically. The key is written first, so a
+// directory with a certificate always has the key that goes with it.
 func (ca *CA) Save(dir string) error {
 	keyPEM, err := marshalKey(ca.key)
 	if err != nil {
 		return fmt.Errorf("certs: save CA to %s: %w", dir, err)
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+	certFile, keyFile, certs := BundleFile, CAKeyFile, []*x509.Certificate{ca.cert}
+	if ca.IsIntermediate() {
+		certFile, keyFile, certs = IntermediateFile, IntermediateKeyFile, ca.chain
+	}
+	var certPEM []byte
+	for _, cert := range certs {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
+	}
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("certs: save CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, CAKeyFile), keyPEM, PrivateFileMode); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, keyFile), keyPEM, PrivateFileMode); err != nil {
 		return fmt.Errorf("certs: save CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, BundleFile), certPEM, PublicFileMode); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, certFile), certPEM, PublicFileMode); err != nil {
 		return fmt.Errorf("certs: save CA: %w", err)
 	}
 	return nil
 }
 
-// LoadCA reads a CA saved by [CA.Save] from dir. The CA certificate is the
-// certificate in [BundleFile] whose public key matches the key in
-// [CAKeyFile]; its trust domain comes from its URI SAN.
+// LoadCA reads a CA saved by [CA.Save] from dir. If dir holds an
+// [IntermediateFile], the CA is that intermediate: its certificate (the
+// first in the file) must match the key in [IntermediateKeyFile] and the
+// chain must be signed by a root in [BundleFile] that allows it; the root's
+// key is not needed. Otherwise the CA certificate is the certificate in
+// [BundleFile] whose public key matches the key in [CAKeyFile]. Either way
+// the trust domain comes from the CA certificate's URI SAN.
 func LoadCA(dir string) (*CA, error) {
 	ca, err := loadCA(dir)
 	if err != nil {
@@ -66,6 +88,12 @@ func LoadCA(dir string) (*CA, error) {
 }
 
 func loadCA(dir string) (*CA, error) {
+	switch _, err := os.Stat(filepath.Join(dir, IntermediateFile)); {
+	case err == nil:
+		return loadIntermediate(dir)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
 	authorities, err := loadAuthorities(filepath.Join(dir, BundleFile))
 	if err != nil {
 		return nil, err
@@ -91,9 +119,63 @@ func loadCA(dir string) (*CA, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", BundleFile, err)
 		}
-		return &CA{td: td, cert: cert, key: key}, nil
+		return &CA{td: td, cert: cert, key: key, roots: []*x509.Certificate{cert}}, nil
 	}
 	return nil, fmt.Errorf("%s holds no certificate for the key in %s", BundleFile, CAKeyFile)
+}
+
+// loadIntermediate is loadCA for a directory with an [IntermediateFile].
+func loadIntermediate(dir string) (*CA, error) {
+	chain, err := readCertificates(filepath.Join(dir, IntermediateFile))
+	if err != nil {
+		return nil, err
+	}
+	keyPath := filepath.Join(dir, IntermediateKeyFile)
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	cert := chain[0]
+	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
+		return nil, fmt.Errorf("%s: first certificate does not match the key in %s", IntermediateFile, IntermediateKeyFile)
+	}
+	for i, c := range chain {
+		if !c.IsCA {
+			return nil, fmt.Errorf("%s: certificate %d is not a CA", IntermediateFile, i+1)
+		}
+		if i > 0 {
+			if err := chain[i-1].CheckSignatureFrom(c); err != nil {
+				return nil, fmt.Errorf("%s: certificate %d is not signed by certificate %d: %w", IntermediateFile, i, i+1, err)
+			}
+		}
+	}
+	td, err := trustDomainOf(cert)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", IntermediateFile, err)
+	}
+	authorities, err := loadAuthorities(filepath.Join(dir, BundleFile))
+	if err != nil {
+		return nil, err
+	}
+	top := chain[len(chain)-1]
+	for _, root := range authorities {
+		if top.CheckSignatureFrom(root) != nil {
+			continue
+		}
+		if root.MaxPathLen >= 0 && len(chain) > root.MaxPathLen {
+			return nil, fmt.Errorf("%s: the root in %s allows %d intermediate CA(s), %s holds %d (recreate the CA with an intermediate)",
+				IntermediateFile, BundleFile, root.MaxPathLen, IntermediateFile, len(chain))
+		}
+		if rootTD, err := trustDomainOf(root); err == nil && rootTD != td {
+			return nil, fmt.Errorf("%s: intermediate is for trust domain %q, the root in %s for %q", IntermediateFile, td.Name(), BundleFile, rootTD.Name())
+		}
+		return &CA{td: td, cert: cert, key: key, chain: chain, roots: []*x509.Certificate{root}}, nil
+	}
+	return nil, fmt.Errorf("%s is not signed by a root in %s", IntermediateFile, BundleFile)
 }
 
 // LoadBundle reads a PEM trust bundle from path. If td is zero, the trust

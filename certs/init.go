@@ -88,6 +88,16 @@ type InitOptions struct {
 	// [DefaultCAValidity].
 	CAValidity time.Duration
 
+	// Intermediate issues the SVIDs from an intermediate CA
+	// ([IntermediateFile], [IntermediateKeyFile]) signed by the root, so
+	// that each NAME.pem holds the leaf and the intermediate while
+	// [BundleFile] holds only the root. A new root is then made to allow
+	// one intermediate. An existing root that does not allow one is an
+	// error unless Force is set. By default, the root issues the SVIDs
+	// directly; a kept CA that already has an intermediate keeps using it
+	// either way, and Force without Intermediate removes it.
+	Intermediate bool
+
 	// Now is the issuance time. By default (the zero time), it is time.Now().
 	Now time.Time
 }
@@ -101,10 +111,14 @@ type InitResult struct {
 	// CACreated is true if Init created a new CA, false if it kept the one
 	// already in Dir.
 	CACreated bool
+	// IntermediateCreated is true if Init created a new intermediate CA
+	// (then CA is that intermediate).
+	IntermediateCreated bool
 	// SVIDs lists the SVIDs written, in the order of [DevIdentities].
 	SVIDs []WrittenSVID
 	// Files lists every file written, in order: the CA files first (only
-	// if CACreated), then each SVID's key and certificate.
+	// if CACreated), then the intermediate's (only if IntermediateCreated),
+	// then each SVID's key and certificate.
 	Files []string
 }
 
@@ -117,13 +131,17 @@ type WrittenSVID struct {
 	CertFile, KeyFile string
 	// NotAfter is when the SVID expires.
 	NotAfter time.Time
+	// Serial is the leaf's serial number in hexadecimal.
+	Serial string
 }
 
 // Init writes a development PKI to dir: it creates dir (mode 0755) if
 // needed; keeps the CA already saved there (see [LoadCA]) unless
-// opts.Force is set, or else creates and saves a new one; then issues every
-// identity of [DevIdentities] and writes each with [WriteSVID]. Re-running
-// Init refreshes the SVIDs without invalidating the trust bundle.
+// opts.Force is set, or else creates and saves a new one; with
+// opts.Intermediate, makes sure the SVIDs come from an intermediate CA;
+// then issues every identity of [DevIdentities] and writes each with
+// [WriteSVID]. Re-running Init refreshes the SVIDs without invalidating the
+// trust bundle.
 func Init(dir string, opts InitOptions) (InitResult, error) {
 	td := opts.TrustDomain
 	if td.IsZero() {
@@ -148,7 +166,11 @@ func Init(dir string, opts InitOptions) (InitResult, error) {
 				dir, ca.TrustDomain().Name(), td.Name())
 		}
 	} else {
-		if ca, err = NewCA(td, WithValidity(opts.CAValidity), WithNow(opts.Now)); err != nil {
+		var maxPathLen int
+		if opts.Intermediate {
+			maxPathLen = 1
+		}
+		if ca, err = NewCA(td, WithValidity(opts.CAValidity), WithNow(opts.Now), WithMaxPathLen(maxPathLen)); err != nil {
 			return res, err
 		}
 		if err := ca.Save(dir); err != nil {
@@ -156,6 +178,30 @@ func Init(dir string, opts InitOptions) (InitResult, error) {
 		}
 		res.CACreated = true
 		res.Files = append(res.Files, filepath.Join(dir, CAKeyFile), filepath.Join(dir, BundleFile))
+		if !opts.Intermediate {
+			// An intermediate left from the replaced CA would no longer
+			// chain to the new root.
+			for _, name := range []string{IntermediateFile, IntermediateKeyFile} {
+				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return res, fmt.Errorf("certs: init: %w", err)
+				}
+			}
+		}
+	}
+	if opts.Intermediate && !ca.IsIntermediate() {
+		inter, err := ca.NewIntermediate(WithNow(opts.Now))
+		if err != nil {
+			if !res.CACreated {
+				return res, fmt.Errorf("certs: init %s: the existing CA was created without room for an intermediate (set Force to replace it): %w", dir, err)
+			}
+			return res, err
+		}
+		if err := inter.Save(dir); err != nil {
+			return res, err
+		}
+		ca = inter
+		res.IntermediateCreated = true
+		res.Files = append(res.Files, filepath.Join(dir, IntermediateKeyFile), filepath.Join(dir, IntermediateFile))
 	}
 	res.CA = ca
 
@@ -186,6 +232,7 @@ func Init(dir string, opts InitOptions) (InitResult, error) {
 			CertFile: certPath,
 			KeyFile:  keyPath,
 			NotAfter: svid.Certificates[0].NotAfter,
+			Serial:   svid.Certificates[0].SerialNumber.Text(16),
 		})
 		res.Files = append(res.Files, keyPath, certPath)
 	}

@@ -47,7 +47,9 @@ type IssueRequest struct {
 // has exactly one URI SAN (req.ID), is not a CA, has the digitalSignature
 // key usage and both the serverAuth and clientAuth extended key usages, so
 // the same SVID serves both sides of a mutual TLS connection. The returned
-// SVID's chain is just the leaf: peers verify it against [CA.Bundle].
+// SVID's chain is the leaf followed by [CA.Chain] (just the leaf for a root
+// CA, leaf then intermediate for an intermediate): peers verify it against
+// [CA.Bundle], which holds only the root.
 func (ca *CA) Issue(req IssueRequest) (*x509svid.SVID, error) {
 	template, err := ca.Template(req)
 	if err != nil {
@@ -63,7 +65,7 @@ func (ca *CA) Issue(req IssueRequest) (*x509svid.SVID, error) {
 	}
 	return &x509svid.SVID{
 		ID:           req.ID,
-		Certificates: []*x509.Certificate{cert},
+		Certificates: append([]*x509.Certificate{cert}, ca.chain...),
 		PrivateKey:   key,
 	}, nil
 }

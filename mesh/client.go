@@ -1,7 +1,9 @@
 package mesh
 
 import (
+	"connectrpc.com/connect"
 	"fmt"
+	"github.com/trustmesh/trustmesh/interceptors"
 	"net/http"
 	"time"
 
@@ -16,6 +18,7 @@ type ClientOption func(*clientConfig)
 
 type clientConfig struct {
 	dialOptions []grpc.DialOption
+	telemetry   *Telemetry
 }
 
 // WithDialOptions appends grpc-go dial options (stats handlers, interceptors,
@@ -41,12 +44,45 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...Clie
 	for _, o := range opts {
 		o(&cfg)
 	}
-	dopts := append([]grpc.DialOption{grpc.WithTransportCredentials(newTransportCredentials(tlsCfg, nil))}, cfg.dialOptions...)
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(newTransportCredentials(tlsCfg, nil))}
+	if cfg.telemetry != nil {
+		self, err := creds.SVID.GetX509SVID()
+		if err != nil {
+			return nil, fmt.Errorf("mesh: dial %s: read own SVID: %w", target, err)
+		}
+		dopts = append(dopts, cfg.telemetry.grpcClientHandler(),
+			grpc.WithChainUnaryInterceptor(interceptors.UnaryClientChain(self.ID)),
+			grpc.WithChainStreamInterceptor(interceptors.StreamClientChain(self.ID)))
+	}
+	dopts = append(dopts, cfg.dialOptions...)
 	conn, err := grpc.NewClient(target, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 	}
 	return conn, nil
+}
+
+// ConnectClientOptions returns the connect-go client options that match
+// opts: with [WithClientTelemetry], the caller-chain and otelconnect
+// interceptors. Pass them to generated NewXClient constructors along with
+// the client from [NewHTTPClient].
+func ConnectClientOptions(creds Credentials, opts ...ClientOption) ([]connect.ClientOption, error) {
+	var cfg clientConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.telemetry == nil {
+		return nil, nil
+	}
+	self, err := creds.SVID.GetX509SVID()
+	if err != nil {
+		return nil, fmt.Errorf("mesh: read own SVID: %w", err)
+	}
+	otelInt, err := cfg.telemetry.connectInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("mesh: telemetry: %w", err)
+	}
+	return []connect.ClientOption{connect.WithInterceptors(interceptors.ConnectClientChain(self.ID), otelInt)}, nil
 }
 
 // NewHTTPClient returns an HTTP/2 client for connect-go clients of a mesh

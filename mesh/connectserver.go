@@ -16,6 +16,8 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/trustmesh/trustmesh/interceptors"
 )
@@ -36,6 +38,28 @@ type ConnectServer struct {
 // NewConnectServer builds a connect-go server with the workload's credentials.
 func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, error) {
 	cfg := newServerConfig(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var own []connect.HandlerOption
+	authz := cfg.authorizer
+	if t := cfg.telemetry; t != nil {
+		otelInt, err := t.connectInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("mesh: telemetry: %w", err)
+		}
+		// otelconnect outside, so the span exists when the trace
+		// interceptor records the caller, decision and chain on it.
+		own = append(own, connect.WithInterceptors(otelInt, interceptors.ConnectServerTrace()))
+		if authz != nil {
+			authz = authz.WithTracing(t.TracerProvider, t.Propagator)
+		}
+	}
+	if authz != nil {
+		// The gate runs first, before any interceptor and before decoding.
+		own = append([]connect.HandlerOption{authz.ConnectGate()}, own...)
+	}
+	cfg.connectOptions = append(own, cfg.connectOptions...)
 	tlsCfg, err := serverTLS(creds, cfg)
 	if err != nil {
 		return nil, err
@@ -85,6 +109,14 @@ func (s *ConnectServer) Handler() http.Handler {
 // gracefully within the shutdown timeout and returns nil. It returns the
 // error that made it stop otherwise.
 func (s *ConnectServer) Serve(ctx context.Context, ln net.Listener) error {
+	methods, err := s.Methods()
+	if err == nil {
+		err = s.cfg.checkCoverage(methods)
+	}
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         s.tls,
@@ -108,4 +140,35 @@ func (s *ConnectServer) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("mesh: connect server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// Methods returns the full names ("/pkg.Service/Method") of every method the
+// server serves, health and reflection included, sorted. The mounted
+// services' descriptors must be registered (linking their generated code
+// does that).
+func (s *ConnectServer) Methods() ([]string, error) {
+	s.mu.Lock()
+	services := slices.Clone(s.services)
+	s.mu.Unlock()
+	out := []string{
+		"/grpc.health.v1.Health/Check",
+		"/grpc.health.v1.Health/Watch",
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+	}
+	for _, name := range services {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			return nil, fmt.Errorf("mesh: mounted service %s: no descriptor registered: %w", name, err)
+		}
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if !ok {
+			return nil, fmt.Errorf("mesh: mounted path /%s/ does not name a service", name)
+		}
+		for i := 0; i < sd.Methods().Len(); i++ {
+			out = append(out, "/"+name+"/"+string(sd.Methods().Get(i).Name()))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

@@ -73,3 +73,7 @@ type authInfo struct {
 func (a authInfo) Principal() identity.Principal { return a.principal }
 
 var _ interceptors.PrincipalAuthInfo = authInfo{}
+
+// GetTLSInfo returns the connection's plain TLS information, for code that
+// expects grpc-go's credentials.TLSInfo (such as grpc-go's authz package).
+func (a authInfo) GetTLSInfo() credentials.TLSInfo { return a.TLSInfo }

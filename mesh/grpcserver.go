@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -31,17 +32,32 @@ var _ grpc.ServiceRegistrar = (*GRPCServer)(nil)
 // NewGRPCServer builds a grpc-go server with the workload's credentials.
 func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error) {
 	cfg := newServerConfig(opts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	tlsCfg, err := serverTLS(creds, cfg)
 	if err != nil {
 		return nil, err
 	}
-	unary := append([]grpc.UnaryServerInterceptor{interceptors.UnaryServerIdentity()}, cfg.unary...)
-	stream := append([]grpc.StreamServerInterceptor{interceptors.StreamServerIdentity()}, cfg.stream...)
-	gopts := append([]grpc.ServerOption{
-		grpc.Creds(newTransportCredentials(tlsCfg, cfg.log)),
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-	}, cfg.grpcOptions...)
+	unary := []grpc.UnaryServerInterceptor{interceptors.UnaryServerIdentity()}
+	stream := []grpc.StreamServerInterceptor{interceptors.StreamServerIdentity()}
+	gopts := []grpc.ServerOption{grpc.Creds(newTransportCredentials(tlsCfg, cfg.log))}
+	authz := cfg.authorizer
+	if t := cfg.telemetry; t != nil {
+		gopts = append(gopts, t.grpcServerHandler())
+		unary = append(unary, interceptors.UnaryServerTrace())
+		stream = append(stream, interceptors.StreamServerTrace())
+		if authz != nil {
+			authz = authz.WithTracing(t.TracerProvider, t.Propagator)
+		}
+	}
+	if authz != nil {
+		gopts = append(gopts, grpc.InTapHandle(authz.TapHandle()))
+	}
+	gopts = append(gopts,
+		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
+		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
+	gopts = append(gopts, cfg.grpcOptions...)
 	s := &GRPCServer{server: grpc.NewServer(gopts...), health: health.NewServer(), cfg: cfg}
 	healthpb.RegisterHealthServer(s.server, s.health)
 	reflection.Register(s.server) // v1 and v1alpha
@@ -78,6 +94,10 @@ func (s *GRPCServer) Server() *grpc.Server { return s.server }
 // the shutdown timeout and returns nil. It returns the error that made it stop
 // otherwise.
 func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.cfg.checkCoverage(s.Methods()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	for name := range s.server.GetServiceInfo() {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
@@ -105,4 +125,17 @@ func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("mesh: grpc server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// Methods returns the full names ("/pkg.Service/Method") of every method the
+// server serves, health and reflection included, sorted.
+func (s *GRPCServer) Methods() []string {
+	var out []string
+	for svc, info := range s.server.GetServiceInfo() {
+		for _, m := range info.Methods {
+			out = append(out, "/"+svc+"/"+m.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

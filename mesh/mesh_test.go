@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	_ "google.golang.org/grpc/channelz/grpc_channelz_v1" // a registered service descriptor for the health test
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -71,7 +72,7 @@ func startGRPC(t *testing.T, pki *testpki.PKI, id string, rec *seen) string {
 		return h(ctx, req)
 	}
 	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, id), Bundles: pki.Bundle()},
-		mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{capture}, nil))
+		mesh.WithoutAuthorization(), mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{capture}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func startConnect(t *testing.T, pki *testpki.PKI, id string, rec *seen) string {
 		}
 	})
 	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, id), Bundles: pki.Bundle()},
-		mesh.WithConnectHandlerOptions(connect.WithInterceptors(capture)))
+		mesh.WithoutAuthorization(), mesh.WithConnectHandlerOptions(connect.WithInterceptors(capture)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +257,11 @@ func wantHandshakeRefused(t *testing.T, addr string, svid *x509svid.SVID, mutate
 func TestHealthOnConnectServer(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "shop.example")
-	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()})
+	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()}, mesh.WithoutAuthorization())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Handle("/shop.test.v1.TestService/", http.NotFoundHandler())
+	srv.Handle("/grpc.channelz.v1.Channelz/", http.NotFoundHandler()) // any registered service will do
 	addr := serve(t, srv.Serve)
 	hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, clientID), Bundles: pki.Bundle()}, spiffeid.RequireFromString(serverID))
 	if err != nil {
@@ -269,8 +270,8 @@ func TestHealthOnConnectServer(t *testing.T) {
 	client := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](hc,
 		"https://"+addr+"/grpc.health.v1.Health/Check")
 	for svc, want := range map[string]healthpb.HealthCheckResponse_ServingStatus{
-		"":                         healthpb.HealthCheckResponse_SERVING,
-		"shop.test.v1.TestService": healthpb.HealthCheckResponse_SERVING,
+		"":                          healthpb.HealthCheckResponse_SERVING,
+		"grpc.channelz.v1.Channelz": healthpb.HealthCheckResponse_SERVING,
 	} {
 		resp, err := client.CallUnary(context.Background(), connect.NewRequest(&healthpb.HealthCheckRequest{Service: svc}))
 		if err != nil {
@@ -295,13 +296,24 @@ func TestConfigErrors(t *testing.T) {
 		fn   func() error
 		want string
 	}{
-		{"grpc-no-svid", func() error { _, err := mesh.NewGRPCServer(mesh.Credentials{Bundles: pki.Bundle()}); return err },
+		{"grpc-no-svid", func() error {
+			_, err := mesh.NewGRPCServer(mesh.Credentials{Bundles: pki.Bundle()}, mesh.WithoutAuthorization())
+			return err
+		},
 			"mesh: credentials: no SVID source"},
 		{"connect-no-bundle", func() error {
-			_, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, serverID)})
+			_, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, serverID)}, mesh.WithoutAuthorization())
 			return err
 		},
 			"mesh: credentials: no trust bundle source"},
+		{"grpc-no-authorization-choice", func() error {
+			_, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()})
+			return err
+		}, "mesh: no authorization: pass WithAuthorizer, or WithoutAuthorization to let every trust-domain member call every method"},
+		{"connect-no-authorization-choice", func() error {
+			_, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()})
+			return err
+		}, "mesh: no authorization: pass WithAuthorizer, or WithoutAuthorization to let every trust-domain member call every method"},
 		{"dial-no-expected-id", func() error {
 			_, err := mesh.DialGRPC("127.0.0.1:1", mesh.Credentials{SVID: pki.SVID(t, clientID), Bundles: pki.Bundle()}, spiffeid.ID{})
 			return err

@@ -1,12 +1,17 @@
 package mesh
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+
+	"github.com/trustmesh/trustmesh/interceptors"
 )
 
 // ServerOption configures a server built by [NewGRPCServer] or
@@ -21,6 +26,10 @@ type serverConfig struct {
 	grpcOptions     []grpc.ServerOption
 	connectOptions  []connect.HandlerOption
 	shutdownTimeout time.Duration
+	authorizer      *interceptors.Authorizer
+	noAuthz         bool
+	coverageWarn    bool
+	telemetry       *Telemetry
 }
 
 func newServerConfig(opts []ServerOption) *serverConfig {
@@ -86,4 +95,61 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 			c.shutdownTimeout = d
 		}
 	}
+}
+
+// WithAuthorizer authorizes every call with a: on grpc-go in an InTapHandle,
+// on connect-go in a request gate, so that a denied call is refused before
+// its request is decoded. Health and reflection are authorized like any
+// other method. At Serve, every served method must be covered by an allow
+// rule (see [WithCoverageWarnings]). A server needs either this option or
+// [WithoutAuthorization].
+func WithAuthorizer(a *interceptors.Authorizer) ServerOption {
+	return func(c *serverConfig) { c.authorizer = a }
+}
+
+// WithoutAuthorization builds a server that lets every peer that passed the
+// TLS checks (a member of an accepted trust domain) call every method. It
+// must be asked for explicitly: without it, a server with no
+// [WithAuthorizer] fails to build.
+func WithoutAuthorization() ServerOption {
+	return func(c *serverConfig) { c.noAuthz = true }
+}
+
+// WithCoverageWarnings relaxes the start-up coverage check: methods that no
+// allow rule covers are logged as a warning instead of stopping Serve. By
+// default they stop it.
+func WithCoverageWarnings() ServerOption {
+	return func(c *serverConfig) { c.coverageWarn = true }
+}
+
+func (c *serverConfig) validate() error {
+	switch {
+	case c.authorizer == nil && !c.noAuthz:
+		return errors.New("mesh: no authorization: pass WithAuthorizer, or WithoutAuthorization to let every trust-domain member call every method")
+	case c.authorizer != nil && c.noAuthz:
+		return errors.New("mesh: both WithAuthorizer and WithoutAuthorization given")
+	}
+	return nil
+}
+
+// checkCoverage refuses (or, with WithCoverageWarnings, logs) served methods
+// that no allow rule covers.
+func (c *serverConfig) checkCoverage(methods []string) error {
+	if c.authorizer == nil {
+		return nil
+	}
+	var uncovered []string
+	for _, m := range methods {
+		if !c.authorizer.Covers(m) {
+			uncovered = append(uncovered, m)
+		}
+	}
+	if len(uncovered) == 0 {
+		return nil
+	}
+	if c.coverageWarn {
+		c.log.Warn("mesh: methods no allow rule covers (callable by no one)", slog.Any("methods", uncovered))
+		return nil
+	}
+	return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s", len(uncovered), strings.Join(uncovered, ", "))
 }

@@ -3,12 +3,35 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
+
+// CompileOption configures [Compile].
+type CompileOption func(*compileConfig)
+
+type compileConfig struct {
+	server spiffeid.ID
+}
+
+// ForServer compiles the policy for the server whose own SPIFFE ID is id:
+// rules with an At list apply only if id matches it. Without this option,
+// rules with an At list apply nowhere.
+func ForServer(id spiffeid.ID) CompileOption {
+	return func(c *compileConfig) { c.server = id }
+}
 
 // Compile checks p and compiles it into an immutable [Engine]. Every error
 // names the rule and where it was declared: "SOURCE: rule NAME: problem".
-func Compile(p Policy) (*Engine, error) {
+func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
+	var cfg compileConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	e := &Engine{
 		methods:  map[string]*methodIndex{},
 		services: map[string]*methodIndex{},
@@ -18,6 +41,7 @@ func Compile(p Policy) (*Engine, error) {
 	type parsedRule struct {
 		callers []callerPattern
 		methods []methodPattern
+		here    bool // the rule applies on this server (At)
 	}
 	parsed := make([]parsedRule, len(p.Rules))
 	for i, r := range p.Rules {
@@ -34,8 +58,8 @@ func Compile(p Policy) (*Engine, error) {
 		switch {
 		case r.Name == "":
 			return fail(errors.New("has no name"))
-		case strings.ContainsAny(r.Name, " \t\n"):
-			return fail(errors.New("name must not contain white space"))
+		case !validName(r.Name):
+			return fail(errRuleName)
 		case r.Effect != Allow && r.Effect != Deny:
 			return fail(errors.New("effect must be allow or deny"))
 		case len(r.From) == 0:
@@ -63,6 +87,16 @@ func Compile(p Policy) (*Engine, error) {
 			}
 			parsed[i].methods = append(parsed[i].methods, m)
 		}
+		parsed[i].here = len(r.At) == 0
+		for _, a := range r.At {
+			c, err := parseCaller(a)
+			if err != nil {
+				return fail(fmt.Errorf("at: %w", err))
+			}
+			if !cfg.server.IsZero() && c.match(cfg.server) {
+				parsed[i].here = true
+			}
+		}
 		e.rules = append(e.rules, compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun})
 	}
 
@@ -82,6 +116,9 @@ func Compile(p Policy) (*Engine, error) {
 	build := func(method, service string) *methodIndex {
 		idx := &methodIndex{}
 		for i, pr := range parsed {
+			if !pr.here {
+				continue
+			}
 			for _, m := range pr.methods {
 				if applies(m, method, service) {
 					idx.add(int32(i), e.rules[i], pr.callers)
@@ -110,9 +147,23 @@ func Compile(p Policy) (*Engine, error) {
 	return e, nil
 }
 
+// ruleName is how errors name a rule: "(unnamed)", its name, or its name
+// quoted when it is not valid (it could hold a line break).
 func ruleName(n string) string {
-	if n == "" {
+	switch {
+	case n == "":
 		return "(unnamed)"
+	case !validName(n):
+		return strconv.Quote(n)
 	}
 	return n
+}
+
+var errRuleName = errors.New("name must not contain white space or control characters")
+
+// validName reports whether n is a valid rule name: printable UTF-8 with
+// no white space, so that it reads as one word in errors and audit logs.
+func validName(n string) bool {
+	return n != "" && utf8.ValidString(n) &&
+		strings.IndexFunc(n, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) < 0
 }

@@ -132,3 +132,13 @@ func (e *Engine) Covers(method string) bool {
 
 // Rules returns the number of rules in the policy.
 func (e *Engine) Rules() int { return len(e.rules) }
+
+// Source holds the engine in force. A *Engine is a Source of itself; a
+// [Watcher] is one whose engine changes when its file does. Adapters call
+// Engine once per decision, so it must be cheap and safe for concurrent use.
+type Source interface {
+	Engine() *Engine
+}
+
+// Engine returns e itself, so a fixed policy is a [Source].
+func (e *Engine) Engine() *Engine { return e }

@@ -78,7 +78,7 @@ func parseCaller(s string) (callerPattern, error) {
 		case strings.Contains(seg, "*"):
 			return callerPattern{}, fmt.Errorf("caller %q: %w", s, errPartialWildcard)
 		default:
-			if err := spiffeid.ValidatePathSegment("/" + seg); err != nil {
+			if err := spiffeid.ValidatePathSegment(seg); err != nil {
 				return callerPattern{}, fmt.Errorf("caller %q: %w", s, err)
 			}
 		}

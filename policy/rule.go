@@ -48,7 +48,12 @@ type Rule struct {
 	From []string
 	// To lists method patterns (see the package doc); at least one.
 	To []string
-	// DryRun, on a deny rule, reports its denials as DryRunDeny and lets
+	// At, when set, limits the rule to servers whose own SPIFFE ID matches
+	// one of these caller-style patterns (e.g. only the gateway serves
+	// reflection to people). Such a rule applies only in an engine compiled
+	// [ForServer] a matching ID; empty means every server.
+	At []string
+	// DryRun, on a deny rule, reports its denials as DryRunDenied and lets
 	// the calls through. It is not allowed on allow rules.
 	DryRun bool
 	// Source says where the rule was declared, for errors, e.g.

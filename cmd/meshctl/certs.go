@@ -23,18 +23,20 @@ const defaultDir = "certs/dev"
 
 const certsUsage = `meshctl certs manages the development PKI: a CA for a SPIFFE trust domain
 and the X.509-SVIDs it issues. The material lives in a directory
-(default certs/dev): bundle.pem (the trust bundle), ca-key.pem, and
+(default certs/dev): bundle.pem (the trust bundle), ca-key.pem,
+intermediate.pem / intermediate-key.pem (with --intermediate), and
 NAME.pem / NAME-key.pem per SVID.
 
 Usage:
-  meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--trust-domain shop.example] [--dns NAME,...]
+  meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain shop.example] [--dns NAME,...]
   meshctl certs issue    --id SPIFFE_ID --name NAME [--dns NAME,...] [--ip IP,...] [--ttl 24h] [--dir certs/dev]
   meshctl certs inspect  [--bundle FILE] FILE
+  meshctl certs rotate   [--dir certs/dev] [--ttl 24h] [NAME...]
 
 Run 'meshctl certs <subcommand> --help' for details.
 `
 
-const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--trust-domain shop.example] [--dns NAME,...]
+const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain shop.example] [--dns NAME,...]
 
 Writes a development PKI to --dir: a CA (bundle.pem, ca-key.pem) and an
 SVID for each identity of the sample mesh:
@@ -47,6 +49,11 @@ A CA already in --dir is kept, so running init again only refreshes the
 SVIDs; --force replaces the CA (every SVID issued from the old one stops
 verifying). --dns adds host names to every workload SVID, e.g. the names
 a container network gives the services.
+
+--intermediate issues the SVIDs from an intermediate CA
+(intermediate.pem, intermediate-key.pem) signed by the root: each NAME.pem
+then holds the leaf and the intermediate, bundle.pem only the root. A
+root created without --intermediate cannot take one: add --force.
 `
 
 const issueUsage = `Usage: meshctl certs issue --id SPIFFE_ID --name NAME [--dns NAME,...] [--ip IP,...] [--ttl 24h] [--dir certs/dev]
@@ -74,6 +81,7 @@ func certsInit(_ context.Context, path string, args []string, stdout io.Writer) 
 	dir := flags.String("dir", defaultDir, "directory to write to")
 	ttl := flags.Duration("ttl", certs.DefaultSVIDTTL, "lifetime of each SVID (at most 1 year)")
 	force := flags.Bool("force", false, "replace an existing CA")
+	intermediate := flags.Bool("intermediate", false, "issue the SVIDs from an intermediate CA signed by the root")
 	tdName := flags.String("trust-domain", certs.DefaultTrustDomain, "trust domain of a new CA and of the identities")
 	var dns listFlag
 	flags.Var(&dns, "dns", "extra DNS SANs for every workload SVID, comma-separated; repeatable")
@@ -88,16 +96,23 @@ func certsInit(_ context.Context, path string, args []string, stdout io.Writer) 
 		return err
 	}
 
-	res, err := certs.Init(*dir, certs.InitOptions{TrustDomain: td, TTL: *ttl, Force: *force, ExtraDNSNames: dns})
+	res, err := certs.Init(*dir, certs.InitOptions{TrustDomain: td, TTL: *ttl, Force: *force, ExtraDNSNames: dns, Intermediate: *intermediate})
 	if err != nil {
 		return err
 	}
-	caCert := res.CA.Certificate()
+	rootCert := res.CA.Bundle().X509Authorities()[0]
 	if res.CACreated {
-		fmt.Fprintf(stdout, "created CA %s in %s (expires %s)\n", td.IDString(), res.Dir, formatTime(caCert.NotAfter))
+		fmt.Fprintf(stdout, "created CA %s in %s (expires %s)\n", td.IDString(), res.Dir, formatTime(rootCert.NotAfter))
 		fmt.Fprintf(stdout, "  wrote %s\n  wrote %s\n", filepath.Join(res.Dir, certs.CAKeyFile), filepath.Join(res.Dir, certs.BundleFile))
 	} else {
-		fmt.Fprintf(stdout, "kept existing CA %s in %s (expires %s; --force replaces it)\n", td.IDString(), res.Dir, formatTime(caCert.NotAfter))
+		fmt.Fprintf(stdout, "kept existing CA %s in %s (expires %s; --force replaces it)\n", td.IDString(), res.Dir, formatTime(rootCert.NotAfter))
+	}
+	switch {
+	case res.IntermediateCreated:
+		fmt.Fprintf(stdout, "created intermediate CA in %s (expires %s)\n  wrote %s\n  wrote %s\n", res.Dir, formatTime(res.CA.Certificate().NotAfter),
+			filepath.Join(res.Dir, certs.IntermediateKeyFile), filepath.Join(res.Dir, certs.IntermediateFile))
+	case res.CA.IsIntermediate():
+		fmt.Fprintf(stdout, "kept existing intermediate CA in %s (expires %s)\n", res.Dir, formatTime(res.CA.Certificate().NotAfter))
 	}
 	for _, s := range res.SVIDs {
 		fmt.Fprintf(stdout, "issued %s (expires %s)\n  wrote %s\n  wrote %s\n", s.Identity.ID, formatTime(s.NotAfter), s.CertFile, s.KeyFile)

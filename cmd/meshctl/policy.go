@@ -1,24 +1,482 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/trustmesh/trustmesh/policy"
+
+	// The sample mesh's services, registered in protoregistry.GlobalFiles:
+	// their methods are what lint checks coverage of by default.
+	_ "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
+	_ "github.com/trustmesh/trustmesh/gen/shop/gateway/v2"
+	_ "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
+	_ "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
+	_ "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 )
 
+// defaultPolicyFile is the sample mesh's policy, relative to the working
+// directory (the repository root).
+const defaultPolicyFile = "services/policy.yaml"
+
 // policyUsage is the help of "meshctl policy".
-const policyUsage = `Usage: meshctl policy <lint|explain|diff> ...
+const policyUsage = `meshctl policy checks and explains authorization policy files: YAML files
+of rules that say which callers (SPIFFE ID patterns) may call which methods
+(/package.Service/Method). Any matching deny rule wins, then any matching
+allow rule; everything else is denied by default.
+
+The sample mesh (shop) declares its workload-to-workload rules next to its
+APIs, as trustmesh.v1 access options in its protos, and keeps people and
+operators in services/policy.yaml. Like shop, every subcommand merges the
+rules of the sample mesh's protos with the file; --protos=false leaves them
+out and looks at the file alone.
+
+Usage:
+  meshctl policy lint     FILE [--methods FILE|-] [--strict] [--protos=false]
+  meshctl policy explain  --caller SPIFFE_ID --method /pkg.Service/Method [--protos=false] [FILE]
+  meshctl policy diff     [--protos=false] OLD NEW
+
+Run 'meshctl policy <subcommand> --help' for details.
 `
 
-// TODO(policy helper): implement.
-func policyLint(_ context.Context, _ string, _ []string, _ io.Writer) error {
-	return errors.New("policy lint: not implemented yet")
+const lintUsage = `Usage: meshctl policy lint FILE [--methods FILE|-] [--strict] [--protos=false]
+
+Parses and compiles the policy in FILE and prints "FILE: ok (N rules)", or
+the first problem as FILE:LINE: rule NAME: what is wrong (exit 1). The
+allow rules declared in the sample mesh's protos are merged in, as shop
+does, unless --protos=false.
+
+It then checks coverage: every method that is served should be allowed by
+at least one allow rule, for some caller, or no one can ever call it. The
+methods checked are those of the sample mesh (the shop.* services and the
+standard health and reflection services) unless --methods names a file that
+lists them instead: one /package.Service/Method per line, blank lines and
+# comments ignored; "-" reads the list from standard input. Each method no
+allow rule covers is printed as "uncovered: METHOD"; that is a warning,
+or, with --strict, a failure (exit 1) as it is when a server starts.
+`
+
+const explainUsage = `Usage: meshctl policy explain --caller SPIFFE_ID --method /pkg.Service/Method [--protos=false] [FILE]
+
+Prints the decision the policy in FILE (default services/policy.yaml),
+merged with the rules of the sample mesh's protos unless --protos=false,
+makes when the workload or person SPIFFE_ID calls the method, and the rule
+that makes it, with where it is declared (FILE:LINE, or the proto method).
+The decision is one of
+
+  allow          an allow rule matches and no deny rule does
+  deny           a deny rule matches, or no allow rule does (default-deny)
+  dry_run_deny   a dry-run deny rule matches, or the whole policy is in
+                 dry-run and would deny: the call proceeds but is logged
+
+--caller is a concrete SPIFFE ID (no wildcards) and --method a full gRPC
+method name, as a server sees them. The exit code is 0 whatever the
+decision; it is 1 only if FILE cannot be loaded.
+
+Example:
+  meshctl policy explain --caller spiffe://shop.example/user/alice \
+      --method /shop.payments.v1.PaymentService/Charge
+`
+
+const diffUsage = `Usage: meshctl policy diff [--protos=false] OLD NEW
+
+Shows who gains and who loses access when the policy in OLD is replaced by
+the one in NEW, both merged with the rules of the sample mesh's protos
+unless --protos=false. It compares the two decisions for each method and
+each caller:
+
+  methods  every method named in either policy, every /package.Service/*
+           pattern (standing for the service's other methods), * (for
+           any other method), and the sample mesh's methods
+  callers  every caller pattern named in either policy, tried with an
+           example ID: * becomes x, a trailing ** becomes x/y, and a
+           bare trust domain spiffe://TD becomes spiffe://TD/x
+
+Output, sorted by method then caller:
+
+  METHOD: CALLER gains access (deny by default-deny -> allow by rule NAME)
+  METHOD: CALLER loses access (allow by rule NAME -> deny by rule NAME)
+  METHOD: CALLER changes decision (allow by rule NAME -> dry_run_deny by rule NAME)
+
+"changes decision" is a change between allow and dry_run_deny, which both
+let the call through. When nothing changes it prints "no changes". The
+exit code is 0 either way; it is 1 only if a file cannot be loaded.
+`
+
+func policyLint(_ context.Context, path string, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet(path, flag.ContinueOnError)
+	methodsFile := flags.String("methods", "", `file listing the served methods, one per line ("-": standard input); default: the sample mesh's methods`)
+	strict := flags.Bool("strict", false, "fail (exit 1) if a method is not covered by any allow rule, instead of warning")
+	protos := protosFlag(flags)
+	positional, err := parseFlags(flags, path, lintUsage, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(positional) != 1 {
+		return usageErrorf("%swant exactly one FILE, got %d arguments (see '%s --help')", where(path), len(positional), path)
+	}
+	file := positional[0]
+
+	methods := sampleMethods()
+	if *methodsFile != "" {
+		if methods, err = readMethods(*methodsFile); err != nil {
+			return err
+		}
+	}
+	pf, err := loadPolicy(file, *protos)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%s)\n", file, plural(pf.fileRules, "rule"))
+	if n := len(pf.policy.Rules) - pf.fileRules; n > 0 {
+		fmt.Fprintf(stdout, "merged with %s from the sample mesh's protos\n", plural(n, "rule"))
+	}
+	engine := pf.engine
+
+	var uncovered int
+	for _, m := range methods {
+		if !engine.Covers(m) {
+			fmt.Fprintf(stdout, "uncovered: %s\n", m)
+			uncovered++
+		}
+	}
+	if uncovered == 0 {
+		return nil
+	}
+	summary := fmt.Sprintf("%s: %d of %s not covered by any allow rule", file, uncovered, plural(len(methods), "method"))
+	if *strict {
+		return fmt.Errorf("%s", summary)
+	}
+	_, err = fmt.Fprintf(stdout, "warning: %s (--strict makes this an error)\n", summary)
+	return err
 }
 
-func policyExplain(_ context.Context, _ string, _ []string, _ io.Writer) error {
-	return errors.New("policy explain: not implemented yet")
+func policyExplain(_ context.Context, path string, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet(path, flag.ContinueOnError)
+	callerFlag := flags.String("caller", "", "SPIFFE ID of the caller (required), e.g. spiffe://shop.example/user/alice")
+	method := flags.String("method", "", "full method name (required), e.g. /shop.gateway.v1.StorefrontService/ListProducts")
+	protos := protosFlag(flags)
+	positional, err := parseFlags(flags, path, explainUsage, args, stdout)
+	if err != nil {
+		return err
+	}
+	file := defaultPolicyFile
+	switch len(positional) {
+	case 0:
+	case 1:
+		file = positional[0]
+	default:
+		return usageErrorf("%swant at most one FILE, got %d arguments (see '%s --help')", where(path), len(positional), path)
+	}
+	switch {
+	case *callerFlag == "":
+		return usageErrorf("%s--caller is required (see '%s --help')", where(path), path)
+	case *method == "":
+		return usageErrorf("%s--method is required (see '%s --help')", where(path), path)
+	}
+	caller, err := spiffeid.FromString(*callerFlag)
+	if err != nil {
+		return usageErrorf("--caller %q: %v", *callerFlag, err)
+	}
+	if err := checkMethod(*method); err != nil {
+		return usageErrorf("--method %q: %v", *method, err)
+	}
+
+	pf, err := loadPolicy(file, *protos)
+	if err != nil {
+		return err
+	}
+	d := pf.engine.Decide(*method, caller)
+	fmt.Fprintf(stdout, "caller:   %s\nmethod:   %s\ndecision: %s\n", caller, *method, d.Outcome)
+	if d.Rule == policy.DefaultRule {
+		fmt.Fprintf(stdout, "rule:     %s (no rule matches)\n", d.Rule)
+	} else {
+		fmt.Fprintf(stdout, "rule:     %s\n", d.Rule)
+		if src := ruleSource(pf.policy, d.Rule); src != "" {
+			fmt.Fprintf(stdout, "source:   %s\n", src)
+		}
+	}
+	if pf.policy.DryRun {
+		_, err = fmt.Fprintln(stdout, "note:     the whole policy is in dry-run: denied calls proceed")
+	}
+	return err
 }
 
-func policyDiff(_ context.Context, _ string, _ []string, _ io.Writer) error {
-	return errors.New("policy diff: not implemented yet")
+func policyDiff(_ context.Context, path string, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet(path, flag.ContinueOnError)
+	protos := protosFlag(flags)
+	positional, err := parseFlags(flags, path, diffUsage, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(positional) != 2 {
+		return usageErrorf("%swant OLD and NEW files, got %d arguments (see '%s --help')", where(path), len(positional), path)
+	}
+	before, err := loadPolicy(positional[0], *protos)
+	if err != nil {
+		return err
+	}
+	after, err := loadPolicy(positional[1], *protos)
+	if err != nil {
+		return err
+	}
+
+	methods := sampleMethods()
+	var callers []exampleCaller
+	for _, pf := range []loadedPolicy{before, after} {
+		for _, r := range pf.policy.Rules {
+			// Compile accepted every pattern, so To holds only "*",
+			// "/pkg.Svc/*" and exact methods. The engine treats a
+			// "/pkg.Svc/*" it is asked about as a method of pkg.Svc that
+			// no rule names exactly, and "*" as a method of a service no
+			// rule names: each stands for "any other method" there.
+			methods = append(methods, r.To...)
+			for _, from := range r.From {
+				if c, ok := exampleFor(from); ok {
+					callers = append(callers, c)
+				}
+			}
+		}
+	}
+	slices.Sort(methods)
+	methods = slices.Compact(methods)
+	// Sort by ID, and for one ID put an exact mention (whose pattern is
+	// the ID itself) first, so that it is the one kept.
+	slices.SortFunc(callers, func(a, b exampleCaller) int {
+		if c := strings.Compare(a.id.String(), b.id.String()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.label(), b.label())
+	})
+	callers = slices.CompactFunc(callers, func(a, b exampleCaller) bool { return a.id == b.id })
+
+	changes := 0
+	for _, m := range methods {
+		for _, c := range callers {
+			was, is := before.engine.Decide(m, c.id), after.engine.Decide(m, c.id)
+			if was.Outcome == is.Outcome {
+				continue
+			}
+			verb := "changes decision"
+			switch {
+			case !was.Proceed() && is.Proceed():
+				verb = "gains access"
+			case was.Proceed() && !is.Proceed():
+				verb = "loses access"
+			}
+			fmt.Fprintf(stdout, "%s: %s %s (%s -> %s)\n", m, c.label(), verb, describe(was), describe(is))
+			changes++
+		}
+	}
+	if changes == 0 {
+		_, err = fmt.Fprintln(stdout, "no changes")
+	}
+	return err
+}
+
+// protosFlag defines --protos on flags.
+func protosFlag(flags *flag.FlagSet) *bool {
+	return flags.Bool("protos", true, "merge the allow rules declared in the sample mesh's protos (trustmesh.v1 access options), as shop does")
+}
+
+// loadedPolicy is a policy file, possibly merged with the sample mesh's
+// proto rules, and its compiled engine.
+type loadedPolicy struct {
+	policy    policy.Policy
+	engine    *policy.Engine
+	fileRules int // how many of policy.Rules come from the file
+}
+
+// loadPolicy loads the policy file at path, merges the rules of the sample
+// mesh's protos into it if protos is set, and compiles the result. Its
+// errors name the file, and the line and rule where there is one.
+func loadPolicy(path string, protos bool) (loadedPolicy, error) {
+	p, err := policy.LoadFile(path)
+	if err != nil {
+		return loadedPolicy{}, err
+	}
+	if p.Source == "" {
+		p.Source = path
+	}
+	lp := loadedPolicy{policy: p, fileRules: len(p.Rules)}
+	if protos {
+		base, err := policy.FromServices(sampleServices()...)
+		if err != nil {
+			return loadedPolicy{}, err
+		}
+		lp.policy = policy.Merge(p, base)
+	}
+	if lp.engine, err = policy.Compile(lp.policy); err != nil {
+		return loadedPolicy{}, err
+	}
+	return lp, nil
+}
+
+// ruleSource returns where the rule called name was declared, or "".
+func ruleSource(p policy.Policy, name string) string {
+	for _, r := range p.Rules {
+		if r.Name == name {
+			return r.Source
+		}
+	}
+	return ""
+}
+
+// describe renders a decision as "allow by rule NAME" or "deny by
+// default-deny".
+func describe(d policy.Decision) string {
+	if d.Rule == policy.DefaultRule {
+		return d.Outcome.String() + " by " + d.Rule
+	}
+	return d.Outcome.String() + " by rule " + d.Rule
+}
+
+// exampleCaller is a concrete SPIFFE ID standing for a caller pattern.
+type exampleCaller struct {
+	id      spiffeid.ID
+	pattern string
+}
+
+// label names the caller in diff output: the ID, and the pattern it stands
+// for when that is a wildcard.
+func (c exampleCaller) label() string {
+	if c.pattern == c.id.String() {
+		return c.pattern
+	}
+	return c.id.String() + " (example of " + c.pattern + ")"
+}
+
+// exampleFor turns a caller pattern into an ID it matches: "*" becomes "x",
+// a trailing "**" becomes "x/y", and a bare trust domain gets the path "/x".
+func exampleFor(pattern string) (exampleCaller, bool) {
+	const scheme = "spiffe://"
+	rest, ok := strings.CutPrefix(pattern, scheme)
+	if !ok {
+		return exampleCaller{}, false
+	}
+	td, p, _ := strings.Cut(rest, "/")
+	segs := strings.Split(p, "/")
+	switch {
+	case p == "":
+		segs = []string{"x"}
+	case segs[len(segs)-1] == "**":
+		segs = append(segs[:len(segs)-1], "x", "y")
+	}
+	for i, s := range segs {
+		if s == "*" {
+			segs[i] = "x"
+		}
+	}
+	id, err := spiffeid.FromString(scheme + td + "/" + strings.Join(segs, "/"))
+	if err != nil {
+		return exampleCaller{}, false
+	}
+	return exampleCaller{id: id, pattern: pattern}, true
+}
+
+// standardMethods are the methods every server of the mesh serves besides
+// its own: health checks and reflection.
+var standardMethods = []string{
+	"/grpc.health.v1.Health/Check",
+	"/grpc.health.v1.Health/Watch",
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+}
+
+// sampleServices returns the sample mesh's services: every registered
+// service in a shop.* proto package, sorted by full name.
+func sampleServices() []protoreflect.ServiceDescriptor {
+	var services []protoreflect.ServiceDescriptor
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		if strings.HasPrefix(string(fd.Package()), "shop.") {
+			for i := range fd.Services().Len() {
+				services = append(services, fd.Services().Get(i))
+			}
+		}
+		return true
+	})
+	slices.SortFunc(services, func(a, b protoreflect.ServiceDescriptor) int {
+		return strings.Compare(string(a.FullName()), string(b.FullName()))
+	})
+	return services
+}
+
+// sampleMethods returns, sorted, the methods the sample mesh serves: those
+// of its services, and the standard ones.
+func sampleMethods() []string {
+	methods := slices.Clone(standardMethods)
+	for _, svc := range sampleServices() {
+		for j := range svc.Methods().Len() {
+			methods = append(methods, "/"+string(svc.FullName())+"/"+string(svc.Methods().Get(j).Name()))
+		}
+	}
+	slices.Sort(methods)
+	return slices.Compact(methods)
+}
+
+// readMethods reads a --methods list: one method per line, blank lines and
+// # comments ignored; "-" is standard input.
+func readMethods(name string) ([]string, error) {
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("--methods: %w", err)
+		}
+		defer f.Close()
+		r = f
+	} else {
+		name = "standard input"
+	}
+	var methods []string
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		text, _, _ := strings.Cut(sc.Text(), "#")
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		if err := checkMethod(text); err != nil {
+			return nil, fmt.Errorf("%s:%d: method %q: %w", name, line, text, err)
+		}
+		methods = append(methods, text)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--methods %s: %w", name, err)
+	}
+	slices.Sort(methods)
+	return slices.Compact(methods), nil
+}
+
+// checkMethod checks that m is a full method name a server serves,
+// "/pkg.Service/Method", not a pattern. The error does not repeat m.
+func checkMethod(m string) error {
+	if err := policy.ParseMethod(m); err != nil {
+		// policy's errors start with `method "M": `.
+		msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("method %q: ", m))
+		return errors.New(msg)
+	}
+	if strings.HasSuffix(m, "*") {
+		return errors.New("want a method, /package.Service/Method, not a pattern")
+	}
+	return nil
+}
+
+// plural returns "1 rule" or "N rules".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

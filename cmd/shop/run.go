@@ -16,6 +16,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/version"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/telemetry"
 )
 
 const usage = `shop runs the trustmesh sample mesh (gateway, orders, inventory, payments)
@@ -24,6 +25,7 @@ over mutual TLS with SPIFFE identities.
 Usage:
   shop up [flags]          run all four services on loopback in this process
   shop serve NAME [flags]  run one service: gateway, orders, inventory or payments
+  shop traces [flags]      receive OTLP (gRPC or HTTP) and print each trace as a tree
   shop version             print the version
 
 Run 'shop up -h' or 'shop serve -h' for the flags. Every flag can also be set
@@ -58,6 +60,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return up(ctx, args[1:], stdout, stderr)
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "traces":
+		return tracesCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version.Version)
 		return nil
@@ -65,7 +69,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want up, serve or version; see 'shop help'): %w", args[0], errUsage)
+		return fmt.Errorf("unknown command %q (want up, serve, traces or version; see 'shop help'): %w", args[0], errUsage)
 	}
 }
 
@@ -76,6 +80,9 @@ type common struct {
 	paymentLimit int64
 	stepInterval time.Duration
 	logLevel     string
+	policyFile   string
+	uncovered    bool
+	auditAllows  uint64
 }
 
 func (c *common) register(fs *flag.FlagSet, addrHelp string) {
@@ -91,6 +98,12 @@ func (c *common) register(fs *flag.FlagSet, addrHelp string) {
 	fs.DurationVar(&c.stepInterval, "step-interval", 0,
 		"time between an order's later statuses (shipped, delivered); 0 = the service default (env SHOP_STEP_INTERVAL)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error (env SHOP_LOG_LEVEL)")
+	fs.StringVar(&c.policyFile, "policy", filepath.Join("services", "policy.yaml"),
+		"authorization policy file, merged with the rules in the protos and reloaded on change (env SHOP_POLICY)")
+	fs.BoolVar(&c.uncovered, "allow-uncovered", false,
+		"only warn, instead of refusing to start, when a served method has no allow rule (env SHOP_ALLOW_UNCOVERED)")
+	fs.Uint64Var(&c.auditAllows, "audit-allows", 1,
+		"audit one allowed call in every N (1: all, 0: none); denials are always audited (env SHOP_AUDIT_ALLOWS)")
 }
 
 func (c *common) config(stderr io.Writer) (shop.Config, error) {
@@ -112,11 +125,14 @@ func (c *common) config(stderr io.Writer) (shop.Config, error) {
 		addrs[s] = *a
 	}
 	return shop.Config{
-		CertDir:      c.certDir,
-		Addrs:        addrs,
-		PaymentLimit: c.paymentLimit,
-		StepInterval: c.stepInterval,
-		Log:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		CertDir:        c.certDir,
+		Addrs:          addrs,
+		PaymentLimit:   c.paymentLimit,
+		StepInterval:   c.stepInterval,
+		PolicyFile:     c.policyFile,
+		AllowUncovered: c.uncovered,
+		AuditAllows:    c.auditAllows,
+		Log:            slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}, nil
 }
 
@@ -166,6 +182,17 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.Log.Info("created development certificates", slog.String("dir", cfg.CertDir), slog.Int("files", len(res.Files)))
 	}
+	// One tree printer for the four services: a request's spans from all of
+	// them print as one tree (unless OTEL_* sends them elsewhere).
+	printer := telemetry.NewTreePrinter(stdout)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = printer.Shutdown(sctx)
+	}()
+	cfg.Telemetry = func(name string) (*telemetry.Providers, error) {
+		return telemetry.Setup(ctx, name, version.Version, telemetry.WithoutGlobal(), telemetry.DefaultToConsoleTree(printer))
+	}
 	m, err := shop.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -203,6 +230,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if addr == "" {
 		_, port, _ := net.SplitHostPort(cfg.Addrs[name])
 		addr = ":" + port
+	}
+	printer := telemetry.NewTreePrinter(os.Stdout)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = printer.Shutdown(sctx)
+	}()
+	cfg.Telemetry = func(name string) (*telemetry.Providers, error) {
+		return telemetry.Setup(ctx, name, version.Version, telemetry.DefaultToConsoleTree(printer))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

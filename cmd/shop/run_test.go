@@ -15,7 +15,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no-command", nil, nil, "shop: no command given"},
-		{"unknown-command", nil, []string{"down"}, `shop: unknown command "down" (want up, serve or version; see 'shop help')`},
+		{"unknown-command", nil, []string{"down"}, `shop: unknown command "down" (want up, serve, traces or version; see 'shop help')`},
 		{"serve-without-name", nil, []string{"serve"}, "shop: serve: missing service NAME (gateway, orders, inventory or payments)"},
 		{"serve-unknown-service", nil, []string{"serve", "billing"}, `shop: serve: unknown service "billing" (want gateway, orders, inventory or payments)`},
 		{"bad-addr-flag", nil, []string{"up", "--orders-addr", "nine"}, `shop: --orders-addr "nine": want host:port`},

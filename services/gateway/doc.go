@@ -3,6 +3,11 @@
 // inventory and orders, and translates their answers into the storefront's
 // own messages.
 //
+// [V2Server] (from [NewV2]) implements shop.gateway.v2.StorefrontService on
+// top of a [Server]: the same API except that ListProducts returns the
+// catalogue in pages. Both versions are served side by side, and the policy
+// decides which callers may use which version.
+//
 // [Server] holds business logic only; mesh/ and cmd/shop serve it with
 // connect-go over mTLS and give it mTLS clients for orders and inventory.
 // The caller's context (and so its deadline) is passed to every downstream

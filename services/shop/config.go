@@ -1,8 +1,11 @@
 package shop
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/telemetry"
 )
 
 // The services of the sample mesh.
@@ -56,14 +60,37 @@ type Config struct {
 	// StepInterval is how long a confirmed order waits before each later
 	// status (shipped, delivered); zero takes the orders service's default.
 	StepInterval time.Duration
+	// PolicyFile is the YAML policy merged with the rules declared in the
+	// protos, hot-reloaded on change. The default is services/policy.yaml.
+	PolicyFile string
+	// AllowUncovered turns the start-up (and reload) check that every served
+	// method has an allow rule into a warning. By default it stops the
+	// service.
+	AllowUncovered bool
+	// AuditAllows audits one allowed call in every AuditAllows (1: all);
+	// zero audits only denials.
+	AuditAllows uint64
+	// Telemetry, when set, returns the OpenTelemetry providers of service
+	// name (see telemetry.Setup); Serve shuts them down, flushing every
+	// span, when the service stops. Nil: no telemetry.
+	Telemetry func(name string) (*telemetry.Providers, error)
 	// Log receives every service's logs, each line tagged with the service.
 	// The default discards them.
 	Log *slog.Logger
+	// SPIFFESocket is the address of a SPIFFE Workload API (a SPIRE agent),
+	// e.g. unix:///run/spire/sockets/agent.sock: when set, the services take
+	// their SVIDs and trust bundles from it, following its rotations,
+	// instead of from CertDir. The default is the SPIFFE_ENDPOINT_SOCKET
+	// environment variable; when that is empty too, CertDir is used.
+	SPIFFESocket string
 }
 
 func (c Config) withDefaults() Config {
 	if c.CertDir == "" {
 		c.CertDir = filepath.Join("certs", "dev")
+	}
+	if c.PolicyFile == "" {
+		c.PolicyFile = filepath.Join("services", "policy.yaml")
 	}
 	addrs := make(map[string]string, len(Services))
 	for _, s := range Services {
@@ -86,8 +113,46 @@ func checkName(name string) error {
 	return nil
 }
 
-// LoadCredentials reads the SVID of service name and the trust bundle from
-// dir, failing with a message that names the file and how to create it.
+// OpenCredentials returns the live credentials of service name and a func
+// that releases them, to be called when the service stops. With a Workload
+// API (cfg.SPIFFESocket, else SPIFFE_ENDPOINT_SOCKET) they come from there
+// (a [certs.WorkloadSource] that must offer the SVID of [WorkloadID](name));
+// otherwise from a [certs.FileSource] over NAME.pem, NAME-key.pem and
+// bundle.pem in cfg.CertDir, which follows `meshctl certs rotate` without a
+// restart. Either way, a missing, expired or not yet valid SVID fails the
+// start with a one-line message saying what to do.
+func OpenCredentials(ctx context.Context, cfg Config, name string) (mesh.Credentials, func() error, error) {
+	cfg = cfg.withDefaults()
+	log := cfg.Log.With(slog.String("service", name))
+	if socket := cmp.Or(cfg.SPIFFESocket, os.Getenv(certs.EndpointSocketEnv)); socket != "" {
+		src, err := certs.NewWorkloadSource(ctx, socket, log, certs.WithSVIDID(WorkloadID(name)))
+		if err != nil {
+			return mesh.Credentials{}, nil, fmt.Errorf("shop: %s: %w", name, err)
+		}
+		return mesh.Credentials{SVID: src, Bundles: src}, src.Close, nil
+	}
+	certFile := filepath.Join(cfg.CertDir, name+".pem")
+	src, err := certs.NewFileSource(ctx, certs.FileSourceConfig{
+		CertFile:    certFile,
+		KeyFile:     filepath.Join(cfg.CertDir, name+"-key.pem"),
+		BundleFile:  filepath.Join(cfg.CertDir, certs.BundleFile),
+		TrustDomain: TrustDomain,
+		Logger:      log,
+	})
+	if err != nil {
+		hint := fmt.Sprintf("create it with `meshctl certs init --dir %s`", cfg.CertDir)
+		if _, statErr := os.Stat(certFile); statErr == nil {
+			hint = fmt.Sprintf("renew it with `meshctl certs rotate --dir %s %s`", cfg.CertDir, name)
+		}
+		return mesh.Credentials{}, nil, fmt.Errorf("shop: %s: %w (%s)", name, err, hint)
+	}
+	return mesh.Credentials{SVID: src, Bundles: src}, src.Close, nil
+}
+
+// LoadCredentials reads the SVID of service or user name and the trust
+// bundle from dir once, failing with a message that names the file and how
+// to create it. The result does not follow rotations: it suits short-lived
+// clients and tests; services use [OpenCredentials].
 func LoadCredentials(dir, name string) (mesh.Credentials, error) {
 	certFile := filepath.Join(dir, name+".pem")
 	keyFile := filepath.Join(dir, name+"-key.pem")

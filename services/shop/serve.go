@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
 
 	gatewayv1connect "github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
+	gatewayv2connect "github.com/trustmesh/trustmesh/gen/shop/gateway/v2/gatewayv2connect"
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	paymentsv1connect "github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
@@ -32,19 +34,45 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 	defer func() { _ = ln.Close() }() // already closed after a clean stop; this covers start-up errors
 	cfg = cfg.withDefaults()
 	log := cfg.Log.With(slog.String("service", name))
-	creds, err := LoadCredentials(cfg.CertDir, name)
+	creds, closeCreds, err := OpenCredentials(ctx, cfg, name)
 	if err != nil {
 		return err
 	}
-	opts := []mesh.ServerOption{mesh.WithLogger(log)}
+	defer func() { _ = closeCreds() }()
 	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			_ = c()
+	defer func() { // last opened, first closed
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
 		}
 	}()
+	az, err := newAuthorization(ctx, name, cfg, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, az.close)
+	opts := []mesh.ServerOption{mesh.WithLogger(log), mesh.WithAuthorizer(az.authorizer)}
+	if cfg.AllowUncovered {
+		opts = append(opts, mesh.WithCoverageWarnings())
+	}
+	var clientOpts []mesh.ClientOption
+	if cfg.Telemetry != nil {
+		p, err := cfg.Telemetry(name)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		closers = append(closers, func() error {
+			// Flush every span, also when ctx is already cancelled (SIGTERM).
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return p.Shutdown(sctx)
+		})
+		t := mesh.Telemetry{TracerProvider: p.TracerProvider, MeterProvider: p.MeterProvider, Propagator: p.Propagator,
+			TrustRemote: name != Gateway} // the gateway is the edge: people's traces start there
+		opts = append(opts, mesh.WithTelemetry(t))
+		clientOpts = append(clientOpts, mesh.WithClientTelemetry(t))
+	}
 	grpcClient := func(downstream string) (*grpc.ClientConn, error) {
-		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream))
+		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream), clientOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("shop: %s: %w", name, err)
 		}
@@ -63,6 +91,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		inventoryv1.RegisterInventoryServiceServer(srv, impl)
+		az.served(srv.Methods())
 		return logServe(ctx, log, ln, srv.Serve)
 
 	case Payments:
@@ -72,7 +101,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		srv.Handle(paymentsv1connect.NewPaymentServiceHandler(impl, srv.HandlerOptions()...))
-		return logServe(ctx, log, ln, srv.Serve)
+		return serveConnect(ctx, log, ln, srv, az)
 
 	case Orders:
 		invConn, err := grpcClient(Inventory)
@@ -83,7 +112,11 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		pay := paymentsv1connect.NewPaymentServiceClient(httpClient, "https://"+cfg.Addrs[Payments], connect.WithGRPC())
+		connectOpts, err := mesh.ConnectClientOptions(creds, clientOpts...)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		pay := paymentsv1connect.NewPaymentServiceClient(httpClient, "https://"+cfg.Addrs[Payments], append(connectOpts, connect.WithGRPC())...)
 		step := cfg.StepInterval
 		if step == 0 {
 			step = orders.DefaultStepInterval
@@ -101,6 +134,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		ordersv1.RegisterOrderServiceServer(srv, impl)
+		az.served(srv.Methods())
 		return logServe(ctx, log, ln, srv.Serve)
 
 	case Gateway:
@@ -121,9 +155,19 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		srv.Handle(gatewayv1connect.NewStorefrontServiceHandler(impl, srv.HandlerOptions()...))
-		return logServe(ctx, log, ln, srv.Serve)
+		srv.Handle(gatewayv2connect.NewStorefrontServiceHandler(gateway.NewV2(impl), srv.HandlerOptions()...))
+		return serveConnect(ctx, log, ln, srv, az)
 	}
 	return checkName(name)
+}
+
+func serveConnect(ctx context.Context, log *slog.Logger, ln net.Listener, srv *mesh.ConnectServer, az *authorization) error {
+	methods, err := srv.Methods()
+	if err != nil {
+		return err
+	}
+	az.served(methods)
+	return logServe(ctx, log, ln, srv.Serve)
 }
 
 func logServe(ctx context.Context, log *slog.Logger, ln net.Listener, serve func(context.Context, net.Listener) error) error {

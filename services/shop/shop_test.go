@@ -38,7 +38,8 @@ func startMesh(t *testing.T) *shop.Mesh {
 		addrs[s] = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m, err := shop.Start(ctx, shop.Config{CertDir: dir, Addrs: addrs, StepInterval: 50 * time.Millisecond})
+	m, err := shop.Start(ctx, shop.Config{CertDir: dir, Addrs: addrs, StepInterval: 50 * time.Millisecond,
+		PolicyFile: filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml")})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -10,6 +10,7 @@ package inventoryv1
 
 import (
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+	_ "github.com/trustmesh/trustmesh/gen/trustmesh/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -680,7 +681,7 @@ var File_shop_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_shop_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\"\x88\x01\n" +
+	"!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"\x88\x01\n" +
 	"\aProduct\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -720,11 +721,15 @@ const file_shop_inventory_v1_inventory_proto_rawDesc = "" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\"G\n" +
 	"\x0fRestockResponse\x124\n" +
-	"\aproduct\x18\x01 \x01(\v2\x1a.shop.inventory.v1.ProductR\aproduct2\xe9\x02\n" +
-	"\x10InventoryService\x12_\n" +
-	"\fListProducts\x12&.shop.inventory.v1.ListProductsRequest\x1a'.shop.inventory.v1.ListProductsResponse\x12P\n" +
-	"\aReserve\x12!.shop.inventory.v1.ReserveRequest\x1a\".shop.inventory.v1.ReserveResponse\x12P\n" +
-	"\aRelease\x12!.shop.inventory.v1.ReleaseRequest\x1a\".shop.inventory.v1.ReleaseResponse\x12P\n" +
+	"\aproduct\x18\x01 \x01(\v2\x1a.shop.inventory.v1.ProductR\aproduct2\xa1\x04\n" +
+	"\x10InventoryService\x12\xb8\x01\n" +
+	"\fListProducts\x12&.shop.inventory.v1.ListProductsRequest\x1a'.shop.inventory.v1.ListProductsResponse\"W\xea\xe0\x18S\n" +
+	"(spiffe://shop.example/ns/shop/sa/gateway\n" +
+	"'spiffe://shop.example/ns/shop/sa/orders\x12\x7f\n" +
+	"\aReserve\x12!.shop.inventory.v1.ReserveRequest\x1a\".shop.inventory.v1.ReserveResponse\"-\xea\xe0\x18)\n" +
+	"'spiffe://shop.example/ns/shop/sa/orders\x12\x7f\n" +
+	"\aRelease\x12!.shop.inventory.v1.ReleaseRequest\x1a\".shop.inventory.v1.ReleaseResponse\"-\xea\xe0\x18)\n" +
+	"'spiffe://shop.example/ns/shop/sa/orders\x12P\n" +
 	"\aRestock\x12!.shop.inventory.v1.RestockRequest\x1a\".shop.inventory.v1.RestockResponseB\xcf\x01\n" +
 	"\x15com.shop.inventory.v1B\x0eInventoryProtoP\x01Z@github.com/trustmesh/trustmesh/gen/shop/inventory/v1;inventoryv1\xa2\x02\x03SIX\xaa\x02\x11Shop.Inventory.V1\xca\x02\x11Shop\\Inventory\\V1\xe2\x02\x1dShop\\Inventory\\V1\\GPBMetadata\xea\x02\x13Shop::Inventory::V1b\x06proto3"
 

@@ -46,7 +46,8 @@ type InventoryServiceClient interface {
 	// payment for the order failed. It is idempotent; an order without a
 	// reservation is NOT_FOUND.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
-	// Restock adds stock to an existing product.
+	// Restock adds stock to an existing product. No workload calls it, so it
+	// has no access option: the operator's rule lives in the policy file.
 	Restock(ctx context.Context, in *RestockRequest, opts ...grpc.CallOption) (*RestockResponse, error)
 }
 
@@ -117,7 +118,8 @@ type InventoryServiceServer interface {
 	// payment for the order failed. It is idempotent; an order without a
 	// reservation is NOT_FOUND.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
-	// Restock adds stock to an existing product.
+	// Restock adds stock to an existing product. No workload calls it, so it
+	// has no access option: the operator's rule lives in the policy file.
 	Restock(context.Context, *RestockRequest) (*RestockResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }

@@ -10,6 +10,7 @@ package ordersv1
 
 import (
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+	_ "github.com/trustmesh/trustmesh/gen/trustmesh/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -640,7 +641,7 @@ var File_shop_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
-	"\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\"E\n" +
+	"\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"E\n" +
 	"\bCartItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
@@ -690,12 +691,13 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
 	"\x16ORDER_STATUS_CANCELLED\x10\x05\x12!\n" +
-	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\x8c\x02\n" +
+	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xbc\x02\n" +
 	"\fOrderService\x12V\n" +
 	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12M\n" +
 	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\x12U\n" +
 	"\n" +
-	"WatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01B\xb7\x01\n" +
+	"WatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01\x1a.\xea\xe0\x18*\n" +
+	"(spiffe://shop.example/ns/shop/sa/gatewayB\xb7\x01\n" +
 	"\x12com.shop.orders.v1B\vOrdersProtoP\x01Z:github.com/trustmesh/trustmesh/gen/shop/orders/v1;ordersv1\xa2\x02\x03SOX\xaa\x02\x0eShop.Orders.V1\xca\x02\x0eShop\\Orders\\V1\xe2\x02\x1aShop\\Orders\\V1\\GPBMetadata\xea\x02\x10Shop::Orders::V1b\x06proto3"
 
 var (

@@ -10,6 +10,7 @@ package paymentsv1
 
 import (
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+	_ "github.com/trustmesh/trustmesh/gen/trustmesh/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -366,7 +367,7 @@ var File_shop_payments_v1_payments_proto protoreflect.FileDescriptor
 
 const file_shop_payments_v1_payments_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshop/payments/v1/payments.proto\x12\x10shop.payments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\"\x95\x02\n" +
+	"\x1fshop/payments/v1/payments.proto\x12\x10shop.payments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"\x95\x02\n" +
 	"\aPayment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12,\n" +
@@ -389,9 +390,10 @@ const file_shop_payments_v1_payments_proto_rawDesc = "" +
 	"\rPaymentStatus\x12\x1e\n" +
 	"\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PAYMENT_STATUS_CAPTURED\x10\x01\x12\x1b\n" +
-	"\x17PAYMENT_STATUS_REFUNDED\x10\x022\xaa\x01\n" +
-	"\x0ePaymentService\x12K\n" +
-	"\x06Charge\x12\x1f.shop.payments.v1.ChargeRequest\x1a .shop.payments.v1.ChargeResponse\x12K\n" +
+	"\x17PAYMENT_STATUS_REFUNDED\x10\x022\xd9\x01\n" +
+	"\x0ePaymentService\x12z\n" +
+	"\x06Charge\x12\x1f.shop.payments.v1.ChargeRequest\x1a .shop.payments.v1.ChargeResponse\"-\xea\xe0\x18)\n" +
+	"'spiffe://shop.example/ns/shop/sa/orders\x12K\n" +
 	"\x06Refund\x12\x1f.shop.payments.v1.RefundRequest\x1a .shop.payments.v1.RefundResponseB\xc7\x01\n" +
 	"\x14com.shop.payments.v1B\rPaymentsProtoP\x01Z>github.com/trustmesh/trustmesh/gen/shop/payments/v1;paymentsv1\xa2\x02\x03SPX\xaa\x02\x10Shop.Payments.V1\xca\x02\x10Shop\\Payments\\V1\xe2\x02\x1cShop\\Payments\\V1\\GPBMetadata\xea\x02\x12Shop::Payments::V1b\x06proto3"
 

@@ -36,7 +36,8 @@ type PaymentServiceClient interface {
 	// is declined with FAILED_PRECONDITION. It is idempotent per order ID:
 	// charging the same amount again returns the existing payment.
 	Charge(ctx context.Context, in *ChargeRequest, opts ...grpc.CallOption) (*ChargeResponse, error)
-	// Refund gives a payment back. It is idempotent.
+	// Refund gives a payment back. It is idempotent. No workload calls it, so
+	// it has no access option: the operator's rule lives in the policy file.
 	Refund(ctx context.Context, in *RefundRequest, opts ...grpc.CallOption) (*RefundResponse, error)
 }
 
@@ -79,7 +80,8 @@ type PaymentServiceServer interface {
 	// is declined with FAILED_PRECONDITION. It is idempotent per order ID:
 	// charging the same amount again returns the existing payment.
 	Charge(context.Context, *ChargeRequest) (*ChargeResponse, error)
-	// Refund gives a payment back. It is idempotent.
+	// Refund gives a payment back. It is idempotent. No workload calls it, so
+	// it has no access option: the operator's rule lives in the policy file.
 	Refund(context.Context, *RefundRequest) (*RefundResponse, error)
 	mustEmbedUnimplementedPaymentServiceServer()
 }

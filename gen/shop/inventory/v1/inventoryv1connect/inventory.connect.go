@@ -61,7 +61,8 @@ type InventoryServiceClient interface {
 	// payment for the order failed. It is idempotent; an order without a
 	// reservation is NOT_FOUND.
 	Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error)
-	// Restock adds stock to an existing product.
+	// Restock adds stock to an existing product. No workload calls it, so it
+	// has no access option: the operator's rule lives in the policy file.
 	Restock(context.Context, *connect.Request[v1.RestockRequest]) (*connect.Response[v1.RestockResponse], error)
 }
 
@@ -144,7 +145,8 @@ type InventoryServiceHandler interface {
 	// payment for the order failed. It is idempotent; an order without a
 	// reservation is NOT_FOUND.
 	Release(context.Context, *connect.Request[v1.ReleaseRequest]) (*connect.Response[v1.ReleaseResponse], error)
-	// Restock adds stock to an existing product.
+	// Restock adds stock to an existing product. No workload calls it, so it
+	// has no access option: the operator's rule lives in the policy file.
 	Restock(context.Context, *connect.Request[v1.RestockRequest]) (*connect.Response[v1.RestockResponse], error)
 }
 

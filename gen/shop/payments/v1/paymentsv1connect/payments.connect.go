@@ -46,7 +46,8 @@ type PaymentServiceClient interface {
 	// is declined with FAILED_PRECONDITION. It is idempotent per order ID:
 	// charging the same amount again returns the existing payment.
 	Charge(context.Context, *connect.Request[v1.ChargeRequest]) (*connect.Response[v1.ChargeResponse], error)
-	// Refund gives a payment back. It is idempotent.
+	// Refund gives a payment back. It is idempotent. No workload calls it, so
+	// it has no access option: the operator's rule lives in the policy file.
 	Refund(context.Context, *connect.Request[v1.RefundRequest]) (*connect.Response[v1.RefundResponse], error)
 }
 
@@ -98,7 +99,8 @@ type PaymentServiceHandler interface {
 	// is declined with FAILED_PRECONDITION. It is idempotent per order ID:
 	// charging the same amount again returns the existing payment.
 	Charge(context.Context, *connect.Request[v1.ChargeRequest]) (*connect.Response[v1.ChargeResponse], error)
-	// Refund gives a payment back. It is idempotent.
+	// Refund gives a payment back. It is idempotent. No workload calls it, so
+	// it has no access option: the operator's rule lives in the policy file.
 	Refund(context.Context, *connect.Request[v1.RefundRequest]) (*connect.Response[v1.RefundResponse], error)
 }
 

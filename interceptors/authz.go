@@ -1,0 +1,225 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/policy"
+)
+
+// Authorizer is the authorization core shared by every adapter: it asks the
+// current policy for a decision on (caller, method), writes the audit event
+// and turns a denial into an error. Build one with [NewAuthorizer]; it is
+// safe for concurrent use.
+type Authorizer struct {
+	policy     policy.Source
+	log        *slog.Logger
+	allowEvery uint64 // audit every Nth allow; 0: none
+	allowCount *atomic.Uint64
+	hooks      []DecisionHook
+	tracing    *tracing // nil: no tracing
+}
+
+// DecisionHook observes every decision, after it is made and before the
+// call proceeds or is refused (tracing records it on the span this way).
+type DecisionHook func(ctx context.Context, caller identity.Principal, method string, d policy.Decision)
+
+// AuthorizerOption configures an [Authorizer].
+type AuthorizerOption func(*Authorizer)
+
+// WithAuditLogger sets the logger that receives audit events: every denial
+// and dry-run denial at Warn, and sampled allows at Info (see
+// [WithAuditAllows]). By default audit events are discarded.
+func WithAuditLogger(log *slog.Logger) AuthorizerOption {
+	return func(a *Authorizer) {
+		if log != nil {
+			a.log = log
+		}
+	}
+}
+
+// WithAuditAllows audits one allowed call in every n (1: all of them). By
+// default (0) allowed calls are not audited; denials always are.
+func WithAuditAllows(n uint64) AuthorizerOption {
+	return func(a *Authorizer) { a.allowEvery = n }
+}
+
+// WithDecisionHook adds a hook called with every decision. By default there
+// are none.
+func WithDecisionHook(h DecisionHook) AuthorizerOption {
+	return func(a *Authorizer) {
+		if h != nil {
+			a.hooks = append(a.hooks, h)
+		}
+	}
+}
+
+// NewAuthorizer returns an Authorizer that decides with the engine src
+// currently holds (a static engine or a hot-reloading [policy.Watcher]).
+func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, error) {
+	if src == nil || src.Engine() == nil {
+		return nil, errors.New("interceptors: authorizer needs a policy")
+	}
+	a := &Authorizer{policy: src, log: slog.New(slog.DiscardHandler), allowCount: new(atomic.Uint64)}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
+}
+
+// deniedError is a refused call. Its message names the caller and the
+// method, never the policy.
+type deniedError struct {
+	caller identity.Principal
+	method string
+}
+
+func (e *deniedError) Error() string {
+	return fmt.Sprintf("%s may not call %s", e.caller.ID, e.method)
+}
+
+// authorize decides for caller calling method. It returns nil when the call
+// may proceed, errUnauthenticated when there is no caller, and a
+// *deniedError when the policy refuses it. Without tracing and allow audits
+// it allocates nothing on the allow path. carrier (may be nil) holds the
+// request headers, for the span of a denied call.
+func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string) (context.Context, error) {
+	if caller.IsZero() {
+		return ctx, errUnauthenticated
+	}
+	d := a.policy.Engine().Decide(method, caller.ID)
+	for _, h := range a.hooks {
+		h(ctx, caller, method, d)
+	}
+	switch d.Outcome {
+	case policy.Allowed:
+		if a.allowEvery > 0 && a.allowCount.Add(1)%a.allowEvery == 0 {
+			a.audit(ctx, slog.LevelInfo, caller, method, d)
+		}
+	case policy.DryRunDenied:
+		a.audit(ctx, slog.LevelWarn, caller, method, d)
+	default:
+		a.audit(ctx, slog.LevelWarn, caller, method, d)
+		if a.tracing != nil {
+			a.tracing.denied(ctx, carrier, caller, method, d)
+		}
+		return ctx, &deniedError{caller: caller, method: method}
+	}
+	if a.tracing != nil {
+		ctx = a.tracing.proceed(ctx, caller, d)
+	}
+	return ctx, nil
+}
+
+func (a *Authorizer) audit(ctx context.Context, level slog.Level, caller identity.Principal, method string, d policy.Decision) {
+	a.log.LogAttrs(ctx, level, "authz decision",
+		slog.String("caller", caller.ID.String()),
+		slog.String("method", method),
+		slog.String("decision", d.Outcome.String()),
+		slog.String("rule", d.Rule),
+		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),
+	)
+}
+
+// grpcError maps an authorization error to a gRPC status.
+func grpcError(err error) error {
+	var denied *deniedError
+	if errors.As(err, &denied) {
+		return status.Error(codes.PermissionDenied, denied.Error())
+	}
+	return status.Error(codes.Unauthenticated, err.Error())
+}
+
+// connectError maps an authorization error to a connect error.
+func connectError(err error) error {
+	var denied *deniedError
+	if errors.As(err, &denied) {
+		return connect.NewError(connect.CodePermissionDenied, denied)
+	}
+	return connect.NewError(connect.CodeUnauthenticated, err)
+}
+
+// TapHandle returns a grpc-go InTapHandle that authorizes each call when its
+// headers arrive, before the stream exists and before any message is read or
+// decoded, so a denied call costs no decode. It needs the mesh's transport
+// credentials (the Principal comes from the connection's AuthInfo).
+func (a *Authorizer) TapHandle() tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		caller, err := principalFromGRPC(ctx)
+		if err != nil {
+			return ctx, status.Error(codes.Unauthenticated, err.Error())
+		}
+		ctx, err = a.authorize(ctx, mdCarrier(info.Header), caller, info.FullMethodName)
+		if err != nil {
+			return ctx, grpcError(err)
+		}
+		return ctx, nil
+	}
+}
+
+// UnaryServerInterceptor returns a grpc-go unary interceptor that authorizes
+// each call, reading the caller from the connection like
+// [UnaryServerIdentity] does (so it can run in any position). grpc-go has decoded the
+// request by then: prefer [Authorizer.TapHandle] where it can be used.
+func (a *Authorizer) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		caller, err := principalFromGRPC(ctx)
+		if err != nil {
+			return nil, status.Error(codes.Unauthenticated, err.Error())
+		}
+		ctx, err = a.authorize(ctx, nil, caller, info.FullMethod)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamServerInterceptor is the streaming form of
+// [Authorizer.UnaryServerInterceptor].
+func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		caller, err := principalFromGRPC(ss.Context())
+		if err != nil {
+			return status.Error(codes.Unauthenticated, err.Error())
+		}
+		ctx, err := a.authorize(ss.Context(), nil, caller, info.FullMethod)
+		if err != nil {
+			return grpcError(err)
+		}
+		if ctx != ss.Context() {
+			ss = &contextStream{ServerStream: ss, ctx: ctx}
+		}
+		return handler(srv, ss)
+	}
+}
+
+// ConnectGate returns a connect-go request gate that authorizes each call —
+// unary (POST and the Connect GET form) and streaming alike — once its
+// headers are read and before any message is decoded. It needs
+// [HTTPIdentity] in front of the handler.
+func (a *Authorizer) ConnectGate() connect.HandlerOption {
+	return connect.WithRequestGate(func(ctx context.Context, spec connect.Spec, _ connect.Peer, header http.Header) (context.Context, error) {
+		caller, _ := identity.FromContext(ctx)
+		ctx, err := a.authorize(ctx, propagation.HeaderCarrier(header), caller, spec.Procedure)
+		if err != nil {
+			return ctx, connectError(err)
+		}
+		return ctx, nil
+	})
+}
+
+// Covers reports whether the policy in force has an allow rule for method.
+func (a *Authorizer) Covers(method string) bool { return a.policy.Engine().Covers(method) }

@@ -1,0 +1,166 @@
+package interceptors
+
+import (
+	"context"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/policy"
+	"github.com/trustmesh/trustmesh/telemetry"
+)
+
+// tracing is the Authorizer's link to OpenTelemetry (see
+// [Authorizer.WithTracing]).
+type tracing struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+}
+
+// WithTracing returns a copy of a that records its decisions for
+// OpenTelemetry: an allowed (or dry-run denied) call carries its decision in
+// the context, for [UnaryServerTrace] and friends to put on the server span;
+// a denied call, which never reaches the instrumented handler, gets a server
+// span of its own, continuing the caller's trace (headers read with prop),
+// with the decision, the rule and a denied event. The mesh package calls it
+// when telemetry is enabled.
+func (a *Authorizer) WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Authorizer {
+	c := *a
+	c.tracing = &tracing{tracer: tp.Tracer("github.com/trustmesh/trustmesh/interceptors"), prop: prop}
+	return &c
+}
+
+type decisionKey struct{}
+
+type decisionRecord struct {
+	caller string
+	d      policy.Decision
+}
+
+// recordDecision runs after a decision that lets the call proceed.
+func (t *tracing) proceed(ctx context.Context, caller identity.Principal, d policy.Decision) context.Context {
+	return context.WithValue(ctx, decisionKey{}, decisionRecord{caller: caller.ID.String(), d: d})
+}
+
+// denied records a refused call as a server span of its own.
+func (t *tracing) denied(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision) {
+	if carrier != nil {
+		ctx = t.prop.Extract(ctx, carrier)
+	}
+	_, span := t.tracer.Start(ctx, strings.TrimPrefix(method, "/"), trace.WithSpanKind(trace.SpanKindServer))
+	telemetry.RecordDecision(span, caller.ID.String(), d.Outcome.String(), d.Rule)
+	span.SetStatus(codes.Error, "permission denied")
+	span.End()
+}
+
+// mdCarrier reads gRPC metadata as a propagation carrier.
+type mdCarrier metadata.MD
+
+func (c mdCarrier) Get(key string) string {
+	if v := metadata.MD(c).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+
+func (c mdCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// annotate puts the decision (when the authorizer left one in ctx) and the
+// caller chain on the server span, and extends the chain with the verified
+// peer for the calls this handler makes.
+func annotate(ctx context.Context) context.Context {
+	span := trace.SpanFromContext(ctx)
+	if rec, ok := ctx.Value(decisionKey{}).(decisionRecord); ok {
+		telemetry.RecordDecision(span, rec.caller, rec.d.Outcome.String(), rec.d.Rule)
+	}
+	if p, ok := identity.FromContext(ctx); ok {
+		ctx = telemetry.AppendChain(ctx, p.ID)
+	}
+	if chain, ok := telemetry.ChainFromContext(ctx); ok {
+		telemetry.RecordChain(span, chain)
+	}
+	return ctx
+}
+
+// UnaryServerTrace returns a grpc-go interceptor that records the caller,
+// the authorization decision and the caller chain on the server span. It
+// runs after [UnaryServerIdentity], inside the OpenTelemetry stats handler.
+func UnaryServerTrace() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return handler(annotate(ctx), req)
+	}
+}
+
+// StreamServerTrace is the streaming form of [UnaryServerTrace].
+func StreamServerTrace() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &contextStream{ServerStream: ss, ctx: annotate(ss.Context())})
+	}
+}
+
+// UnaryClientChain returns a grpc-go client interceptor that appends self
+// (the calling workload's SPIFFE ID) to the caller chain in baggage.
+func UnaryClientChain(self spiffeid.ID) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(telemetry.AppendChain(ctx, self), method, req, reply, cc, opts...)
+	}
+}
+
+// StreamClientChain is the streaming form of [UnaryClientChain].
+func StreamClientChain(self spiffeid.ID) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(telemetry.AppendChain(ctx, self), desc, cc, method, opts...)
+	}
+}
+
+// connectTrace is the connect-go form of the trace interceptors: on the
+// server side it annotates the span, on the client side it extends the
+// caller chain with self.
+type connectTrace struct {
+	self spiffeid.ID
+}
+
+// ConnectServerTrace returns a connect-go interceptor that records the
+// caller, decision and chain on the server span; put it inside (after) the
+// otelconnect interceptor.
+func ConnectServerTrace() connect.Interceptor { return connectTrace{} }
+
+// ConnectClientChain returns a connect-go interceptor that appends self to
+// the caller chain; put it outside (before) the otelconnect interceptor.
+func ConnectClientChain(self spiffeid.ID) connect.Interceptor { return connectTrace{self: self} }
+
+func (c connectTrace) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(telemetry.AppendChain(ctx, c.self), req)
+		}
+		return next(annotate(ctx), req)
+	}
+}
+
+func (c connectTrace) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		return next(telemetry.AppendChain(ctx, c.self), spec)
+	}
+}
+
+func (c connectTrace) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return next(annotate(ctx), conn)
+	}
+}

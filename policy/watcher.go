@@ -1,0 +1,287 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Watcher holds the engine compiled from a policy file and recompiles it
+// when the file changes (hot reload). A file that does not parse, compile
+// or pass the check is rejected, the error is logged, and the last good
+// engine stays in force. A Watcher is a [Source].
+//
+// Metrics (through the meter provider, see [WithMeterProvider]):
+//
+//	trustmesh.policy.reloads  counter, attribute result=success|failure: reload attempts after the first load
+//	trustmesh.policy.rules    gauge: rules in the engine in force
+type Watcher struct {
+	path   string
+	cfg    watcherConfig
+	engine atomic.Pointer[Engine]
+	last   []byte // the contents last tried; owned by the run goroutine
+
+	fsw     *fsnotify.Watcher
+	reloads metric.Int64Counter
+	gauge   metric.Registration
+	cancel  context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
+	err     error // from tearing down; set before done is closed
+}
+
+var _ Source = (*Watcher)(nil)
+
+// DefaultDebounce is how long a [Watcher] waits after the last change it
+// sees before it reloads, so that a file written in several steps is read
+// once.
+const DefaultDebounce = 100 * time.Millisecond
+
+const meterName = "github.com/trustmesh/trustmesh/policy"
+
+// NewWatcher loads the policy file at path (see [LoadFile]), merges the
+// base policies (see [WithBase]), compiles it (see [WithCompileOptions]),
+// runs the checks (see [WithCheck]) and then watches the file. It fails with the error of the
+// first load, so that a server does not start with a bad policy.
+//
+// It watches the file's directory, so that a file replaced by a rename (an
+// editor's or an atomic write, a Kubernetes ConfigMap's symlink swap) is
+// seen; any change in the directory leads, after the debounce, to reading
+// the file again, and contents equal to the last ones read are ignored.
+//
+// The watcher stops when ctx is done or [Watcher.Close] is called; the
+// engine in force stays available.
+func NewWatcher(ctx context.Context, path string, opts ...WatcherOption) (*Watcher, error) {
+	cfg := watcherConfig{debounce: DefaultDebounce}
+	for _, o := range opts {
+		o.applyToWatcher(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.meterProvider == nil {
+		cfg.meterProvider = otel.GetMeterProvider()
+	}
+	w := &Watcher{path: path, cfg: cfg, done: make(chan struct{})}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	e, err := w.build(data)
+	if err != nil {
+		return nil, err
+	}
+	w.last = data
+	w.engine.Store(e)
+
+	meter := cfg.meterProvider.Meter(meterName)
+	if w.reloads, err = meter.Int64Counter("trustmesh.policy.reloads",
+		metric.WithDescription("Policy reload attempts after the first load, by result (success or failure)."),
+		metric.WithUnit("{reload}")); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	rules, err := meter.Int64ObservableGauge("trustmesh.policy.rules",
+		metric.WithDescription("Rules in the policy in force."),
+		metric.WithUnit("{rule}"))
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if w.gauge, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(rules, int64(w.Engine().Rules()))
+		return nil
+	}, rules); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+
+	if w.fsw, err = fsnotify.NewWatcher(); err != nil {
+		return nil, errors.Join(fmt.Errorf("policy: watch %s: %w", path, err), w.gauge.Unregister())
+	}
+	if err := w.fsw.Add(filepath.Dir(path)); err != nil {
+		return nil, errors.Join(fmt.Errorf("policy: watch %s: %w", path, err), w.fsw.Close(), w.gauge.Unregister())
+	}
+	ctx, w.cancel = context.WithCancel(ctx)
+	go w.run(ctx)
+	return w, nil
+}
+
+// Engine returns the engine in force. It does not lock and is safe to call
+// concurrently with reloads, and after Close.
+func (w *Watcher) Engine() *Engine { return w.engine.Load() }
+
+// Close stops watching and waits until the watcher's goroutine has
+// returned. It is safe to call more than once; the engine in force stays
+// available. Close must not be called from the [WithOnUpdate] callback.
+func (w *Watcher) Close() error {
+	w.once.Do(w.cancel)
+	<-w.done
+	return w.err
+}
+
+func (w *Watcher) run(ctx context.Context) {
+	defer func() {
+		w.err = errors.Join(w.fsw.Close(), w.gauge.Unregister())
+		close(w.done)
+	}()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			timer.Reset(w.cfg.debounce)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			w.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "policy: watching the file failed; reloading it",
+				slog.String("file", w.path), slog.Any("error", err))
+			timer.Reset(w.cfg.debounce)
+		case <-timer.C:
+			w.reload(ctx)
+		}
+	}
+}
+
+// reload reads the file and, if it changed, swaps in the engine compiled
+// from it.
+func (w *Watcher) reload(ctx context.Context) {
+	data, err := os.ReadFile(w.path)
+	if err == nil && w.last != nil && bytes.Equal(data, w.last) {
+		return
+	}
+	w.last = data // nil if the file could not be read: any later contents are new
+	var e *Engine
+	if err != nil {
+		err = fmt.Errorf("policy: %w", err)
+	} else {
+		e, err = w.build(data)
+	}
+	if err != nil {
+		w.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "failure")))
+		w.cfg.logger.LogAttrs(ctx, slog.LevelError, "policy: reload rejected; the last good policy stays in force",
+			slog.String("file", w.path), slog.String("error", err.Error()))
+		if w.cfg.onUpdate != nil {
+			w.cfg.onUpdate(w.Engine(), err)
+		}
+		return
+	}
+	w.engine.Store(e)
+	w.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "success")))
+	w.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "policy: reloaded",
+		slog.String("file", w.path), slog.Int("rules", e.Rules()))
+	if w.cfg.onUpdate != nil {
+		w.cfg.onUpdate(e, nil)
+	}
+}
+
+// build parses data, merges the base policies, compiles and checks.
+func (w *Watcher) build(data []byte) (*Engine, error) {
+	p, err := Parse(w.path, data)
+	if err != nil {
+		return nil, err
+	}
+	e, err := Compile(Merge(p, w.cfg.base...), w.cfg.compile...)
+	if err != nil {
+		return nil, err
+	}
+	for _, check := range w.cfg.checks {
+		if err := check(e); err != nil {
+			return nil, fmt.Errorf("%s: %w", w.path, err)
+		}
+	}
+	return e, nil
+}
+
+// WatcherOption configures a [Watcher].
+type WatcherOption interface {
+	applyToWatcher(*watcherConfig)
+}
+
+type watcherConfig struct {
+	debounce      time.Duration
+	base          []Policy
+	compile       []CompileOption
+	checks        []func(*Engine) error
+	logger        *slog.Logger
+	onUpdate      func(*Engine, error)
+	meterProvider metric.MeterProvider
+}
+
+type watcherOptionFunc func(*watcherConfig)
+
+func (f watcherOptionFunc) applyToWatcher(c *watcherConfig) { f(c) }
+
+// WithDebounce sets how long the watcher waits after the last change it
+// sees before it reads the file. By default, it waits [DefaultDebounce]; 0
+// or less reloads as soon as the pending changes have been seen.
+func WithDebounce(d time.Duration) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) { c.debounce = max(d, 0) })
+}
+
+// WithBase merges p into every policy loaded from the file, after the
+// file's rules (see [Merge]): the rules declared in proto options, for
+// instance (see [FromServices]). Given more than once, the policies are
+// merged in order. By default, the file is the whole policy.
+func WithBase(p Policy) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) { c.base = append(c.base, p) })
+}
+
+// WithCompileOptions passes opts to every [Compile]: [ForServer], for
+// instance, so that rules with an At list apply on this server. By
+// default, there are none.
+func WithCompileOptions(opts ...CompileOption) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) { c.compile = append(c.compile, opts...) })
+}
+
+// WithCheck runs check on every compiled engine before it is put in force,
+// the first one included; an error rejects the policy like a parse error
+// would. A coverage check (every served method has an allow rule, see
+// [Engine.Covers]) is the usual one. Given more than once, every check
+// runs, in order. By default, there is no check; a nil check is ignored.
+func WithCheck(check func(*Engine) error) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) {
+		if check != nil {
+			c.checks = append(c.checks, check)
+		}
+	})
+}
+
+// WithLogger sets the logger for reloads: each success at Info, each
+// rejected file at Error (with the reason, never the policy's contents).
+// By default, and when l is nil, nothing is logged.
+func WithLogger(l *slog.Logger) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) { c.logger = l })
+}
+
+// WithOnUpdate sets a function called after every reload attempt (not the
+// first load), from the watcher's goroutine: with the new engine and a nil
+// error on success, or with the engine still in force and the reason on
+// failure. It must not block for long or call [Watcher.Close]. By default,
+// there is none.
+func WithOnUpdate(f func(e *Engine, err error)) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) { c.onUpdate = f })
+}
+
+// WithMeterProvider sets where the watcher's metrics go. By default, and
+// when mp is nil, they go to otel.GetMeterProvider().
+func WithMeterProvider(mp metric.MeterProvider) WatcherOption {
+	return watcherOptionFunc(func(c *watcherConfig) { c.meterProvider = mp })
+}

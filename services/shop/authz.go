@@ -1,0 +1,83 @@
+package shop
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/policy"
+)
+
+// servedServices lists the protobuf services each sample service serves;
+// their access options (proto/trustmesh/v1) are merged with the policy file.
+var servedServices = map[string][]string{
+	Gateway:   {"shop.gateway.v1.StorefrontService", "shop.gateway.v2.StorefrontService"},
+	Orders:    {"shop.orders.v1.OrderService"},
+	Inventory: {"shop.inventory.v1.InventoryService"},
+	Payments:  {"shop.payments.v1.PaymentService"},
+}
+
+// authorization is one service's policy: the rules declared in its protos
+// merged with the hot-reloaded policy file.
+type authorization struct {
+	authorizer *interceptors.Authorizer
+	watcher    *policy.Watcher
+	// methods is set once the server is built; reloads that would leave a
+	// served method uncovered are rejected (or only logged, with
+	// AllowUncovered).
+	methods atomic.Pointer[[]string]
+}
+
+func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Logger) (*authorization, error) {
+	base, err := policy.FromServiceNames(servedServices[name]...)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	az := &authorization{}
+	w, err := policy.NewWatcher(ctx, cfg.PolicyFile,
+		policy.WithBase(base),
+		policy.WithLogger(log),
+		policy.WithCheck(az.checkCoverage(cfg.AllowUncovered, log)))
+	if err != nil {
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	a, err := interceptors.NewAuthorizer(w,
+		interceptors.WithAuditLogger(log),
+		interceptors.WithAuditAllows(cfg.AuditAllows))
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	az.authorizer, az.watcher = a, w
+	return az, nil
+}
+
+func (az *authorization) checkCoverage(warnOnly bool, log *slog.Logger) func(*policy.Engine) error {
+	return func(e *policy.Engine) error {
+		methods := az.methods.Load()
+		if methods == nil {
+			return nil // at start-up the server checks coverage itself
+		}
+		var uncovered []string
+		for _, m := range *methods {
+			if !e.Covers(m) {
+				uncovered = append(uncovered, m)
+			}
+		}
+		if len(uncovered) == 0 {
+			return nil
+		}
+		if warnOnly {
+			log.Warn("policy: methods no allow rule covers (callable by no one)", slog.Any("methods", uncovered))
+			return nil
+		}
+		return fmt.Errorf("no allow rule covers %d served method(s): %s", len(uncovered), strings.Join(uncovered, ", "))
+	}
+}
+
+func (az *authorization) served(methods []string) { az.methods.Store(&methods) }
+
+func (az *authorization) close() error { return az.watcher.Close() }

@@ -1,0 +1,217 @@
+package shop_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/trustmesh/trustmesh/certs"
+	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/services/shop"
+)
+
+// The callers of the decision matrix: the four workloads, the operator and
+// three people.
+var matrixCallers = map[string]string{
+	"gateway":   "spiffe://shop.example/ns/shop/sa/gateway",
+	"orders":    "spiffe://shop.example/ns/shop/sa/orders",
+	"inventory": "spiffe://shop.example/ns/shop/sa/inventory",
+	"payments":  "spiffe://shop.example/ns/shop/sa/payments",
+	"admin":     "spiffe://shop.example/ns/ops/sa/admin",
+	"alice":     "spiffe://shop.example/user/alice",
+	"bob":       "spiffe://shop.example/user/bob",
+	"mallory":   "spiffe://shop.example/user/mallory",
+}
+
+var (
+	health     = []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"}
+	reflection = []string{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}
+	users      = []string{"alice", "bob", "mallory"}
+)
+
+// matrixMethods lists what each service serves.
+var matrixMethods = map[string][]string{
+	shop.Gateway: slices.Concat(
+		methods("shop.gateway.v1.StorefrontService", "ListProducts", "PlaceOrder", "GetOrder", "WatchOrder"),
+		methods("shop.gateway.v2.StorefrontService", "ListProducts", "PlaceOrder", "GetOrder", "WatchOrder"),
+		health, reflection),
+	shop.Orders:    slices.Concat(methods("shop.orders.v1.OrderService", "CreateOrder", "GetOrder", "WatchOrder"), health, reflection),
+	shop.Inventory: slices.Concat(methods("shop.inventory.v1.InventoryService", "ListProducts", "Reserve", "Release", "Restock"), health, reflection),
+	shop.Payments:  slices.Concat(methods("shop.payments.v1.PaymentService", "Charge", "Refund"), health, reflection),
+}
+
+func methods(svc string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "/" + svc + "/" + n
+	}
+	return out
+}
+
+// expectAllowed is DESIGN.md's table, written out independently of the
+// policy file and the protos: who may call what, on which service.
+func expectAllowed(service, method, caller string) bool {
+	in := func(set ...string) bool { return slices.Contains(set, caller) }
+	isHealth, isReflection := slices.Contains(health, method), slices.Contains(reflection, method)
+	switch {
+	case isHealth && caller == "admin", isReflection && caller == "admin":
+		return true // the operator may check health and reflect everywhere
+	case isHealth || isReflection:
+		switch service {
+		case shop.Gateway:
+			return in(users...) // people use grpcurl against the gateway
+		case shop.Orders:
+			return isHealth && in("gateway") // each workload checks the services it calls
+		case shop.Inventory:
+			return isHealth && in("gateway", "orders")
+		case shop.Payments:
+			return isHealth && in("orders")
+		}
+	}
+	switch {
+	case strings.HasPrefix(method, "/shop.gateway.v1."):
+		return in(users...) // mallory's PlaceOrder deny is dry-run: it proceeds
+	case strings.HasPrefix(method, "/shop.gateway.v2."):
+		return in("alice") // v2 is for some users only
+	case strings.HasPrefix(method, "/shop.orders.v1."):
+		return in("gateway")
+	case method == "/shop.inventory.v1.InventoryService/ListProducts":
+		return in("gateway", "orders")
+	case method == "/shop.inventory.v1.InventoryService/Reserve", method == "/shop.inventory.v1.InventoryService/Release":
+		return in("orders")
+	case method == "/shop.inventory.v1.InventoryService/Restock", method == "/shop.payments.v1.PaymentService/Refund":
+		return in("admin")
+	case method == "/shop.payments.v1.PaymentService/Charge":
+		return in("orders")
+	}
+	panic("expectAllowed: no expectation for " + method)
+}
+
+// TestDecisionMatrix calls every method of every service as every caller,
+// with a grpc-go client and a connect-go client, over real mTLS, and checks
+// each outcome against the table.
+func TestDecisionMatrix(t *testing.T) {
+	t.Parallel()
+	m := startMesh(t)
+	ca, err := certs.LoadCA(m.CertDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := certs.LoadBundle(filepath.Join(m.CertDir, "bundle.pem"), shop.TrustDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, id := range matrixCallers {
+		if _, err := filepath.Glob(filepath.Join(m.CertDir, name+".pem")); err == nil && slices.Contains([]string{"bob", "mallory"}, name) {
+			svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := certs.WriteSVID(m.CertDir, name, svid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	type call func(ctx context.Context, method string) error
+	clients := map[string]map[string]map[string]call{} // caller -> service -> client kind
+	for caller := range matrixCallers {
+		svid, err := x509svid.Load(filepath.Join(m.CertDir, caller+".pem"), filepath.Join(m.CertDir, caller+"-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds := mesh.Credentials{SVID: svid, Bundles: bundle}
+		clients[caller] = map[string]map[string]call{}
+		for _, service := range shop.Services {
+			conn, err := mesh.DialGRPC(m.Addrs[service], creds, shop.WorkloadID(service))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			hc, err := mesh.NewHTTPClient(creds, shop.WorkloadID(service))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(hc.CloseIdleConnections)
+			base := "https://" + m.Addrs[service]
+			clients[caller][service] = map[string]call{
+				"grpc-go":    func(ctx context.Context, method string) error { return grpcCall(ctx, conn, method) },
+				"connect-go": func(ctx context.Context, method string) error { return connectCall(ctx, hc, base, method) },
+			}
+		}
+	}
+
+	checked := 0
+	for _, service := range shop.Services {
+		for _, method := range matrixMethods[service] {
+			for caller, id := range matrixCallers {
+				for kind, c := range clients[caller][service] {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					err := c(ctx, method)
+					cancel()
+					want := expectAllowed(service, method, caller)
+					code := codeOf(err)
+					switch {
+					case want && (code == codes.PermissionDenied || code == codes.Unauthenticated):
+						t.Errorf("%s: %s -> %s %s: refused (%v), want allowed", kind, caller, service, method, err)
+					case !want && code != codes.PermissionDenied:
+						t.Errorf("%s: %s -> %s %s: code %v (%v), want PermissionDenied", kind, caller, service, method, code, err)
+					case !want && !strings.Contains(err.Error(), fmt.Sprintf("%s may not call %s", id, method)):
+						t.Errorf("%s: %s -> %s %s: message %q does not name the caller and method", kind, caller, service, method, err)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	if checked < 500 {
+		t.Errorf("checked only %d (caller, method, client) cases", checked)
+	}
+}
+
+// grpcCall calls method with an empty request on a bidirectional stream, so
+// one helper serves unary and streaming methods alike, and returns the
+// status of the first response.
+func grpcCall(ctx context.Context, conn *grpc.ClientConn, method string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends Watch streams after their first message
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+	if err != nil {
+		return err
+	}
+	if err := stream.SendMsg(&emptypb.Empty{}); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	_ = stream.CloseSend()
+	return stream.RecvMsg(&emptypb.Empty{})
+}
+
+// connectCall does the same with connect-go over the gRPC protocol.
+func connectCall(ctx context.Context, hc *http.Client, base, method string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := connect.NewClient[emptypb.Empty, emptypb.Empty](hc, base+method, connect.WithGRPC())
+	stream, err := c.CallServerStream(ctx, connect.NewRequest(&emptypb.Empty{}))
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	if stream.Receive() {
+		return nil
+	}
+	return stream.Err()
+}

@@ -1,0 +1,199 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+)
+
+// Exporter names reported in [Providers.TraceExporter].
+const (
+	// ExporterTree means spans go only to the [TreePrinter] given to
+	// [DefaultToConsoleTree].
+	ExporterTree = "tree"
+	// ExporterNone means OTEL_TRACES_EXPORTER=none.
+	ExporterNone = "none"
+)
+
+// Providers holds what [Setup] built. Its Shutdown must be called before the
+// process exits, or spans still batched are lost.
+type Providers struct {
+	// TracerProvider has the environment's exporter behind a batch span
+	// processor, the sampler from OTEL_TRACES_SAMPLER and the resource.
+	TracerProvider *sdktrace.TracerProvider
+	// MeterProvider has the environment's metric reader (if any).
+	MeterProvider *sdkmetric.MeterProvider
+	// Propagator is W3C trace context plus W3C baggage.
+	Propagator propagation.TextMapPropagator
+	// Resource carries service.name (OTEL_SERVICE_NAME wins over the name
+	// given to Setup), service.version, OTEL_RESOURCE_ATTRIBUTES and the SDK
+	// attributes.
+	Resource *resource.Resource
+	// TraceExporter names where spans go: the OTEL_TRACES_EXPORTER value
+	// ("otlp", "console", "none", or "otlp" when unset), or [ExporterTree].
+	TraceExporter string
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Setup builds the tracer and meter providers of one service from the
+// standard environment:
+//
+//   - OTEL_TRACES_EXPORTER (otlp, console, none; otlp when unset) and
+//     OTEL_METRICS_EXPORTER (otlp, console, none, prometheus), through
+//     autoexport; OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL
+//     (http/protobuf when unset, or grpc) and the other OTEL_EXPORTER_OTLP_*
+//     variables are read by the OTLP exporters; OTEL_BSP_* by the batch span
+//     processor;
+//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, read by the SDK
+//     (parentbased_always_on when unset). Setup checks them first, since the
+//     SDK would only log a bad value and sample everything;
+//   - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, which override
+//     serviceName and version.
+//
+// The propagator is W3C trace context plus baggage. Unless [WithoutGlobal] is
+// given, the providers and propagator become the otel globals. A bad value in
+// any of these variables is an error naming it; nothing is silently ignored.
+func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*Providers, error) {
+	var cfg setupConfig
+	for _, o := range opts {
+		o.applyToSetup(&cfg)
+	}
+	if err := checkSampler(); err != nil {
+		return nil, err
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName(serviceName), semconv.ServiceVersion(version)),
+		resource.WithTelemetrySDK(),
+		resource.WithFromEnv(), // last: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+
+	p := &Providers{
+		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		Resource:   res,
+	}
+	treeDefault := cfg.tree != nil
+	tracesDefault := treeDefault && os.Getenv("OTEL_TRACES_EXPORTER") == "" &&
+		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == ""
+	metricsDefault := treeDefault && os.Getenv("OTEL_METRICS_EXPORTER") == "" &&
+		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") == ""
+
+	var exp sdktrace.SpanExporter // to shut down if Setup fails later
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if tracesDefault {
+		p.TraceExporter = ExporterTree
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(sharedProcessor{cfg.tree}))
+	} else {
+		exp, err = autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
+		}
+		p.TraceExporter = os.Getenv("OTEL_TRACES_EXPORTER")
+		if p.TraceExporter == "" {
+			p.TraceExporter = "otlp"
+		}
+		if !autoexport.IsNoneSpanExporter(exp) {
+			tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+		}
+	}
+	for _, sp := range cfg.processors {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(sp))
+	}
+
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+	if !metricsDefault {
+		reader, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
+			err = fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
+			if exp != nil {
+				err = errors.Join(err, exp.Shutdown(ctx))
+			}
+			return nil, err
+		}
+		if !autoexport.IsNoneMetricReader(reader) {
+			mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
+		}
+	}
+
+	p.TracerProvider = sdktrace.NewTracerProvider(tpOpts...)
+	p.MeterProvider = sdkmetric.NewMeterProvider(mpOpts...)
+	if !cfg.noGlobal {
+		otel.SetTracerProvider(p.TracerProvider)
+		otel.SetMeterProvider(p.MeterProvider)
+		otel.SetTextMapPropagator(p.Propagator)
+	}
+	return p, nil
+}
+
+// Shutdown flushes every batched span and metric to the exporters and stops
+// them; ctx bounds how long that may take. Call it on SIGTERM before exiting.
+// Only the first call does the work; later calls return its result. A
+// [TreePrinter] given to [DefaultToConsoleTree] is flushed, not shut down.
+func (p *Providers) Shutdown(ctx context.Context) error {
+	p.shutdownOnce.Do(func() {
+		var errs []error
+		if err := p.TracerProvider.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down tracer provider: %w", err))
+		}
+		if err := p.MeterProvider.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: shut down meter provider: %w", err))
+		}
+		p.shutdownErr = errors.Join(errs...)
+	})
+	return p.shutdownErr
+}
+
+// sharedProcessor hands spans to a TreePrinter that outlives the provider:
+// shutting the provider down flushes the printer but leaves it open for the
+// other providers that share it.
+type sharedProcessor struct{ *TreePrinter }
+
+func (s sharedProcessor) Shutdown(ctx context.Context) error { return s.ForceFlush(ctx) }
+
+// samplers lists the OTEL_TRACES_SAMPLER values the Go SDK implements.
+var samplers = map[string]bool{ // value: takes a ratio argument
+	"always_on":                false,
+	"always_off":               false,
+	"traceidratio":             true,
+	"parentbased_always_on":    false,
+	"parentbased_always_off":   false,
+	"parentbased_traceidratio": true,
+}
+
+// checkSampler rejects the OTEL_TRACES_SAMPLER(_ARG) values that the SDK
+// would report only through the otel error handler before falling back to
+// sampling everything.
+func checkSampler() error {
+	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
+	if name == "" {
+		return nil
+	}
+	ratio, ok := samplers[name]
+	if !ok {
+		return fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", os.Getenv("OTEL_TRACES_SAMPLER"))
+	}
+	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	if !ratio || arg == "" {
+		return nil
+	}
+	if v, err := strconv.ParseFloat(arg, 64); err != nil || !(v >= 0 && v <= 1) { // NaN too
+		return fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER_ARG=%q: want a ratio from 0 to 1", os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	}
+	return nil
+}
