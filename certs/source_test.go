@@ -496,10 +496,11 @@ func TestFileSourceExpiry(t *testing.T) {
 		t.Parallel()
 		dir, _ := devDir(t, pki)
 		now := time.Now()
-		// Lifetime 6s, of which 2s are left: the warning is due in 0.8s,
-		// the expiry in 2s.
+		// Lifetime 6s, of which 4s are left: the warning is due in about
+		// 2.8s, the expiry in 4s. (Certificates keep whole seconds, so
+		// either end may move by up to a second.)
 		writeSVID(t, dir, leafSVID(t, pki, func(c *x509.Certificate) {
-			c.NotBefore, c.NotAfter = now.Add(-4*time.Second), now.Add(2*time.Second)
+			c.NotBefore, c.NotAfter = now.Add(-2*time.Second), now.Add(4*time.Second)
 		}))
 		log, logs := newLog()
 		newFileSource(t, fileConfig(dir, log))

@@ -5,7 +5,7 @@
 // Evaluation: any matching deny rule wins; otherwise any matching allow rule
 // allows; otherwise the call is denied (default deny). The [Decision] names
 // the rule that decided. A deny rule (or a whole policy) may be in dry-run:
-// its denials are reported as [DryRunDeny] and the call proceeds.
+// its denials are reported as [DryRunDenied] and the call proceeds.
 //
 // Caller patterns match whole path segments only:
 //

@@ -53,8 +53,9 @@ const meterName = "github.com/trustmesh/trustmesh/policy"
 
 // NewWatcher loads the policy file at path (see [LoadFile]), merges the
 // base policies (see [WithBase]), compiles it (see [WithCompileOptions]),
-// runs the checks (see [WithCheck]) and then watches the file. It fails with the error of the
-// first load, so that a server does not start with a bad policy.
+// runs the checks (see [WithCheck]) and then watches the file. It fails
+// with the error of this first load, so that a server does not start with
+// a bad policy.
 //
 // It watches the file's directory, so that a file replaced by a rename (an
 // editor's or an atomic write, a Kubernetes ConfigMap's symlink swap) is

@@ -167,6 +167,7 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 	callerFlag := flags.String("caller", "", "SPIFFE ID of the caller (required), e.g. spiffe://shop.example/user/alice")
 	method := flags.String("method", "", "full method name (required), e.g. /shop.gateway.v1.StorefrontService/ListProducts")
 	protos := protosFlag(flags)
+	serverFlag := flags.String("server", "", "SPIFFE ID of the server that decides, for rules limited by at: (default: none, so such rules do not apply), e.g. spiffe://shop.example/ns/shop/sa/gateway")
 	positional, err := parseFlags(flags, path, explainUsage, args, stdout)
 	if err != nil {
 		return err
@@ -193,7 +194,15 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 		return usageErrorf("--method %q: %v", *method, err)
 	}
 
-	pf, err := loadPolicy(file, *protos)
+	var compileOpts []policy.CompileOption
+	if *serverFlag != "" {
+		server, err := spiffeid.FromString(*serverFlag)
+		if err != nil {
+			return usageErrorf("--server %q: %v", *serverFlag, err)
+		}
+		compileOpts = append(compileOpts, policy.ForServer(server))
+	}
+	pf, err := loadPolicy(file, *protos, compileOpts...)
 	if err != nil {
 		return err
 	}
@@ -301,7 +310,7 @@ type loadedPolicy struct {
 // loadPolicy loads the policy file at path, merges the rules of the sample
 // mesh's protos into it if protos is set, and compiles the result. Its
 // errors name the file, and the line and rule where there is one.
-func loadPolicy(path string, protos bool) (loadedPolicy, error) {
+func loadPolicy(path string, protos bool, opts ...policy.CompileOption) (loadedPolicy, error) {
 	p, err := policy.LoadFile(path)
 	if err != nil {
 		return loadedPolicy{}, err
@@ -317,7 +326,7 @@ func loadPolicy(path string, protos bool) (loadedPolicy, error) {
 		}
 		lp.policy = policy.Merge(p, base)
 	}
-	if lp.engine, err = policy.Compile(lp.policy); err != nil {
+	if lp.engine, err = policy.Compile(lp.policy, opts...); err != nil {
 		return loadedPolicy{}, err
 	}
 	return lp, nil

@@ -357,3 +357,38 @@ func TestPolicyHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyExplainServer(t *testing.T) {
+	t.Parallel()
+	file := writePolicy(t, "policy.yaml", `version: 1
+rules:
+  - name: users-reflect-on-gateway
+    effect: allow
+    from: ["spiffe://shop.example/user/*"]
+    at: ["spiffe://shop.example/ns/shop/sa/gateway"]
+    to: ["/grpc.reflection.v1.ServerReflection/*"]
+`)
+	method := "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+	testCases := []struct {
+		name   string
+		server []string
+		want   string
+	}{
+		{"at-the-gateway", []string{"--server", "spiffe://shop.example/ns/shop/sa/gateway"}, "decision: allow\nrule:     users-reflect-on-gateway\n"},
+		{"at-orders", []string{"--server", "spiffe://shop.example/ns/shop/sa/orders"}, "decision: deny\nrule:     default-deny (no rule matches)\n"},
+		{"no-server", nil, "decision: deny\nrule:     default-deny (no rule matches)\n"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"policy", "explain", "--caller", "spiffe://shop.example/user/alice", "--method", method}, tc.server...)
+			if out := mustRun(t, append(args, file)...); !strings.Contains(out, tc.want) {
+				t.Errorf("stdout:\n%s\nwant it to contain:\n%s", out, tc.want)
+			}
+		})
+	}
+	r := runMeshctl(t, "policy", "explain", "--server", "orders", "--caller", "spiffe://shop.example/user/alice", "--method", method, file)
+	if want := "meshctl: --server \"orders\": scheme is missing or invalid\n"; r.code != 2 || r.stderr != want {
+		t.Errorf("bad --server: exit %d, stderr %q; want 2, %q", r.code, r.stderr, want)
+	}
+}

@@ -39,6 +39,7 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 	az := &authorization{}
 	w, err := policy.NewWatcher(ctx, cfg.PolicyFile,
 		policy.WithBase(base),
+		policy.WithCompileOptions(policy.ForServer(WorkloadID(name))),
 		policy.WithLogger(log),
 		policy.WithCheck(az.checkCoverage(cfg.AllowUncovered, log)))
 	if err != nil {

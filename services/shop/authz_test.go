@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/trustmesh/trustmesh/certs"
+	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
 )
@@ -214,4 +216,69 @@ func connectCall(ctx context.Context, hc *http.Client, base, method string) erro
 		return nil
 	}
 	return stream.Err()
+}
+
+// TestGrpcurlAuthorization samples the matrix with the real grpcurl, as a
+// person would: alice may not call payments directly, v2 of the storefront
+// is for alice and not bob.
+func TestGrpcurlAuthorization(t *testing.T) {
+	t.Parallel()
+	m := startMesh(t)
+	ca, err := certs.LoadCA(m.CertDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString("spiffe://shop.example/user/bob")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := certs.WriteSVID(m.CertDir, "bob", svid); err != nil {
+		t.Fatal(err)
+	}
+	as := func(name string) []string {
+		return []string{"-cacert", filepath.Join(m.CertDir, "bundle.pem"),
+			"-cert", filepath.Join(m.CertDir, name+".pem"), "-key", filepath.Join(m.CertDir, name+"-key.pem")}
+	}
+	// Only the gateway offers people reflection: elsewhere grpcurl reads
+	// the protos from the source tree.
+	protos := []string{"-import-path", filepath.Join(testtool.RepoRoot(t), "proto"), "-proto", "shop/payments/v1/payments.proto"}
+	payments := "localhost:" + port(m.Addrs[shop.Payments])
+	gateway := gatewayTarget(m)
+
+	testCases := []struct {
+		name string
+		args []string
+		want string // in grpcurl's output
+		ok   bool
+	}{
+		{"alice-charges-payments-directly", slices.Concat(as("alice"), protos, []string{"-d", `{"order_id":"ord_1","amount":{"currency_code":"EUR","units_minor":100}}`, payments, "shop.payments.v1.PaymentService/Charge"}),
+			"Message: spiffe://shop.example/user/alice may not call /shop.payments.v1.PaymentService/Charge", false},
+		{"alice-reflects-on-payments", slices.Concat(as("alice"), []string{payments, "list"}),
+			"PermissionDenied", false},
+		{"alice-uses-v2", slices.Concat(as("alice"), []string{gateway, "shop.gateway.v2.StorefrontService/ListProducts"}),
+			`"products"`, true},
+		{"bob-uses-v2", slices.Concat(as("bob"), []string{"-d", `{}`, gateway, "shop.gateway.v2.StorefrontService/ListProducts"}),
+			"Message: spiffe://shop.example/user/bob may not call /shop.gateway.v2.StorefrontService/ListProducts", false},
+		{"bob-uses-v1", slices.Concat(as("bob"), []string{gateway, "shop.gateway.v1.StorefrontService/ListProducts"}),
+			`"products"`, true},
+		{"admin-restocks-inventory", slices.Concat(as("admin"), []string{"-d", `{"product_id":"sku-fig","quantity":5}`,
+			"localhost:" + port(m.Addrs[shop.Inventory]), "shop.inventory.v1.InventoryService/Restock"}), "sku-fig", true},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, err := grpcurl(t, nil, tc.args...)
+			if (err == nil) != tc.ok {
+				t.Errorf("grpcurl err = %v, want ok=%v\n%s", err, tc.ok, out)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("grpcurl output lacks %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
 }
