@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -103,34 +104,47 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	for _, h := range a.hooks {
 		h(ctx, caller, method, d)
 	}
-	switch d.Outcome {
-	case policy.Allowed:
-		if a.allowEvery > 0 && a.allowCount.Add(1)%a.allowEvery == 0 {
-			a.audit(ctx, slog.LevelInfo, caller, method, d)
+	// Denials are always audited; allows when sampled.
+	audit := d.Outcome != policy.Allowed || (a.allowEvery > 0 && a.allowCount.Add(1)%a.allowEvery == 0)
+	if t := a.tracing; t != nil {
+		t.count(ctx, d)
+		if d.Outcome == policy.Denied {
+			a.audit(t.denied(ctx, carrier, caller, method, d), caller, method, d)
+			return ctx, &deniedError{caller: caller, method: method}
 		}
-	case policy.DryRunDenied:
-		a.audit(ctx, slog.LevelWarn, caller, method, d)
-	default:
-		a.audit(ctx, slog.LevelWarn, caller, method, d)
-		if a.tracing != nil {
-			a.tracing.denied(ctx, carrier, caller, method, d)
-		}
-		return ctx, &deniedError{caller: caller, method: method}
+		// Audited once the server span exists, so the event carries its IDs.
+		return t.proceed(ctx, a, caller, method, d, audit), nil
 	}
-	if a.tracing != nil {
-		ctx = a.tracing.proceed(ctx, caller, d)
+	if audit {
+		a.audit(ctx, caller, method, d)
+	}
+	if d.Outcome == policy.Denied {
+		return ctx, &deniedError{caller: caller, method: method}
 	}
 	return ctx, nil
 }
 
-func (a *Authorizer) audit(ctx context.Context, level slog.Level, caller identity.Principal, method string, d policy.Decision) {
-	a.log.LogAttrs(ctx, level, "authz decision",
+// audit writes the audit event of one decision: allows at Info, denials
+// and dry-run denials at Warn, with the trace and span IDs when ctx holds a
+// span.
+func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, method string, d policy.Decision) {
+	level := slog.LevelWarn
+	if d.Outcome == policy.Allowed {
+		level = slog.LevelInfo
+	}
+	attrs := [7]slog.Attr{
 		slog.String("caller", caller.ID.String()),
 		slog.String("method", method),
 		slog.String("decision", d.Outcome.String()),
 		slog.String("rule", d.Rule),
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),
-	)
+	}
+	n := 5
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs[5], attrs[6] = slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())
+		n = 7
+	}
+	a.log.LogAttrs(ctx, level, "authz decision", attrs[:n]...)
 }
 
 // grpcError maps an authorization error to a gRPC status.

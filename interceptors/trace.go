@@ -2,11 +2,15 @@ package interceptors
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -18,46 +22,84 @@ import (
 )
 
 // tracing is the Authorizer's link to OpenTelemetry (see
-// [Authorizer.WithTracing]).
+// [Authorizer.WithTelemetry]).
 type tracing struct {
-	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
+	tracer    trace.Tracer
+	prop      propagation.TextMapPropagator
+	decisions metric.Int64Counter
+
+	mu      sync.RWMutex
+	attrSet map[policy.Decision]metric.AddOption // per decision and rule, built once
 }
 
-// WithTracing returns a copy of a that records its decisions for
-// OpenTelemetry: an allowed (or dry-run denied) call carries its decision in
-// the context, for [UnaryServerTrace] and friends to put on the server span;
-// a denied call, which never reaches the instrumented handler, gets a server
-// span of its own, continuing the caller's trace (headers read with prop),
-// with the decision, the rule and a denied event. The mesh package calls it
-// when telemetry is enabled.
-func (a *Authorizer) WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) *Authorizer {
+// WithTelemetry returns a copy of a that reports to OpenTelemetry:
+//   - an allowed (or dry-run denied) call carries its decision in the
+//     context, for [UnaryServerTrace] and friends to put on the server span
+//     (and to audit, with the trace and span IDs, once the span exists);
+//   - a denied call, which never reaches the instrumented handler, gets a
+//     server span of its own, continuing the caller's trace (headers read
+//     with prop), with the decision, the rule and a denied event;
+//   - the counter trustmesh.authz.decisions counts decisions by decision
+//     and rule (no caller: SPIFFE IDs are too many for a metric).
+//
+// The mesh package calls it when a server's telemetry is enabled.
+func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*Authorizer, error) {
+	const scope = "github.com/trustmesh/trustmesh/interceptors"
+	decisions, err := mp.Meter(scope).Int64Counter("trustmesh.authz.decisions",
+		metric.WithDescription("Authorization decisions, by decision (allow, deny, dry_run_deny) and rule."),
+		metric.WithUnit("{decision}"))
+	if err != nil {
+		return nil, fmt.Errorf("interceptors: authz metrics: %w", err)
+	}
 	c := *a
-	c.tracing = &tracing{tracer: tp.Tracer("github.com/trustmesh/trustmesh/interceptors"), prop: prop}
-	return &c
+	c.tracing = &tracing{tracer: tp.Tracer(scope), prop: prop, decisions: decisions, attrSet: map[policy.Decision]metric.AddOption{}}
+	return &c, nil
+}
+
+// count adds one decision to the counter, with an attribute set built once
+// per (decision, rule).
+func (t *tracing) count(ctx context.Context, d policy.Decision) {
+	t.mu.RLock()
+	opt, ok := t.attrSet[d]
+	t.mu.RUnlock()
+	if !ok {
+		opt = metric.WithAttributeSet(attribute.NewSet(telemetry.AuthzDecisionKey.String(d.Outcome.String()), telemetry.AuthzRuleKey.String(d.Rule)))
+		t.mu.Lock()
+		t.attrSet[d] = opt
+		t.mu.Unlock()
+	}
+	t.decisions.Add(ctx, 1, opt)
 }
 
 type decisionKey struct{}
 
 type decisionRecord struct {
-	caller string
+	caller identity.Principal
+	method string
 	d      policy.Decision
+	audit  *Authorizer // non-nil: audit the decision once the span exists
 }
 
-// recordDecision runs after a decision that lets the call proceed.
-func (t *tracing) proceed(ctx context.Context, caller identity.Principal, d policy.Decision) context.Context {
-	return context.WithValue(ctx, decisionKey{}, decisionRecord{caller: caller.ID.String(), d: d})
+// proceed runs after a decision that lets the call proceed.
+func (t *tracing) proceed(ctx context.Context, a *Authorizer, caller identity.Principal, method string, d policy.Decision, audit bool) context.Context {
+	rec := decisionRecord{caller: caller, method: method, d: d}
+	if audit {
+		rec.audit = a
+	}
+	return context.WithValue(ctx, decisionKey{}, rec)
 }
 
-// denied records a refused call as a server span of its own.
-func (t *tracing) denied(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision) {
+// denied records a refused call as a server span of its own and returns a
+// context holding that span (for the audit event's IDs).
+func (t *tracing) denied(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision) context.Context {
 	if carrier != nil {
 		ctx = t.prop.Extract(ctx, carrier)
 	}
-	_, span := t.tracer.Start(ctx, strings.TrimPrefix(method, "/"), trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(method, "/"), trace.WithSpanKind(trace.SpanKindServer))
 	telemetry.RecordDecision(span, caller.ID.String(), d.Outcome.String(), d.Rule)
 	span.SetStatus(codes.Error, "permission denied")
 	span.End()
+	return ctx
 }
 
 // mdCarrier reads gRPC metadata as a propagation carrier.
@@ -86,7 +128,10 @@ func (c mdCarrier) Keys() []string {
 func annotate(ctx context.Context) context.Context {
 	span := trace.SpanFromContext(ctx)
 	if rec, ok := ctx.Value(decisionKey{}).(decisionRecord); ok {
-		telemetry.RecordDecision(span, rec.caller, rec.d.Outcome.String(), rec.d.Rule)
+		telemetry.RecordDecision(span, rec.caller.ID.String(), rec.d.Outcome.String(), rec.d.Rule)
+		if rec.audit != nil {
+			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
+		}
 	}
 	if p, ok := identity.FromContext(ctx); ok {
 		ctx = telemetry.AppendChain(ctx, p.ID)

@@ -52,7 +52,10 @@ func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, 
 		// interceptor records the caller, decision and chain on it.
 		own = append(own, connect.WithInterceptors(otelInt, interceptors.ConnectServerTrace()))
 		if authz != nil {
-			authz = authz.WithTracing(t.TracerProvider, t.Propagator)
+			var err error
+			if authz, err = authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if authz != nil {

@@ -48,7 +48,10 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 		unary = append(unary, interceptors.UnaryServerTrace())
 		stream = append(stream, interceptors.StreamServerTrace())
 		if authz != nil {
-			authz = authz.WithTracing(t.TracerProvider, t.Propagator)
+			var err error
+			if authz, err = authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if authz != nil {
