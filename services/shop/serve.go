@@ -170,7 +170,14 @@ func serveConnect(ctx context.Context, log *slog.Logger, ln net.Listener, srv *m
 	return logServe(ctx, log, ln, srv.Serve)
 }
 
+// readyKey carries, from Start, the function a service calls once it is
+// built and about to serve.
+type readyKey struct{}
+
 func logServe(ctx context.Context, log *slog.Logger, ln net.Listener, serve func(context.Context, net.Listener) error) error {
+	if ready, ok := ctx.Value(readyKey{}).(func()); ok {
+		ready()
+	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()))
 	err := serve(ctx, ln)
 	log.Info("stopped", slog.Any("error", err))
@@ -190,8 +197,10 @@ type Mesh struct {
 }
 
 // Start binds every service's address (all before serving any, so a busy
-// port fails at once) and serves all four services until ctx ends. Addresses
-// with port 0 get a free port; Mesh.Addrs tells which.
+// port fails at once), starts all four services and returns once each has
+// loaded its credentials and policy and is serving; they serve until ctx
+// ends. Addresses with port 0 get a free port; Mesh.Addrs tells which. If a
+// service fails to start, Start stops the others and returns the errors.
 func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 	cfg = cfg.withDefaults()
 	lns := make(map[string]net.Listener, len(Services))
@@ -209,11 +218,13 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 	m := &Mesh{Addrs: cfg.Addrs, CertDir: cfg.CertDir}
 	// A service that fails stops the whole mesh.
 	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{}, len(Services))
+	sctx := context.WithValue(ctx, readyKey{}, func() { ready <- struct{}{} })
 	for _, s := range Services {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			if err := Serve(ctx, s, lns[s], cfg); err != nil {
+			if err := Serve(sctx, s, lns[s], cfg); err != nil {
 				m.mu.Lock()
 				m.errs = append(m.errs, err)
 				m.mu.Unlock()
@@ -222,6 +233,16 @@ func Start(ctx context.Context, cfg Config) (*Mesh, error) {
 		}()
 	}
 	go func() { m.wg.Wait(); cancel() }()
+	for range Services {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			if err := m.Wait(); err != nil {
+				return nil, err
+			}
+			return nil, ctx.Err()
+		}
+	}
 	return m, nil
 }
 
