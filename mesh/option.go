@@ -30,6 +30,7 @@ type serverConfig struct {
 	noAuthz         bool
 	coverageWarn    bool
 	telemetry       *Telemetry
+	federated       bool
 }
 
 func newServerConfig(opts []ServerOption) *serverConfig {
@@ -59,6 +60,17 @@ func WithLogger(log *slog.Logger) ServerOption {
 // domain also needs a bundle in the server's [Credentials].
 func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
 	return func(c *serverConfig) { c.trustDomains = append(c.trustDomains, tds...) }
+}
+
+// WithFederatedTrustDomains accepts callers from every trust domain whose
+// bundle the server's [Credentials] hold (SPIFFE federation: add a domain by
+// adding its bundle, e.g. to a certs.FileSource bundle directory); they are
+// then authorized per method like anyone else. By default only the trust
+// domain of the server's own SVID (or those of [WithTrustDomains]) may
+// connect. A caller from a domain without a bundle is always refused, since
+// its chain cannot be verified.
+func WithFederatedTrustDomains() ServerOption {
+	return func(c *serverConfig) { c.federated = true }
 }
 
 // WithGRPCInterceptors appends grpc-go interceptors to the chain of a

@@ -50,7 +50,7 @@ func TestServeMissingCertificates(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit code = %d, want 1", code)
 	}
-	want := "shop: inventory: load SVID " + dir + "/inventory.pem"
+	want := "shop: inventory: certs: read SVID: open " + dir + "/inventory.pem: no such file or directory"
 	if got := stderr.String(); !strings.HasPrefix(got, want) || !strings.Contains(got, "meshctl certs init --dir "+dir) {
 		t.Errorf("stderr = %q, want it to start %q and say how to create the certificates", got, want)
 	}

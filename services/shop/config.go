@@ -60,6 +60,11 @@ type Config struct {
 	// StepInterval is how long a confirmed order waits before each later
 	// status (shipped, delivered); zero takes the orders service's default.
 	StepInterval time.Duration
+	// FederationDir, when set, holds the trust bundles of federated trust
+	// domains as TRUST_DOMAIN.pem files, watched for changes; their members
+	// may connect and are authorized by policy like anyone else. By default
+	// only members of shop.example may connect.
+	FederationDir string
 	// PolicyFile is the YAML policy merged with the rules declared in the
 	// protos, hot-reloaded on change. The default is services/policy.yaml.
 	PolicyFile string
@@ -136,6 +141,7 @@ func OpenCredentials(ctx context.Context, cfg Config, name string) (mesh.Credent
 		CertFile:    certFile,
 		KeyFile:     filepath.Join(cfg.CertDir, name+"-key.pem"),
 		BundleFile:  filepath.Join(cfg.CertDir, certs.BundleFile),
+		BundleDir:   cfg.FederationDir,
 		TrustDomain: TrustDomain,
 		Logger:      log,
 	})

@@ -54,6 +54,9 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 	if cfg.AllowUncovered {
 		opts = append(opts, mesh.WithCoverageWarnings())
 	}
+	if cfg.FederationDir != "" {
+		opts = append(opts, mesh.WithFederatedTrustDomains())
+	}
 	var clientOpts []mesh.ClientOption
 	if cfg.Telemetry != nil {
 		p, err := cfg.Telemetry(name)
