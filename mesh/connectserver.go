@@ -62,6 +62,10 @@ func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, 
 		// The gate runs first, before any interceptor and before decoding.
 		own = append([]connect.HandlerOption{authz.ConnectGate()}, own...)
 	}
+	if cfg.rateLimiter != nil {
+		// Gates run in order: the rate limit before authorization.
+		own = append([]connect.HandlerOption{cfg.rateLimiter.ConnectGate()}, own...)
+	}
 	cfg.connectOptions = append(own, cfg.connectOptions...)
 	tlsCfg, err := serverTLS(creds, cfg)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/tap"
 
 	"github.com/trustmesh/trustmesh/interceptors"
 )
@@ -55,8 +56,15 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 			}
 		}
 	}
+	var taps []tap.ServerInHandle
+	if cfg.rateLimiter != nil {
+		taps = append(taps, cfg.rateLimiter.TapHandle())
+	}
 	if authz != nil {
-		gopts = append(gopts, grpc.InTapHandle(authz.TapHandle()))
+		taps = append(taps, authz.TapHandle())
+	}
+	if len(taps) > 0 {
+		gopts = append(gopts, grpc.InTapHandle(interceptors.ChainTapHandles(taps...)))
 	}
 	gopts = append(gopts,
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),

@@ -31,6 +31,7 @@ type serverConfig struct {
 	coverageWarn    bool
 	telemetry       *Telemetry
 	federated       bool
+	rateLimiter     *interceptors.RateLimiter
 }
 
 func newServerConfig(opts []ServerOption) *serverConfig {
@@ -71,6 +72,14 @@ func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
 // its chain cannot be verified.
 func WithFederatedTrustDomains() ServerOption {
 	return func(c *serverConfig) { c.federated = true }
+}
+
+// WithRateLimiter limits calls per caller SPIFFE ID with l, before
+// authorization and before any request is decoded (grpc-go InTapHandle,
+// connect-go request gate); callers over their limit get ResourceExhausted.
+// By default there is no limit.
+func WithRateLimiter(l *interceptors.RateLimiter) ServerOption {
+	return func(c *serverConfig) { c.rateLimiter = l }
 }
 
 // WithGRPCInterceptors appends grpc-go interceptors to the chain of a

@@ -65,6 +65,12 @@ type Config struct {
 	// may connect and are authorized by policy like anyone else. By default
 	// only members of shop.example may connect.
 	FederationDir string
+	// RateLimit, when positive, limits each caller (by SPIFFE ID) to this
+	// many calls per second at the gateway, in bursts of up to RateBurst
+	// (default: twice RateLimit, at least 1); callers over it get
+	// ResourceExhausted. Zero: no limit.
+	RateLimit float64
+	RateBurst int
 	// PolicyFile is the YAML policy merged with the rules declared in the
 	// protos, hot-reloaded on change. The default is services/policy.yaml.
 	PolicyFile string

@@ -17,6 +17,7 @@ import (
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	paymentsv1connect "github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/gateway"
 	"github.com/trustmesh/trustmesh/services/inventory"
@@ -56,6 +57,17 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 	}
 	if cfg.FederationDir != "" {
 		opts = append(opts, mesh.WithFederatedTrustDomains())
+	}
+	if name == Gateway && cfg.RateLimit != 0 {
+		burst := cfg.RateBurst
+		if burst == 0 {
+			burst = max(1, int(2*cfg.RateLimit))
+		}
+		l, err := interceptors.NewRateLimiter(cfg.RateLimit, burst)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		opts = append(opts, mesh.WithRateLimiter(l))
 	}
 	var clientOpts []mesh.ClientOption
 	if cfg.Telemetry != nil {

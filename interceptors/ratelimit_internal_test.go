@@ -1,0 +1,72 @@
+package interceptors
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+func TestRateLimiterBuckets(t *testing.T) {
+	t.Parallel()
+	l, err := NewRateLimiter(2, 3) // 2/s, bursts of 3
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_000_000, 0)
+	l.now = func() time.Time { return now }
+	alice := spiffeid.RequireFromString("spiffe://shop.example/user/alice")
+	bob := spiffeid.RequireFromString("spiffe://shop.example/user/bob")
+
+	for i := range 3 {
+		if !l.allow(alice) {
+			t.Fatalf("call %d of the burst refused", i+1)
+		}
+	}
+	if l.allow(alice) {
+		t.Fatal("fourth call in the same instant allowed; burst is 3")
+	}
+	if !l.allow(bob) {
+		t.Fatal("bob refused because of alice's calls")
+	}
+	now = now.Add(500 * time.Millisecond) // refills one token at 2/s
+	if !l.allow(alice) || l.allow(alice) {
+		t.Fatal("after 0.5s exactly one more call should pass")
+	}
+	now = now.Add(time.Hour) // refills to the burst, not beyond
+	for i := range 3 {
+		if !l.allow(alice) {
+			t.Fatalf("call %d after a long pause refused", i+1)
+		}
+	}
+	if l.allow(alice) {
+		t.Fatal("tokens grew beyond the burst")
+	}
+	now = now.Add(2 * idleBucket) // idle buckets are swept
+	l.allow(bob)
+	if _, ok := l.buckets[alice]; ok {
+		t.Error("alice's idle bucket was not dropped")
+	}
+}
+
+func TestNewRateLimiterErrors(t *testing.T) {
+	t.Parallel()
+	testCases := []struct {
+		name  string
+		rate  float64
+		burst int
+		want  string
+	}{
+		{"zero-rate", 0, 1, "interceptors: rate limit 0: must be positive"},
+		{"negative-rate", -1, 1, "interceptors: rate limit -1: must be positive"},
+		{"zero-burst", 1, 0, "interceptors: rate limit burst 0: must be at least 1"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := NewRateLimiter(tc.rate, tc.burst); err == nil || err.Error() != tc.want {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
