@@ -65,6 +65,9 @@ type Config struct {
 	// may connect and are authorized by policy like anyone else. By default
 	// only members of shop.example may connect.
 	FederationDir string
+	// Stock, when positive, replaces the initial stock of every product of
+	// the inventory's default catalogue (load tests place many orders).
+	Stock int64
 	// RateLimit, when positive, limits each caller (by SPIFFE ID) to this
 	// many calls per second at the gateway, in bursts of up to RateBurst
 	// (default: twice RateLimit, at least 1); callers over it get

@@ -97,7 +97,14 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 
 	switch name {
 	case Inventory:
-		impl, err := inventory.New(inventory.Config{}, log)
+		var catalogue []*inventoryv1.Product
+		if cfg.Stock > 0 {
+			catalogue = inventory.DefaultCatalogue()
+			for _, p := range catalogue {
+				p.AvailableQuantity = cfg.Stock
+			}
+		}
+		impl, err := inventory.New(inventory.Config{Catalogue: catalogue}, log)
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
