@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/policy"
 )
@@ -31,7 +33,7 @@ type authorization struct {
 	methods atomic.Pointer[[]string]
 }
 
-func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Logger) (*authorization, error) {
+func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Logger, meters metric.MeterProvider) (*authorization, error) {
 	base, err := policy.FromServiceNames(servedServices[name]...)
 	if err != nil {
 		return nil, fmt.Errorf("shop: %s: %w", name, err)
@@ -41,6 +43,7 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 		policy.WithBase(base),
 		policy.WithCompileOptions(policy.ForServer(WorkloadID(name))),
 		policy.WithLogger(log),
+		policy.WithMeterProvider(meters),
 		policy.WithCheck(az.checkCoverage(cfg.AllowUncovered, log)))
 	if err != nil {
 		return nil, fmt.Errorf("shop: %s: %w", name, err)

@@ -72,6 +72,8 @@ func expectAllowed(service, method, caller string) bool {
 	switch {
 	case isHealth && caller == "admin", isReflection && caller == "admin":
 		return true // the operator may check health and reflect everywhere
+	case method == "/grpc.health.v1.Health/Check" && caller == service:
+		return true // a workload checks its own health (the container health check)
 	case isHealth || isReflection:
 		switch service {
 		case shop.Gateway:

@@ -13,6 +13,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/telemetry"
@@ -136,10 +139,15 @@ func checkName(name string) error {
 // restart. Either way, a missing, expired or not yet valid SVID fails the
 // start with a one-line message saying what to do.
 func OpenCredentials(ctx context.Context, cfg Config, name string) (mesh.Credentials, func() error, error) {
+	return openCredentials(ctx, cfg, name, otel.GetMeterProvider())
+}
+
+// openCredentials is OpenCredentials reporting the SVID expiry gauge to meters.
+func openCredentials(ctx context.Context, cfg Config, name string, meters metric.MeterProvider) (mesh.Credentials, func() error, error) {
 	cfg = cfg.withDefaults()
 	log := cfg.Log.With(slog.String("service", name))
 	if socket := cmp.Or(cfg.SPIFFESocket, os.Getenv(certs.EndpointSocketEnv)); socket != "" {
-		src, err := certs.NewWorkloadSource(ctx, socket, log, certs.WithSVIDID(WorkloadID(name)))
+		src, err := certs.NewWorkloadSource(ctx, socket, log, certs.WithSVIDID(WorkloadID(name)), certs.WithMeterProvider(meters))
 		if err != nil {
 			return mesh.Credentials{}, nil, fmt.Errorf("shop: %s: %w", name, err)
 		}
@@ -147,12 +155,13 @@ func OpenCredentials(ctx context.Context, cfg Config, name string) (mesh.Credent
 	}
 	certFile := filepath.Join(cfg.CertDir, name+".pem")
 	src, err := certs.NewFileSource(ctx, certs.FileSourceConfig{
-		CertFile:    certFile,
-		KeyFile:     filepath.Join(cfg.CertDir, name+"-key.pem"),
-		BundleFile:  filepath.Join(cfg.CertDir, certs.BundleFile),
-		BundleDir:   cfg.FederationDir,
-		TrustDomain: TrustDomain,
-		Logger:      log,
+		CertFile:      certFile,
+		KeyFile:       filepath.Join(cfg.CertDir, name+"-key.pem"),
+		BundleFile:    filepath.Join(cfg.CertDir, certs.BundleFile),
+		BundleDir:     cfg.FederationDir,
+		TrustDomain:   TrustDomain,
+		Logger:        log,
+		MeterProvider: meters,
 	})
 	if err != nil {
 		hint := fmt.Sprintf("create it with `meshctl certs init --dir %s`", cfg.CertDir)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
 	gatewayv1connect "github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
@@ -35,23 +37,49 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 	defer func() { _ = ln.Close() }() // already closed after a clean stop; this covers start-up errors
 	cfg = cfg.withDefaults()
 	log := cfg.Log.With(slog.String("service", name))
-	creds, closeCreds, err := OpenCredentials(ctx, cfg, name)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = closeCreds() }()
 	var closers []func() error
 	defer func() { // last opened, first closed
 		for i := len(closers) - 1; i >= 0; i-- {
 			_ = closers[i]()
 		}
 	}()
-	az, err := newAuthorization(ctx, name, cfg, log)
+
+	// Telemetry first, so that the credential source's expiry gauge and the
+	// policy watcher's reload metrics go to this service's meter provider.
+	var (
+		opts       = []mesh.ServerOption{mesh.WithLogger(log)}
+		clientOpts []mesh.ClientOption
+		meters     metric.MeterProvider = otel.GetMeterProvider()
+	)
+	if cfg.Telemetry != nil {
+		p, err := cfg.Telemetry(name)
+		if err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		closers = append(closers, func() error {
+			// Flush every span, also when ctx is already cancelled (SIGTERM).
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return p.Shutdown(sctx)
+		})
+		t := mesh.Telemetry{TracerProvider: p.TracerProvider, MeterProvider: p.MeterProvider, Propagator: p.Propagator,
+			TrustRemote: name != Gateway} // the gateway is the edge: people's traces start there
+		opts = append(opts, mesh.WithTelemetry(t))
+		clientOpts = append(clientOpts, mesh.WithClientTelemetry(t))
+		meters = p.MeterProvider
+	}
+
+	creds, closeCreds, err := openCredentials(ctx, cfg, name, meters)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, closeCreds)
+	az, err := newAuthorization(ctx, name, cfg, log, meters)
 	if err != nil {
 		return err
 	}
 	closers = append(closers, az.close)
-	opts := []mesh.ServerOption{mesh.WithLogger(log), mesh.WithAuthorizer(az.authorizer)}
+	opts = append(opts, mesh.WithAuthorizer(az.authorizer))
 	if cfg.AllowUncovered {
 		opts = append(opts, mesh.WithCoverageWarnings())
 	}
@@ -68,23 +96,6 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		opts = append(opts, mesh.WithRateLimiter(l))
-	}
-	var clientOpts []mesh.ClientOption
-	if cfg.Telemetry != nil {
-		p, err := cfg.Telemetry(name)
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		closers = append(closers, func() error {
-			// Flush every span, also when ctx is already cancelled (SIGTERM).
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			return p.Shutdown(sctx)
-		})
-		t := mesh.Telemetry{TracerProvider: p.TracerProvider, MeterProvider: p.MeterProvider, Propagator: p.Propagator,
-			TrustRemote: name != Gateway} // the gateway is the edge: people's traces start there
-		opts = append(opts, mesh.WithTelemetry(t))
-		clientOpts = append(clientOpts, mesh.WithClientTelemetry(t))
 	}
 	grpcClient := func(downstream string) (*grpc.ClientConn, error) {
 		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream), clientOpts...)
