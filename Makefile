@@ -26,7 +26,7 @@ certs: ## create the development PKI under certs/dev (keeps an existing CA)
 
 .PHONY: tools
 tools: ## build the pinned tools once (cached by the go command)
-	@for t in buf protoc-gen-go protoc-gen-go-grpc protoc-gen-connect-go grpcurl grpc-health-probe staticcheck; do \
+	@for t in buf protoc-gen-go protoc-gen-go-grpc protoc-gen-connect-go grpcurl grpc-health-probe ghz staticcheck benchstat; do \
 		$(TOOL) -n $$t >/dev/null; done
 
 .PHONY: generate
@@ -48,17 +48,125 @@ lint: ## buf lint, gofmt, go vet, staticcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/') 2>/dev/null || true); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags load ./services/shop
 	$(TOOL) staticcheck ./...
 
 .PHONY: test
-test: tools check-generated lint bench-check ## everything CI checks: generated code, lint, benchmarks compile, go test -race
+test: tools check-generated lint bench-check test-modules ## everything CI checks: generated code, lint, benchmarks compile, go test -race
 	$(GO) test -race -count=1 ./...
+
+## Containers ---------------------------------------------------------------
+
+COMPOSE    ?= docker compose
+BIN_DIR    := bin
+IMAGE      ?= trustmesh:$(VERSION)
+# Containers run as you (so that certs/dev stays yours), or as 65532 when
+# you are root: the mesh never runs as root in its containers.
+SHOP_UID   ?= $(if $(filter 0,$(shell id -u)),65532,$(shell id -u))
+SHOP_GID   ?= $(if $(filter 0,$(shell id -u)),65532,$(shell id -g))
+COMPOSE_ENV = SHOP_UID=$(SHOP_UID) SHOP_GID=$(SHOP_GID) TRUSTMESH_VERSION=$(VERSION)
+
+.PHONY: build
+build: ## static binaries bin/shop and bin/meshctl (CGO_ENABLED=0, -trimpath, version stamped)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $(BIN_DIR)/ ./cmd/shop ./cmd/meshctl
+
+.PHONY: image
+image: build ## the container image (FROM scratch: shop + meshctl), tagged $(IMAGE)
+	DOCKER_BUILDKIT=$${DOCKER_BUILDKIT:-0} docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+.PHONY: compose-certs-dir
+compose-certs-dir:
+	@mkdir -p $(CERT_DIR)
+	@if [ "$$(id -u)" = 0 ]; then chown -R $(SHOP_UID):$(SHOP_GID) $(CERT_DIR); fi
+
+.PHONY: up
+up: build compose-certs-dir ## the mesh in containers (docker compose), gateway on 127.0.0.1:8443, traces in `make logs`
+	$(COMPOSE_ENV) $(COMPOSE) up -d --build
+	@echo "up: the gateway is on localhost:8443 (grpcurl with certs/dev/alice.pem, see README); traces: $(COMPOSE) logs -f traces"
+
+.PHONY: up-jaeger
+up-jaeger: build compose-certs-dir ## as `up`, with traces sent to Jaeger (UI on http://localhost:16686; pulls its image)
+	$(COMPOSE_ENV) OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4317 $(COMPOSE) --profile jaeger up -d --build
+	@echo "up-jaeger: Jaeger UI on http://localhost:16686"
+
+.PHONY: down
+down: ## stop and remove the containers and network (certs/dev stays)
+	$(COMPOSE_ENV) $(COMPOSE) --profile jaeger down --remove-orphans
+
+.PHONY: logs
+logs: ## follow the containers' logs (`$(COMPOSE) logs -f traces` for the trace trees only)
+	$(COMPOSE_ENV) $(COMPOSE) logs -f
+
+.PHONY: k8s-policy
+k8s-policy: ## regenerate deploy/kubernetes/policy-configmap.yaml from services/policy.yaml (its test fails when stale)
+	@{ echo '# Generated from services/policy.yaml by `make k8s-policy`: do not edit.'; \
+	  echo 'apiVersion: v1'; echo 'kind: ConfigMap'; echo 'metadata:'; echo '  name: shop-policy'; \
+	  echo '  namespace: shop'; echo '  labels:'; echo '    app.kubernetes.io/part-of: trustmesh'; \
+	  echo 'data:'; echo '  policy.yaml: |'; sed -e 's/^/    /' -e 's/^ *$$//' services/policy.yaml; \
+	} > deploy/kubernetes/policy-configmap.yaml
+	@echo "wrote deploy/kubernetes/policy-configmap.yaml"
+
+.PHONY: test-modules
+test-modules: build ## the tests kept in their own modules: compose.yaml cross-check, Kubernetes manifests
+	cd test/compose && $(GO) vet ./... && TRUSTMESH_BIN=$(CURDIR)/$(BIN_DIR) $(GO) test -count=1 ./...
+	cd deploy/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+.PHONY: test-compose
+test-compose: build ## the slow tier: the mesh under real docker compose, end to end (sets up an engine if none)
+	@start=$$(date +%s); trap 'echo "test-compose: wall time $$(( $$(date +%s) - start ))s"' EXIT; \
+	engine=$$(.ci/compose-engine.sh); eval "$$engine"; \
+	cd test/compose && TRUSTMESH_BIN=$(CURDIR)/$(BIN_DIR) $(GO) test -tags compose -count=1 -timeout 15m -v -run '^TestCompose$$' .
+
+.PHONY: test-load
+test-load: ## the load tier: ghz through the full mesh, 100k calls each of ListProducts and PlaceOrder, rotations and reloads under load
+	@start=$$(date +%s); \
+	$(GO) test -tags load -run '^TestLoad$$' -count=1 -v -timeout 20m ./services/shop; \
+	echo "test-load: wall time $$(( $$(date +%s) - start ))s"
 
 .PHONY: bench
 bench: ## run the benchmarks, compared side by side with benchstat (see BENCHMARKS.md)
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 6 . | tee ../bench.out
 	$(TOOL) benchstat -col /impl bench.out
 
+.PHONY: bench-rss
+bench-rss: ## idle resident memory of each service in its own process
+	bench/idle-rss.sh
+
 .PHONY: bench-check
 bench-check: ## compile and run each benchmark once (the bench module has its own go.mod)
 	cd bench && $(GO) vet ./... && $(GO) test -run '^$$' -bench . -benchtime 1x . >/dev/null
+
+# SPIRE v1.13.3 is pinned in its own modules, so that the main go.mod stays
+# lean: spire-server in tools/spire/go.mod (with cloudsql-proxy v1.38.4, which
+# pulls a grpc whose go-spiffe the agent does not compile with) and
+# spire-agent in tools/spire/agent/go.mod (SPIRE's own dependency versions).
+# `make spire` builds both once into .cache/spire/bin (git-ignored) and
+# rebuilds one only when its go.mod changes.
+SPIRE_BIN  := $(CURDIR)/.cache/spire/bin
+
+.PHONY: spire
+spire: $(SPIRE_BIN)/spire-server $(SPIRE_BIN)/spire-agent ## build spire-server and spire-agent v1.13.3 (tools/spire) once into .cache/spire/bin
+
+$(SPIRE_BIN)/spire-server: tools/spire/go.mod tools/spire/go.sum
+	@echo "spire: building spire-server into $(SPIRE_BIN) (several minutes the first time)"
+	cd tools/spire && $(GO) build -o $@ github.com/spiffe/spire/cmd/spire-server
+	@touch $@
+
+$(SPIRE_BIN)/spire-agent: tools/spire/agent/go.mod tools/spire/agent/go.sum
+	@echo "spire: building spire-agent into $(SPIRE_BIN) (a few minutes the first time)"
+	cd tools/spire/agent && $(GO) build -o $@ github.com/spiffe/spire/cmd/spire-agent
+	@touch $@
+
+.PHONY: run-spire
+run-spire: spire ## run the sample mesh on identities from a local SPIRE server and agent (see README "Running on SPIRE")
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shop ./cmd/shop
+	bin/shop up --spire --spire-bin $(SPIRE_BIN)
+
+.PHONY: test-spire
+test-spire: ## the SPIRE integration tier: the mesh on a real SPIRE server and agent (fails if SPIRE cannot be built)
+	@start=$$(date +%s); \
+	if ! $(MAKE) --no-print-directory spire; then \
+		echo "test-spire: FAILED: the SPIRE binaries could not be built (see above); the tier did not run" >&2; exit 1; fi; \
+	rc=0; TRUSTMESH_SPIRE_BIN=$(SPIRE_BIN) $(GO) test -tags spire -race -count=1 -timeout 10m -v -run '^TestSPIRE' ./internal/spire/ || rc=$$?; \
+	echo "test-spire: wall time $$(( $$(date +%s) - start ))s"; exit $$rc

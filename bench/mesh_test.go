@@ -102,7 +102,9 @@ func BenchmarkDeniedCall(b *testing.B) {
 		name string
 		opts func(a *interceptors.Authorizer) []mesh.ServerOption
 	}{
-		{"tap", func(a *interceptors.Authorizer) []mesh.ServerOption { return []mesh.ServerOption{mesh.WithAuthorizer(a)} }},
+		{"tap", func(a *interceptors.Authorizer) []mesh.ServerOption {
+			return []mesh.ServerOption{mesh.WithAuthorizer(a)}
+		}},
 		{"interceptor", func(a *interceptors.Authorizer) []mesh.ServerOption {
 			return []mesh.ServerOption{mesh.WithoutAuthorization(),
 				mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{a.UnaryServerInterceptor()}, nil)}

@@ -30,7 +30,8 @@ type Authorizer struct {
 	allowEvery uint64 // audit every Nth allow; 0: none
 	allowCount *atomic.Uint64
 	hooks      []DecisionHook
-	tracing    *tracing // nil: no tracing
+	tracing    *tracing      // nil: no tracing
+	tokens     TokenVerifier // nil: token rules refuse every call
 }
 
 // DecisionHook observes every decision, after it is made and before the
@@ -68,7 +69,11 @@ func WithDecisionHook(h DecisionHook) AuthorizerOption {
 }
 
 // NewAuthorizer returns an Authorizer that decides with the engine src
-// currently holds (a static engine or a hot-reloading [policy.Watcher]).
+// currently holds (a static engine or a hot-reloading [policy.Watcher]). A
+// policy with rules that require access tokens ([policy.Engine.TokenRules])
+// needs [WithTokenVerifier]; without one NewAuthorizer fails. (Should a
+// reloaded policy bring such rules anyway, the calls they match are
+// refused.)
 func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, error) {
 	if src == nil || src.Engine() == nil {
 		return nil, errors.New("interceptors: authorizer needs a policy")
@@ -76,6 +81,9 @@ func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, er
 	a := &Authorizer{policy: src, log: slog.New(slog.DiscardHandler), allowCount: new(atomic.Uint64)}
 	for _, o := range opts {
 		o(a)
+	}
+	if err := a.checkPolicyTokens(src.Engine()); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -92,10 +100,13 @@ func (e *deniedError) Error() string {
 }
 
 // authorize decides for caller calling method. It returns nil when the call
-// may proceed, errUnauthenticated when there is no caller, and a
-// *deniedError when the policy refuses it. Without tracing and allow audits
-// it allocates nothing on the allow path. carrier (may be nil) holds the
-// request headers, for the span of a denied call.
+// may proceed, errUnauthenticated when there is no caller, a *deniedError
+// when the policy refuses it and a *tokenError when the rule that allows it
+// requires a token and the call has no valid one. Without tracing and allow
+// audits it allocates nothing on the allow path of a call that needs no
+// token. carrier (may be nil) holds the request headers, for the span of a
+// denied call and the token; with none, the token is read from ctx's gRPC
+// metadata.
 func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string) (context.Context, error) {
 	if caller.IsZero() {
 		return ctx, errUnauthenticated
@@ -104,16 +115,28 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	for _, h := range a.hooks {
 		h(ctx, caller, method, d)
 	}
+	var tokenErr error
+	if d.RequireToken && d.Proceed() {
+		ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)
+	}
 	// Denials are always audited; allows when sampled.
 	audit := d.Outcome != policy.Allowed || (a.allowEvery > 0 && a.allowCount.Add(1)%a.allowEvery == 0)
 	if t := a.tracing; t != nil {
 		t.count(ctx, d)
-		if d.Outcome == policy.Denied {
-			a.audit(t.denied(ctx, carrier, caller, method, d), caller, method, d)
+		switch {
+		case d.Outcome == policy.Denied:
+			a.audit(t.refused(ctx, carrier, caller, method, d, "permission denied"), caller, method, d)
 			return ctx, &deniedError{caller: caller, method: method}
+		case tokenErr != nil:
+			a.auditToken(t.refused(ctx, carrier, caller, method, d, tokenErr.Error()), caller, method, d, tokenErr)
+			return ctx, tokenErr
 		}
 		// Audited once the server span exists, so the event carries its IDs.
 		return t.proceed(ctx, a, caller, method, d, audit), nil
+	}
+	if tokenErr != nil {
+		a.auditToken(ctx, caller, method, d, tokenErr)
+		return ctx, tokenErr
 	}
 	if audit {
 		a.audit(ctx, caller, method, d)

@@ -10,4 +10,11 @@
 //
 // A call that reaches these interceptors without a verified peer is refused
 // with Unauthenticated: nothing downstream runs without a Principal.
+//
+// When the policy rule that allows a call requires an access token
+// ([policy.Rule.RequireToken]), the [Authorizer] also checks the call's
+// "authorization: Bearer TOKEN" header with its [TokenVerifier]: the token
+// must be valid and bound to the certificate the caller presented on this
+// connection (RFC 8705), or the call is refused with Unauthenticated
+// ("token required for /pkg.Service/Method", "invalid token: ...").
 package interceptors

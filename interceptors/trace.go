@@ -89,15 +89,16 @@ func (t *tracing) proceed(ctx context.Context, a *Authorizer, caller identity.Pr
 	return context.WithValue(ctx, decisionKey{}, rec)
 }
 
-// denied records a refused call as a server span of its own and returns a
-// context holding that span (for the audit event's IDs).
-func (t *tracing) denied(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision) context.Context {
+// refused records a refused call as a server span of its own, with status
+// (why it was refused) as its error, and returns a context holding that
+// span (for the audit event's IDs).
+func (t *tracing) refused(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision, status string) context.Context {
 	if carrier != nil {
 		ctx = t.prop.Extract(ctx, carrier)
 	}
 	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(method, "/"), trace.WithSpanKind(trace.SpanKindServer))
 	telemetry.RecordDecision(span, caller.ID.String(), d.Outcome.String(), d.Rule)
-	span.SetStatus(codes.Error, "permission denied")
+	span.SetStatus(codes.Error, status)
 	span.End()
 	return ctx
 }

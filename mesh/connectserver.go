@@ -41,7 +41,7 @@ func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	var own []connect.HandlerOption
+	own := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20)} // as grpc-go: a larger message is refused with ResourceExhausted
 	authz := cfg.authorizer
 	if t := cfg.telemetry; t != nil {
 		otelInt, err := t.connectInterceptor()

@@ -68,6 +68,8 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 			return fail(errors.New("has no methods (to)"))
 		case r.DryRun && r.Effect == Allow:
 			return fail(errors.New("dry_run applies to deny rules only"))
+		case r.RequireToken && r.Effect != Allow:
+			return fail(errRequireTokenOnDeny)
 		}
 		if prev, dup := seen[r.Name]; dup {
 			return fail(fmt.Errorf("duplicate rule name (first declared at %s)", prev))
@@ -97,7 +99,10 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 				parsed[i].here = true
 			}
 		}
-		e.rules = append(e.rules, compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun})
+		e.rules = append(e.rules, compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken})
+		if r.RequireToken && parsed[i].here {
+			e.tokens = append(e.tokens, r.Name)
+		}
 	}
 
 	// Which rules apply to each exact method, each service wildcard, and
@@ -159,7 +164,10 @@ func ruleName(n string) string {
 	return n
 }
 
-var errRuleName = errors.New("name must not contain white space or control characters")
+var (
+	errRuleName           = errors.New("name must not contain white space or control characters")
+	errRequireTokenOnDeny = errors.New("require_token applies to allow rules only")
+)
 
 // validName reports whether n is a valid rule name: printable UTF-8 with
 // no white space, so that it reads as one word in errors and audit logs.

@@ -39,8 +39,17 @@ type Decision struct {
 	// Outcome says whether the call proceeds.
 	Outcome Outcome
 	// Rule names the rule that decided: the first matching deny rule, else
-	// the first matching allow rule, else [DefaultRule].
+	// the first matching allow rule that requires a token, else the first
+	// matching allow rule, else [DefaultRule]. (A dry-run denial names the
+	// dry-run deny rule.)
 	Rule string
+	// RequireToken reports that an allow rule matching the call requires a
+	// certificate-bound access token ([Rule.RequireToken]): the call may
+	// proceed only if it presents a valid one. Like a deny, a token
+	// requirement cannot be undone by a broader rule: any matching allow
+	// rule that requires a token makes the token required. It is false when
+	// no allow rule matched.
+	RequireToken bool
 }
 
 // Proceed reports whether the call may go ahead (allowed, or denied only in

@@ -7,6 +7,12 @@
 // the rule that decided. A deny rule (or a whole policy) may be in dry-run:
 // its denials are reported as [DryRunDenied] and the call proceeds.
 //
+// An allow rule may also require a certificate-bound access token
+// ([Rule.RequireToken], require_token in a file): the decision then says so
+// ([Decision.RequireToken]) and the adapters let the call through only with
+// a valid token bound to the caller's certificate. Like a deny, a token
+// requirement wins over a broader allow rule that matches the same call.
+//
 // Caller patterns match whole path segments only:
 //
 //	spiffe://shop.example/ns/shop/sa/orders   exactly this ID

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"slices"
+
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -12,24 +14,30 @@ type Engine struct {
 	services map[string]*methodIndex // "pkg.Svc" -> its wildcard rules and the global ones
 	global   *methodIndex            // rules for "*"
 	dryRun   bool
+	tokens   []string // names of the rules applying here that require a token
 }
 
 type compiledRule struct {
-	name   string
-	effect Effect
-	dryRun bool
+	name         string
+	effect       Effect
+	dryRun       bool
+	requireToken bool
 }
 
 // methodIndex holds the rules that apply to one method, by effect, then by
-// caller.
+// caller. allowToken holds the allow rules that require a token (they are
+// in allow too).
 type methodIndex struct {
-	deny, dryRunDeny, allow callerIndex
+	deny, dryRunDeny, allow, allowToken callerIndex
 }
 
 func (m *methodIndex) add(rule int32, r compiledRule, callers []callerPattern) {
 	switch {
 	case r.effect == Allow:
 		m.allow.add(rule, callers)
+		if r.requireToken {
+			m.allowToken.add(rule, callers)
+		}
 	case r.dryRun:
 		m.dryRunDeny.add(rule, callers)
 	default:
@@ -107,10 +115,14 @@ func (e *Engine) Decide(method string, caller spiffeid.ID) Decision {
 			return e.deny(e.rules[r].name)
 		}
 		if r := idx.allow.first(caller); r >= 0 {
-			if d := idx.dryRunDeny.first(caller); d >= 0 {
-				return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name}
+			token := false
+			if t := idx.allowToken.first(caller); t >= 0 {
+				r, token = t, true
 			}
-			return Decision{Outcome: Allowed, Rule: e.rules[r].name}
+			if d := idx.dryRunDeny.first(caller); d >= 0 {
+				return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name, RequireToken: token}
+			}
+			return Decision{Outcome: Allowed, Rule: e.rules[r].name, RequireToken: token}
 		}
 	}
 	return e.deny(DefaultRule)
@@ -132,6 +144,12 @@ func (e *Engine) Covers(method string) bool {
 
 // Rules returns the number of rules in the policy.
 func (e *Engine) Rules() int { return len(e.rules) }
+
+// TokenRules returns the names of the allow rules that require a token
+// ([Rule.RequireToken]) and apply on this server (see [ForServer]), in
+// policy order, or nil if there are none. A server that cannot verify
+// tokens must not run such a policy.
+func (e *Engine) TokenRules() []string { return slices.Clone(e.tokens) }
 
 // Source holds the engine in force. A *Engine is a Source of itself; a
 // [Watcher] is one whose engine changes when its file does. Adapters call

@@ -65,12 +65,14 @@ func LoadFile(path string) (Policy, error) {
 //	    to: ["/shop.gateway.v1.StorefrontService/*"]
 //	    at: ["spiffe://shop.example/ns/shop/sa/gateway"]   # optional, see Rule.At
 //	    dry_run: false        # optional, deny rules only
+//	    require_token: false  # optional, allow rules only, see Rule.RequireToken
 //
 // Parsing is strict: unknown or duplicate fields, values of the wrong type,
 // a missing or unsupported version, rules without a name, an effect, a
 // caller or a method, duplicate rule names, invalid caller, method or
 // server (at) patterns, an empty at list (leave at out for every server),
-// dry_run on an allow rule, more than one YAML document and an empty file
+// dry_run on an allow rule, require_token on a deny rule, more than one
+// YAML document and an empty file
 // are all errors. The error is a [*ParseError] naming filename, the line
 // and, inside a rule, the rule. A policy Parse returns always compiles on
 // its own (see [Compile]).
@@ -301,7 +303,7 @@ func (p *parser) rule(n *yaml.Node, seen map[string]string) (Rule, error) {
 			break
 		}
 	}
-	fs, err := p.fields(n, label, "name", "effect", "from", "to", "at", "dry_run")
+	fs, err := p.fields(n, label, "name", "effect", "from", "to", "at", "dry_run", "require_token")
 	if err != nil {
 		return Rule{}, err
 	}
@@ -357,6 +359,14 @@ func (p *parser) rule(n *yaml.Node, seen map[string]string) (Rule, error) {
 		}
 		if r.DryRun && r.Effect == Allow {
 			return Rule{}, p.fail(f.key.Line, label, "dry_run applies to deny rules only")
+		}
+	}
+	if f, ok := fs["require_token"]; ok {
+		if r.RequireToken, err = p.boolean(f, label); err != nil {
+			return Rule{}, err
+		}
+		if r.RequireToken && r.Effect != Allow {
+			return Rule{}, p.fail(f.key.Line, label, "%v", errRequireTokenOnDeny)
 		}
 	}
 	return r, nil

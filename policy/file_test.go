@@ -43,7 +43,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{"rule-not-a-mapping.yaml", "rule-not-a-mapping.yaml:3: a rule must be a mapping with name, effect, from and to"},
 
 		// Rule fields.
-		{"unknown-rule-field.yaml", `unknown-rule-field.yaml:5: rule users: unknown field "form" (want name, effect, from, to, at or dry_run)`},
+		{"unknown-rule-field.yaml", `unknown-rule-field.yaml:5: rule users: unknown field "form" (want name, effect, from, to, at, dry_run or require_token)`},
 		{"duplicate-rule-field.yaml", `duplicate-rule-field.yaml:7: rule users: duplicate field "from" (first on line 5)`},
 		{"merge-key.yaml", "merge-key.yaml:8: rule users2: field names must be strings"},
 		{"missing-name.yaml", "missing-name.yaml:3: rule (unnamed): has no name"},
@@ -70,6 +70,8 @@ func TestLoadFileErrors(t *testing.T) {
 		{"method-not-a-string.yaml", "method-not-a-string.yaml:6: rule users: to entries must be strings"},
 		{"dry-run-on-allow.yaml", "dry-run-on-allow.yaml:5: rule users: dry_run applies to deny rules only"},
 		{"dry-run-not-a-bool.yaml", "dry-run-not-a-bool.yaml:5: rule no-mallory: dry_run must be true or false"},
+		{"require-token-on-deny.yaml", "require-token-on-deny.yaml:6: rule no-mallory: require_token applies to allow rules only"},
+		{"require-token-not-a-bool.yaml", "require-token-not-a-bool.yaml:7: rule alice-orders: require_token must be true or false"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.file, func(t *testing.T) {
@@ -245,7 +247,7 @@ func TestParse(t *testing.T) {
 		{"null version", "version:\nrules: []\n", "f:1: version must be an integer"},
 		{"non-string key", "version: 1\n1: x\nrules: []\n", "f:2: field names must be strings"},
 		{"second document broken", "version: 1\nrules: []\n---\n[\n", "f:5: did not find expected node content"},
-		{"error before the name field names the rule", "version: 1\nrules:\n  - effect: allow\n    form: []\n    name: late\n", `f:4: rule late: unknown field "form" (want name, effect, from, to, at or dry_run)`},
+		{"error before the name field names the rule", "version: 1\nrules:\n  - effect: allow\n    form: []\n    name: late\n", `f:4: rule late: unknown field "form" (want name, effect, from, to, at, dry_run or require_token)`},
 		{"dry_run false on an allow rule", "version: 1\nrules:\n  - name: a\n    effect: allow\n    dry_run: false\n    from: [spiffe://td]\n    to: [\"*\"]\n", ""},
 		{"delete character", "version: 1\nrules: [] # \x7f\n", "f:2: character U+007F is not allowed in YAML"},
 		{"anchor cycle", "version: 1\nrules: &r [*r]\n", "f:2: a rule must be a mapping with name, effect, from and to"},

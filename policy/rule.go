@@ -56,6 +56,11 @@ type Rule struct {
 	// DryRun, on a deny rule, reports its denials as DryRunDenied and lets
 	// the calls through. It is not allowed on allow rules.
 	DryRun bool
+	// RequireToken, on an allow rule, also requires the calls it matches to
+	// present a valid access token bound to the caller's certificate (see
+	// [Decision.RequireToken]). It is not allowed on deny rules. By default
+	// a rule requires no token.
+	RequireToken bool
 	// Source says where the rule was declared, for errors, e.g.
 	// "policy.yaml:12" or "proto shop.orders.v1.OrderService".
 	Source string

@@ -108,9 +108,11 @@ Output, sorted by method then caller:
   METHOD: CALLER gains access (deny by default-deny -> allow by rule NAME)
   METHOD: CALLER loses access (allow by rule NAME -> deny by rule NAME)
   METHOD: CALLER changes decision (allow by rule NAME -> dry_run_deny by rule NAME)
+  METHOD: CALLER now needs a token (allow by rule NAME -> allow with a token by rule NAME)
+  METHOD: CALLER no longer needs a token (allow with a token by rule NAME -> allow by rule NAME)
 
 "changes decision" is a change between allow and dry_run_deny, which both
-let the call through. When nothing changes it prints "no changes". The
+let the call through. "needs a token" is about require_token rules. When nothing changes it prints "no changes". The
 exit code is 0 either way; it is 1 only if a file cannot be loaded.
 `
 
@@ -216,6 +218,9 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 			fmt.Fprintf(stdout, "source:   %s\n", src)
 		}
 	}
+	if d.RequireToken {
+		fmt.Fprintln(stdout, "token:    required (authorization: Bearer TOKEN, bound to the caller's certificate)")
+	}
 	if pf.policy.DryRun {
 		_, err = fmt.Fprintln(stdout, "note:     the whole policy is in dry-run: denied calls proceed")
 	}
@@ -274,11 +279,15 @@ func policyDiff(_ context.Context, path string, args []string, stdout io.Writer)
 	for _, m := range methods {
 		for _, c := range callers {
 			was, is := before.engine.Decide(m, c.id), after.engine.Decide(m, c.id)
-			if was.Outcome == is.Outcome {
+			if was.Outcome == is.Outcome && (was.RequireToken == is.RequireToken || !is.Proceed()) {
 				continue
 			}
 			verb := "changes decision"
 			switch {
+			case was.Outcome == is.Outcome && is.RequireToken:
+				verb = "now needs a token"
+			case was.Outcome == is.Outcome:
+				verb = "no longer needs a token"
 			case !was.Proceed() && is.Proceed():
 				verb = "gains access"
 			case was.Proceed() && !is.Proceed():
@@ -342,11 +351,14 @@ func ruleSource(p policy.Policy, name string) string {
 	return ""
 }
 
-// describe renders a decision as "allow by rule NAME" or "deny by
-// default-deny".
+// describe renders a decision as "allow by rule NAME", "allow with a
+// token by rule NAME" or "deny by default-deny".
 func describe(d policy.Decision) string {
 	if d.Rule == policy.DefaultRule {
 		return d.Outcome.String() + " by " + d.Rule
+	}
+	if d.RequireToken {
+		return d.Outcome.String() + " with a token by rule " + d.Rule
 	}
 	return d.Outcome.String() + " by rule " + d.Rule
 }

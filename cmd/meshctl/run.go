@@ -19,7 +19,7 @@ const (
 	exitUsage   = 2 // the command line is wrong
 )
 
-const mainUsage = `meshctl manages trustmesh development certificates and authorization policies.
+const mainUsage = `meshctl manages trustmesh development certificates, authorization policies and access tokens.
 
 Usage:
   meshctl <command> [subcommand] [flags] [arguments]
@@ -32,6 +32,8 @@ Commands:
   policy lint     check a policy file and report methods no rule allows
   policy explain  show the decision for one caller and method, and the rule
   policy diff     show which callers gain or lose access to each method
+  tokens init     write a development token issuer's key (and its JWKS)
+  tokens issue    mint a development access token bound to a certificate
   version         print the meshctl version
   help            show this help
 
@@ -70,6 +72,14 @@ func commands() command {
 					{name: "lint", run: policyLint},
 					{name: "explain", run: policyExplain},
 					{name: "diff", run: policyDiff},
+				},
+			},
+			{
+				name:  "tokens",
+				usage: tokensUsage,
+				subs: []command{
+					{name: "init", run: tokensInit},
+					{name: "issue", run: tokensIssue},
 				},
 			},
 			{name: "version", run: printVersion},

@@ -343,8 +343,8 @@ func TestHelp(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"help", []string{"help"}, "meshctl manages trustmesh development certificates and authorization policies."},
-		{"--help", []string{"--help"}, "meshctl manages trustmesh development certificates and authorization policies."},
+		{"help", []string{"help"}, "meshctl manages trustmesh development certificates, authorization policies and access tokens."},
+		{"--help", []string{"--help"}, "meshctl manages trustmesh development certificates, authorization policies and access tokens."},
 		{"certs --help", []string{"certs", "--help"}, "meshctl certs manages the development PKI"},
 		{"help certs", []string{"help", "certs"}, "meshctl certs manages the development PKI"},
 		{"certs init --help", []string{"certs", "init", "--help"}, "Usage: meshctl certs init"},

@@ -17,6 +17,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/version"
 	"github.com/trustmesh/trustmesh/services/shop"
 	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/tokens"
 )
 
 const usage = `shop runs the trustmesh sample mesh (gateway, orders, inventory, payments)
@@ -26,6 +27,7 @@ Usage:
   shop up [flags]          run all four services on loopback in this process
   shop serve NAME [flags]  run one service: gateway, orders, inventory or payments
   shop traces [flags]      receive OTLP (gRPC or HTTP) and print each trace as a tree
+  shop healthcheck [flags] check a service's grpc.health.v1 status over mTLS (exit 0 if SERVING)
   shop version             print the version
 
 Run 'shop up -h' or 'shop serve -h' for the flags. Every flag can also be set
@@ -59,7 +61,9 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "up":
 		return up(ctx, args[1:], stdout, stderr)
 	case "serve":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], stdout, stderr)
 	case "traces":
 		return tracesCmd(ctx, args[1:], stdout, stderr)
 	case "version":
@@ -163,8 +167,9 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c common
-	fs := newFlagSet("up", "Usage: shop up [flags]\n\nRuns gateway, orders, inventory and payments on loopback, each with its own\nSVID from --cert-dir (created with the development CA if missing).\n\nFlags:\n", stderr)
+	fs := newFlagSet("up", "Usage: shop up [flags]\n\nRuns gateway, orders, inventory and payments on loopback, each with its own\nSVID from --cert-dir (created with the development CA if missing, like the\ndevelopment token issuer's key).\n\nFlags:\n", stderr)
 	c.register(fs, "listen address")
+	sp := registerSPIREFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -175,12 +180,22 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if sp.on {
+		return upSPIRE(ctx, sp, &c, cfg, stdout, stderr)
+	}
 	if _, err := os.Stat(filepath.Join(cfg.CertDir, certs.BundleFile)); errors.Is(err, os.ErrNotExist) {
 		res, err := certs.Init(cfg.CertDir, certs.InitOptions{})
 		if err != nil {
 			return err
 		}
 		cfg.Log.Info("created development certificates", slog.String("dir", cfg.CertDir), slog.Int("files", len(res.Files)))
+	}
+	if _, err := os.Stat(filepath.Join(cfg.CertDir, tokens.JWKSFile)); errors.Is(err, os.ErrNotExist) {
+		res, err := tokens.InitDev(cfg.CertDir, false)
+		if err != nil {
+			return err
+		}
+		cfg.Log.Info("created development token issuer key", slog.String("dir", cfg.CertDir), slog.String("kid", res.KeyID))
 	}
 	// One tree printer for the four services: a request's spans from all of
 	// them print as one tree (unless OTEL_* sends them elsewhere).
@@ -201,11 +216,12 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return m.Wait()
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c common
 	fs := newFlagSet("serve", "Usage: shop serve NAME [flags]\n\nRuns one service (gateway, orders, inventory or payments) with its SVID from\n--cert-dir. Its downstreams are reached at the other services' addresses.\n\nFlags:\n", stderr)
 	listen := fs.String("listen", "", "listen address; default: the port of this service's -addr flag on all interfaces (env SHOP_LISTEN)")
 	c.register(fs, "address (listen port for this service, target for its clients)")
+	checkConfig := fs.Bool("check-config", false, "check the flags, environment, certificates and policy file, print the effective configuration and exit without serving")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := parse(fs, args); err != nil {
 			return err
@@ -230,6 +246,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if addr == "" {
 		_, port, _ := net.SplitHostPort(cfg.Addrs[name])
 		addr = ":" + port
+	}
+	if *checkConfig {
+		return checkServeConfig(ctx, stdout, name, addr, cfg)
 	}
 	printer := telemetry.NewTreePrinter(os.Stdout)
 	defer func() {

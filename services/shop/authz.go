@@ -48,9 +48,15 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("shop: %s: %w", name, err)
 	}
+	tv, err := tokenVerifier(name, cfg, w.Engine(), log)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
 	a, err := interceptors.NewAuthorizer(w,
 		interceptors.WithAuditLogger(log),
-		interceptors.WithAuditAllows(cfg.AuditAllows))
+		interceptors.WithAuditAllows(cfg.AuditAllows),
+		interceptors.WithTokenVerifier(tv))
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("shop: %s: %w", name, err)

@@ -105,6 +105,13 @@ func expectAllowed(service, method, caller string) bool {
 	panic("expectAllowed: no expectation for " + method)
 }
 
+// expectToken reports whether a call that expectAllowed allows also needs
+// a certificate-bound access token: alice's v2 orders (rule
+// alice-places-v2-orders-with-token).
+func expectToken(service, method, caller string) bool {
+	return service == shop.Gateway && method == "/shop.gateway.v2.StorefrontService/PlaceOrder" && caller == "alice"
+}
+
 // TestDecisionMatrix calls every method of every service as every caller,
 // with a grpc-go client and a connect-go client, over real mTLS, and checks
 // each outcome against the table.
@@ -169,6 +176,14 @@ func TestDecisionMatrix(t *testing.T) {
 					cancel()
 					want := expectAllowed(service, method, caller)
 					code := codeOf(err)
+					if want && expectToken(service, method, caller) {
+						// Allowed only with a token; this call has none.
+						if code != codes.Unauthenticated || !strings.Contains(err.Error(), "token required for "+method) {
+							t.Errorf("%s: %s -> %s %s: %v (%v), want Unauthenticated: token required", kind, caller, service, method, code, err)
+						}
+						checked++
+						continue
+					}
 					switch {
 					case want && (code == codes.PermissionDenied || code == codes.Unauthenticated):
 						t.Errorf("%s: %s -> %s %s: refused (%v), want allowed", kind, caller, service, method, err)

@@ -100,6 +100,16 @@ type Config struct {
 	// instead of from CertDir. The default is the SPIFFE_ENDPOINT_SOCKET
 	// environment variable; when that is empty too, CertDir is used.
 	SPIFFESocket string
+	// TokenJWKSFile is the JSON Web Key Set of the issuer whose access
+	// tokens the services accept where a policy rule requires one
+	// (require_token): tokens for the service's own SPIFFE ID, bound to the
+	// caller's certificate. The default is token-jwks.json in CertDir,
+	// written by `meshctl tokens init` (and by `shop up`). Without the file,
+	// calls that need a token are refused.
+	TokenJWKSFile string
+	// TokenIssuer is the issuer (iss) those tokens must name. The default is
+	// tokens.DevIssuer, the issuer of `meshctl tokens issue`.
+	TokenIssuer string
 }
 
 func (c Config) withDefaults() Config {

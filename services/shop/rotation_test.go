@@ -21,7 +21,7 @@ import (
 // present the new serial.
 func TestRotationUnderLoad(t *testing.T) {
 	t.Parallel()
-	m := startMesh(t)
+	m := startMesh(t, func(c *shop.Config) { c.Stock = 1_000_000 }) // the loop may place thousands of orders
 	client := gatewayv1.NewStorefrontServiceClient(dialAs(t, m, "alice", shop.Gateway))
 	var (
 		wg       sync.WaitGroup

@@ -27,7 +27,7 @@ import (
 
 // startMesh runs the whole sample mesh on free loopback ports with a fresh
 // development PKI, and stops it when the test ends.
-func startMesh(t *testing.T) *shop.Mesh {
+func startMesh(t *testing.T, configure ...func(*shop.Config)) *shop.Mesh {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
@@ -38,8 +38,12 @@ func startMesh(t *testing.T) *shop.Mesh {
 		addrs[s] = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m, err := shop.Start(ctx, shop.Config{CertDir: dir, Addrs: addrs, StepInterval: 50 * time.Millisecond,
-		PolicyFile: filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml")})
+	cfg := shop.Config{CertDir: dir, Addrs: addrs, StepInterval: 50 * time.Millisecond,
+		PolicyFile: filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml")}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	m, err := shop.Start(ctx, cfg)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

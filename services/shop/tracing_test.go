@@ -82,13 +82,6 @@ func dialAs(t *testing.T, m *shop.Mesh, who, service string) *grpc.ClientConn {
 	return conn
 }
 
-type span struct {
-	service, name string
-	kind          string
-	attrs         map[attribute.Key]attribute.Value
-	events        []string
-}
-
 // TestOneTraceAcrossTheMesh records spans in process and checks that one
 // PlaceOrder is one trace over four services, correctly parented, with the
 // identity, the decision and the caller chain on every server span; and

@@ -1,0 +1,264 @@
+package interceptors_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/policy"
+	"github.com/trustmesh/trustmesh/tokens"
+)
+
+const (
+	placeOrder = "/shop.gateway.v2.StorefrontService/PlaceOrder"
+	listV2     = "/shop.gateway.v2.StorefrontService/ListProducts"
+	gatewayID  = "spiffe://shop.example/ns/shop/sa/gateway"
+	aliceID    = "spiffe://shop.example/user/alice"
+	bobID      = "spiffe://shop.example/user/bob"
+)
+
+// tokenPolicy lets users call the v2 storefront, PlaceOrder only with a
+// token.
+func tokenPolicy(t testing.TB) *policy.Engine {
+	t.Helper()
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "users-v2", Effect: policy.Allow, From: []string{"spiffe://shop.example/user/*"}, To: []string{"/shop.gateway.v2.StorefrontService/*"}},
+		{Name: "orders-need-token", Effect: policy.Allow, RequireToken: true, From: []string{"spiffe://shop.example/user/*"}, To: []string{placeOrder}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// tokenFixture is a development issuer, its verifier and two users'
+// certificates.
+type tokenFixture struct {
+	issuer     *tokens.Issuer
+	verifier   *tokens.Verifier
+	alice, bob *x509.Certificate
+}
+
+func newTokenFixture(t testing.TB) tokenFixture {
+	t.Helper()
+	key, err := tokens.InitDev(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := tokens.NewIssuer(tokens.DevIssuer, key.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tokens.NewVerifier(tokens.Config{Issuer: tokens.DevIssuer, Audience: gatewayID, JWKSFile: key.JWKSFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki := testpki.New(t, "shop.example")
+	return tokenFixture{issuer: iss, verifier: v,
+		alice: pki.SVID(t, aliceID).Certificates[0], bob: pki.SVID(t, bobID).Certificates[0]}
+}
+
+func (f tokenFixture) token(t testing.TB, leaf *x509.Certificate, ttl time.Duration, now time.Time) string {
+	t.Helper()
+	raw, err := f.issuer.Issue(leaf, gatewayID, ttl, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// leafContext is a grpc-go call context from the holder of leaf.
+func leafContext(leaf *x509.Certificate) context.Context {
+	id := spiffeid.RequireFromURI(leaf.URIs[0])
+	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: verifiedInfo{p: identity.Principal{ID: id, Leaf: leaf}}})
+}
+
+func TestNewAuthorizerNeedsTokenVerifier(t *testing.T) {
+	t.Parallel()
+	_, err := interceptors.NewAuthorizer(tokenPolicy(t))
+	want := "interceptors: policy rule orders-need-token requires an access token, but no token verifier is configured (WithTokenVerifier)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("NewAuthorizer error = %v, want %s", err, want)
+	}
+	if _, err := interceptors.NewAuthorizer(tokenPolicy(t), interceptors.WithTokenVerifier(newTokenFixture(t).verifier)); err != nil {
+		t.Fatalf("NewAuthorizer with a verifier: %v", err)
+	}
+}
+
+// TestTokenWithoutVerifier: a policy source whose later engine requires
+// tokens (a hot reload) cannot make the authorizer let such calls through.
+func TestTokenWithoutVerifier(t *testing.T) {
+	t.Parallel()
+	src := &switchSource{}
+	src.e = newAuthorizerPolicy(t)
+	a, err := interceptors.NewAuthorizer(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.e = tokenPolicy(t)
+	f := newTokenFixture(t)
+	header := metadata.Pairs("authorization", "Bearer "+f.token(t, f.alice, time.Minute, time.Now()))
+	_, err = a.TapHandle()(leafContext(f.alice), &tap.Info{FullMethodName: placeOrder, Header: header})
+	wantStatus(t, err, codes.Unauthenticated, "token required for "+placeOrder+", but this server verifies no tokens")
+}
+
+type switchSource struct{ e *policy.Engine }
+
+func (s *switchSource) Engine() *policy.Engine { return s.e }
+
+func newAuthorizerPolicy(t testing.TB) *policy.Engine {
+	t.Helper()
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "users-v2", Effect: policy.Allow, From: []string{"spiffe://shop.example/user/*"}, To: []string{"/shop.gateway.v2.StorefrontService/*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func wantStatus(t testing.TB, err error, code codes.Code, msg string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != code || st.Message() != msg {
+		t.Errorf("got %v %q, want %v %q", st.Code(), st.Message(), code, msg)
+	}
+}
+
+func TestTokenRefusals(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t)
+	var audit bytes.Buffer
+	a, err := interceptors.NewAuthorizer(tokenPolicy(t), interceptors.WithTokenVerifier(f.verifier),
+		interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&audit, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	aliceToken := f.token(t, f.alice, 15*time.Minute, now)
+	testCases := []struct {
+		name   string
+		leaf   *x509.Certificate
+		method string
+		header []string // authorization values
+		code   codes.Code
+		msg    string
+	}{
+		{"good token", f.alice, placeOrder, []string{"Bearer " + aliceToken}, codes.OK, ""},
+		{"scheme in any case", f.alice, placeOrder, []string{"bearer " + aliceToken}, codes.OK, ""},
+		{"no token needed", f.bob, listV2, nil, codes.OK, ""},
+		{"missing", f.alice, placeOrder, nil, codes.Unauthenticated, "token required for " + placeOrder},
+		{"empty bearer", f.alice, placeOrder, []string{"Bearer "}, codes.Unauthenticated, "token required for " + placeOrder},
+		{"replayed with another certificate", f.bob, placeOrder, []string{"Bearer " + aliceToken}, codes.Unauthenticated, "invalid token: token is bound to another certificate"},
+		{"expired", f.alice, placeOrder, []string{"Bearer " + f.token(t, f.alice, time.Minute, now.Add(-time.Hour))}, codes.Unauthenticated,
+			"invalid token: token expired at " + now.Add(-59*time.Minute).UTC().Truncate(time.Second).Format(time.RFC3339)},
+		{"not a bearer token", f.alice, placeOrder, []string{"Basic YWxpY2U6cHc="}, codes.Unauthenticated, `invalid token: authorization header is not "Bearer TOKEN"`},
+		{"two tokens", f.alice, placeOrder, []string{"Bearer " + aliceToken, "Bearer " + aliceToken}, codes.Unauthenticated, "invalid token: more than one authorization header"},
+		{"garbage", f.alice, placeOrder, []string{"Bearer nope"}, codes.Unauthenticated, "invalid token: malformed token: compact JWS format must have three parts"},
+	}
+	tapFn, unary := a.TapHandle(), a.UnaryServerInterceptor()
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			md := metadata.MD{}
+			for _, v := range tc.header {
+				md.Append("authorization", v)
+			}
+			// The tap reads the headers from tap.Info.
+			ctx, err := tapFn(leafContext(tc.leaf), &tap.Info{FullMethodName: tc.method, Header: md})
+			wantStatus(t, err, tc.code, tc.msg)
+			if err == nil && tc.method == placeOrder {
+				if c, ok := tokens.FromContext(ctx); !ok || c.Subject != aliceID {
+					t.Errorf("tap context claims = %+v, %v; want alice's", c, ok)
+				}
+			}
+			// The interceptor reads them from the incoming metadata.
+			var seen context.Context
+			_, err = unary(metadata.NewIncomingContext(leafContext(tc.leaf), md), nil, &grpc.UnaryServerInfo{FullMethod: tc.method},
+				func(ctx context.Context, _ any) (any, error) { seen = ctx; return nil, nil })
+			wantStatus(t, err, tc.code, tc.msg)
+			if err == nil && tc.method == placeOrder {
+				if c, ok := tokens.FromContext(seen); !ok || c.Subject != aliceID {
+					t.Errorf("handler context claims = %+v, %v; want alice's", c, ok)
+				}
+			}
+		})
+	}
+	log := audit.String()
+	for _, part := range []string{`msg="authz token refused"`, "caller=" + bobID, "method=" + placeOrder, "decision=allow", "rule=orders-need-token",
+		`error="invalid token: token is bound to another certificate"`} {
+		if !strings.Contains(log, part) {
+			t.Errorf("audit log lacks %q:\n%s", part, log)
+		}
+	}
+}
+
+// TestTokenPolicyAllocatesNothing: with token rules in the policy, a call
+// that needs no token still costs no allocation.
+func TestTokenPolicyAllocatesNothing(t *testing.T) {
+	f := newTokenFixture(t)
+	a, err := interceptors.NewAuthorizer(tokenPolicy(t), interceptors.WithTokenVerifier(f.verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tapFn := a.TapHandle()
+	ctx := leafContext(f.bob)
+	info := &tap.Info{FullMethodName: listV2, Header: metadata.MD{}}
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, err := tapFn(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("TapHandle allow without token: %v allocs per call, want 0", n)
+	}
+}
+
+// TestTokenRefusalTraced: with telemetry on, a call refused for its token
+// gets a server span of its own with the reason as its error status.
+func TestTokenRefusalTraced(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t)
+	a, err := interceptors.NewAuthorizer(tokenPolicy(t), interceptors.WithTokenVerifier(f.verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := tracetest.NewSpanRecorder()
+	a, err = a.WithTelemetry(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), metricnoop.NewMeterProvider(), propagation.TraceContext{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.TapHandle()(leafContext(f.alice), &tap.Info{FullMethodName: placeOrder, Header: metadata.MD{}})
+	wantStatus(t, err, codes.Unauthenticated, "token required for "+placeOrder)
+	ended := spans.Ended()
+	if len(ended) != 1 || ended[0].Status().Code != otelcodes.Error || ended[0].Status().Description != "token required for "+placeOrder {
+		t.Fatalf("spans = %+v, want one with the refusal as its status", ended)
+	}
+	// A good token proceeds.
+	header := metadata.Pairs("authorization", "Bearer "+f.token(t, f.alice, time.Minute, time.Now()))
+	ctx, err := a.TapHandle()(leafContext(f.alice), &tap.Info{FullMethodName: placeOrder, Header: header})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tokens.FromContext(ctx); !ok {
+		t.Error("no claims in the context of an allowed call")
+	}
+}
