@@ -87,6 +87,11 @@ type common struct {
 	policyFile   string
 	uncovered    bool
 	auditAllows  uint64
+	spiffeSocket string
+	federation   string
+	rateLimit    float64
+	rateBurst    int
+	tokenJWKS    string
 }
 
 func (c *common) register(fs *flag.FlagSet, addrHelp string) {
@@ -108,6 +113,16 @@ func (c *common) register(fs *flag.FlagSet, addrHelp string) {
 		"only warn, instead of refusing to start, when a served method has no allow rule (env SHOP_ALLOW_UNCOVERED)")
 	fs.Uint64Var(&c.auditAllows, "audit-allows", 1,
 		"audit one allowed call in every N (1: all, 0: none); denials are always audited (env SHOP_AUDIT_ALLOWS)")
+	fs.StringVar(&c.spiffeSocket, "spiffe-socket", "",
+		"SPIFFE Workload API socket (e.g. unix:///run/spire/agent.sock): take SVIDs and bundles from SPIRE instead of --cert-dir (env SPIFFE_ENDPOINT_SOCKET)")
+	fs.StringVar(&c.federation, "federation-dir", "",
+		"directory of TRUST_DOMAIN.pem bundles of federated trust domains, watched; their members may connect and are authorized by policy (env SHOP_FEDERATION_DIR)")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 0,
+		"calls per second allowed to each caller SPIFFE ID at the gateway; 0 = no limit (env SHOP_RATE_LIMIT)")
+	fs.IntVar(&c.rateBurst, "rate-burst", 0,
+		"burst of calls allowed above --rate-limit; 0 = twice the rate (env SHOP_RATE_BURST)")
+	fs.StringVar(&c.tokenJWKS, "token-jwks", "",
+		"JWKS file of the issuer of cert-bound tokens that policy rules with require_token ask for; default: token-jwks.json in --cert-dir (env SHOP_TOKEN_JWKS)")
 }
 
 func (c *common) config(stderr io.Writer) (shop.Config, error) {
@@ -120,6 +135,12 @@ func (c *common) config(stderr io.Writer) (shop.Config, error) {
 	}
 	if c.stepInterval < 0 {
 		return shop.Config{}, fmt.Errorf("--step-interval %s: must not be negative: %w", c.stepInterval, errUsage)
+	}
+	if c.rateLimit < 0 {
+		return shop.Config{}, fmt.Errorf("--rate-limit %g: must not be negative: %w", c.rateLimit, errUsage)
+	}
+	if c.rateBurst < 0 || (c.rateBurst > 0 && c.rateLimit == 0) {
+		return shop.Config{}, fmt.Errorf("--rate-burst %d: must be positive, with a --rate-limit: %w", c.rateBurst, errUsage)
 	}
 	addrs := map[string]string{}
 	for s, a := range c.addrs {
@@ -136,6 +157,11 @@ func (c *common) config(stderr io.Writer) (shop.Config, error) {
 		PolicyFile:     c.policyFile,
 		AllowUncovered: c.uncovered,
 		AuditAllows:    c.auditAllows,
+		SPIFFESocket:   c.spiffeSocket,
+		FederationDir:  c.federation,
+		RateLimit:      c.rateLimit,
+		RateBurst:      c.rateBurst,
+		TokenJWKSFile:  c.tokenJWKS,
 		Log:            slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}, nil
 }

@@ -24,6 +24,9 @@ func TestUsageErrors(t *testing.T) {
 		{"bad-env-duration", map[string]string{"SHOP_STEP_INTERVAL": "soon"}, []string{"up"},
 			`shop: env SHOP_STEP_INTERVAL="soon": parse error`},
 		{"unknown-flag", nil, []string{"up", "--colour"}, "shop: up: flag provided but not defined: -colour"},
+		{"negative-rate-limit", nil, []string{"up", "--rate-limit", "-5"}, "shop: --rate-limit -5: must not be negative"},
+		{"burst-without-rate", nil, []string{"up", "--rate-burst", "10"}, "shop: --rate-burst 10: must be positive, with a --rate-limit"},
+		{"bad-env-rate", map[string]string{"SHOP_RATE_LIMIT": "fast"}, []string{"up"}, `shop: env SHOP_RATE_LIMIT="fast": parse error`},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
