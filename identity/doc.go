@@ -3,7 +3,7 @@
 //
 // The rules are the X.509-SVID rules, applied strictly: the leaf carries
 // exactly one URI SAN, with the spiffe scheme, a valid trust domain and a
-// non-empty path; it is not a CA; it chains to the trust bundle of its own
+// non-empty path; it is not a CA and carries the digitalSignature key usage; it chains to the trust bundle of its own
 // trust domain; it is within its validity period; and it carries the
 // extended key usage for its role (clientAuth for callers, serverAuth for
 // servers). There is no fallback to DNS SANs or to the Subject.

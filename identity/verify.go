@@ -46,6 +46,7 @@ var (
 	errNoCertificate = errors.New("peer presented no certificate")
 	errEmptyPath     = errors.New("SPIFFE ID of an X.509-SVID must have a path")
 	errNoRole        = errors.New("role must be Client or Server")
+	errNoDigSig      = errors.New("leaf lacks the digitalSignature key usage")
 )
 
 // Verify checks chain (the peer's certificates, leaf first, as presented in
@@ -72,6 +73,9 @@ func Verify(chain []*x509.Certificate, bundles x509bundle.Source, role Role, now
 	}
 	if id.Path() == "" {
 		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(chain[0], id), errEmptyPath))
+	}
+	if chain[0].KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(chain[0], id), errNoDigSig))
 	}
 	if !hasUsage(chain[0], role.usage()) {
 		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: leaf lacks the %s extended key usage", role, describe(chain[0], id), usageName(role.usage())))

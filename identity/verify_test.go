@@ -44,6 +44,8 @@ func TestVerifyRejectsBadPeerCertificates(t *testing.T) {
 			"identity: client certificate " + id + ": x509svid: could not verify leaf certificate: x509: certificate has expired or is not yet valid:"},
 		{"other-ca", other, nil, identity.Client,
 			"identity: client certificate " + id + ": x509svid: could not verify leaf certificate: x509: certificate signed by unknown authority"},
+		{"no-digital-signature", pki, testpki.NoDigitalSignature, identity.Client,
+			"identity: client certificate " + id + ": leaf lacks the digitalSignature key usage"},
 		{"no-client-auth", pki, testpki.NoClientAuth, identity.Client,
 			"identity: client certificate " + id + ": leaf lacks the clientAuth extended key usage"},
 		{"no-server-auth", pki, testpki.NoServerAuth, identity.Server,
