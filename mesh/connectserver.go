@@ -35,7 +35,11 @@ type ConnectServer struct {
 	started  bool
 }
 
-// NewConnectServer builds a connect-go server with the workload's credentials.
+// NewConnectServer builds a connect-go server with the workload's
+// credentials. Like grpc-go's default, it reads messages of at most 4 MiB: a
+// larger one is refused with ResourceExhausted (connect-go itself sets no
+// limit; pass connect.WithReadMaxBytes in [WithConnectHandlerOptions] to
+// change it).
 func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, error) {
 	cfg := newServerConfig(opts)
 	if err := cfg.validate(); err != nil {
