@@ -12,8 +12,11 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/trustmesh/trustmesh/policy"
 
@@ -50,7 +53,7 @@ Usage:
 Run 'meshctl policy <subcommand> --help' for details.
 `
 
-const lintUsage = `Usage: meshctl policy lint FILE [--methods FILE|-] [--strict] [--protos=false]
+const lintUsage = `Usage: meshctl policy lint FILE [--proto-descriptors SET] [--methods FILE|-] [--strict] [--protos=false]
 
 Parses and compiles the policy in FILE and prints "FILE: ok (N rules)", or
 the first problem as FILE:LINE: rule NAME: what is wrong (exit 1). The
@@ -65,6 +68,12 @@ lists them instead: one /package.Service/Method per line, blank lines and
 # comments ignored; "-" reads the list from standard input. Each method no
 allow rule covers is printed as "uncovered: METHOD"; that is a warning,
 or, with --strict, a failure (exit 1) as it is when a server starts.
+
+For your own services, --proto-descriptors SET reads a FileDescriptorSet
+(e.g. from 'buf build -o set.binpb'; keep the imports in it): the access
+rules declared in those protos (trustmesh.v1 options) are merged instead of
+the sample mesh's, and coverage is checked for their methods plus health
+and reflection.
 `
 
 const explainUsage = `Usage: meshctl policy explain --caller SPIFFE_ID --method /pkg.Service/Method [--protos=false] [FILE]
@@ -120,6 +129,7 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 	flags := flag.NewFlagSet(path, flag.ContinueOnError)
 	methodsFile := flags.String("methods", "", `file listing the served methods, one per line ("-": standard input); default: the sample mesh's methods`)
 	strict := flags.Bool("strict", false, "fail (exit 1) if a method is not covered by any allow rule, instead of warning")
+	descriptors := flags.String("proto-descriptors", "", "FileDescriptorSet of your services (buf build -o FILE): their access options and methods instead of the sample mesh's")
 	protos := protosFlag(flags)
 	positional, err := parseFlags(flags, path, lintUsage, args, stdout)
 	if err != nil {
@@ -130,19 +140,26 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 	}
 	file := positional[0]
 
-	methods := sampleMethods()
+	services, from := sampleServices(), "the sample mesh's protos"
+	if *descriptors != "" {
+		if services, err = readDescriptorSet(*descriptors); err != nil {
+			return err
+		}
+		from = *descriptors
+	}
+	methods := serviceMethods(services)
 	if *methodsFile != "" {
 		if methods, err = readMethods(*methodsFile); err != nil {
 			return err
 		}
 	}
-	pf, err := loadPolicy(file, *protos)
+	pf, err := loadPolicyWith(file, *protos, services)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%s)\n", file, plural(pf.fileRules, "rule"))
 	if n := len(pf.policy.Rules) - pf.fileRules; n > 0 {
-		fmt.Fprintf(stdout, "merged with %s from the sample mesh's protos\n", plural(n, "rule"))
+		fmt.Fprintf(stdout, "merged with %s from %s\n", plural(n, "rule"), from)
 	}
 	engine := pf.engine
 
@@ -320,6 +337,11 @@ type loadedPolicy struct {
 // mesh's protos into it if protos is set, and compiles the result. Its
 // errors name the file, and the line and rule where there is one.
 func loadPolicy(path string, protos bool, opts ...policy.CompileOption) (loadedPolicy, error) {
+	return loadPolicyWith(path, protos, sampleServices(), opts...)
+}
+
+// loadPolicyWith is loadPolicy with the proto rules of services.
+func loadPolicyWith(path string, protos bool, services []protoreflect.ServiceDescriptor, opts ...policy.CompileOption) (loadedPolicy, error) {
 	p, err := policy.LoadFile(path)
 	if err != nil {
 		return loadedPolicy{}, err
@@ -329,7 +351,7 @@ func loadPolicy(path string, protos bool, opts ...policy.CompileOption) (loadedP
 	}
 	lp := loadedPolicy{policy: p, fileRules: len(p.Rules)}
 	if protos {
-		base, err := policy.FromServices(sampleServices()...)
+		base, err := policy.FromServices(services...)
 		if err != nil {
 			return loadedPolicy{}, err
 		}
@@ -435,9 +457,13 @@ func sampleServices() []protoreflect.ServiceDescriptor {
 
 // sampleMethods returns, sorted, the methods the sample mesh serves: those
 // of its services, and the standard ones.
-func sampleMethods() []string {
+func sampleMethods() []string { return serviceMethods(sampleServices()) }
+
+// serviceMethods returns, sorted, the methods of services and the standard
+// ones.
+func serviceMethods(services []protoreflect.ServiceDescriptor) []string {
 	methods := slices.Clone(standardMethods)
-	for _, svc := range sampleServices() {
+	for _, svc := range services {
 		for j := range svc.Methods().Len() {
 			methods = append(methods, "/"+string(svc.FullName())+"/"+string(svc.Methods().Get(j).Name()))
 		}
@@ -500,4 +526,36 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// readDescriptorSet reads a FileDescriptorSet and returns its services,
+// sorted by name. Options are decoded with the extensions linked into
+// meshctl, trustmesh.v1's access options among them.
+func readDescriptorSet(path string) ([]protoreflect.ServiceDescriptor, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--proto-descriptors: %w", err)
+	}
+	var set descriptorpb.FileDescriptorSet
+	if err := (proto.UnmarshalOptions{Resolver: protoregistry.GlobalTypes}).Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("--proto-descriptors %s: not a FileDescriptorSet: %w", path, err)
+	}
+	files, err := protodesc.NewFiles(&set)
+	if err != nil {
+		return nil, fmt.Errorf("--proto-descriptors %s: %w (build it with its imports: buf build -o FILE)", path, err)
+	}
+	var services []protoreflect.ServiceDescriptor
+	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			services = append(services, fd.Services().Get(i))
+		}
+		return true
+	})
+	if len(services) == 0 {
+		return nil, fmt.Errorf("--proto-descriptors %s: no services in it", path)
+	}
+	slices.SortFunc(services, func(a, b protoreflect.ServiceDescriptor) int {
+		return strings.Compare(string(a.FullName()), string(b.FullName()))
+	})
+	return services, nil
 }
