@@ -207,7 +207,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if sp.on {
-		return upSPIRE(ctx, sp, &c, cfg, stdout, stderr)
+		return upSPIRE(ctx, sp, fs, cfg, stdout, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(cfg.CertDir, certs.BundleFile)); errors.Is(err, os.ErrNotExist) {
 		res, err := certs.Init(cfg.CertDir, certs.InitOptions{})

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/trustmesh/trustmesh/internal/spire"
@@ -37,7 +36,7 @@ func registerSPIREFlags(fs *flag.FlagSet) *spireFlags {
 }
 
 // upSPIRE runs the mesh on SPIRE until ctx ends or a service exits.
-func upSPIRE(ctx context.Context, s *spireFlags, c *common, cfg shop.Config, stdout io.Writer, stderr io.Writer) (err error) {
+func upSPIRE(ctx context.Context, s *spireFlags, fs *flag.FlagSet, cfg shop.Config, stdout io.Writer, stderr io.Writer) (err error) {
 	stateDir := s.stateDir
 	if stateDir == "" {
 		// Short, under /tmp: the agent's socket path must fit a sockaddr_un.
@@ -46,9 +45,7 @@ func upSPIRE(ctx context.Context, s *spireFlags, c *common, cfg shop.Config, std
 		}
 		defer func() { _ = os.RemoveAll(stateDir) }()
 	}
-	args := []string{"--policy", c.policyFile, "--log-level", c.logLevel,
-		"--payment-limit", strconv.FormatInt(c.paymentLimit, 10), "--step-interval", c.stepInterval.String(),
-		"--audit-allows", strconv.FormatUint(c.auditAllows, 10), "--allow-uncovered=" + strconv.FormatBool(c.uncovered)}
+	args := serveArgs(fs)
 	var env []string
 	if os.Getenv("OTEL_TRACES_EXPORTER") == "" && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
 		// Four processes would print four halves of each trace: send the
@@ -70,6 +67,27 @@ func upSPIRE(ctx context.Context, s *spireFlags, c *common, cfg shop.Config, std
 	case err := <-r.Mesh.Done():
 		return err
 	}
+}
+
+// serveArgs are the flags set on `shop up` (on the command line or through
+// the environment) that every `shop serve` takes too, except the ones the
+// SPIRE mode sets itself: the addresses (passed per service) and the
+// Workload API socket (SPIFFE_ENDPOINT_SOCKET, pointing at the agent).
+func serveArgs(up *flag.FlagSet) []string {
+	var c common
+	serve := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.register(serve, "")
+	skip := map[string]bool{"spiffe-socket": true}
+	for _, name := range shop.Services {
+		skip[name+"-addr"] = true
+	}
+	var args []string
+	up.Visit(func(f *flag.Flag) {
+		if serve.Lookup(f.Name) != nil && !skip[f.Name] {
+			args = append(args, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	return args
 }
 
 // printSPIREWelcome tells a person how to get an identity from the agent

@@ -254,7 +254,9 @@ func probe(ctx context.Context, addr string, want spiffeid.ID, creds *Credential
 		}
 		return conn.Close()
 	}
-	td := tls.Dialer{NetDialer: &d, Config: tlsconfig.MTLSClientConfig(creds.SVID, creds.Bundles, tlsconfig.AuthorizeID(want))}
+	cfg := tlsconfig.MTLSClientConfig(creds.SVID, creds.Bundles, tlsconfig.AuthorizeID(want))
+	cfg.NextProtos = []string{"h2"} // grpc-go servers refuse a handshake without ALPN
+	td := tls.Dialer{NetDialer: &d, Config: cfg}
 	conn, err := td.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err

@@ -31,12 +31,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/trustmesh/trustmesh/certs"
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
 	gatewayv2 "github.com/trustmesh/trustmesh/gen/shop/gateway/v2"
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v2/gatewayv2connect"
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
-	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/spire"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
@@ -205,27 +205,35 @@ func TestSPIRE(t *testing.T) {
 	if err := os.MkdirAll(nobody, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	noEntry := make(chan error, 1)
-	go func() {
-		bin := filepath.Join(nobody, "shop-gateway")
-		if err := copyFile(shopBin, bin); err != nil {
-			noEntry <- err
-			return
-		}
-		cmd := exec.Command(bin, "serve", "gateway", "--listen", "127.0.0.1:0", "--policy", filepath.Join(root, "services", "policy.yaml"))
-		cmd.Env = append(os.Environ(), certs.EndpointSocketEnv+"="+r.SPIRE.AgentAddr(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none")
-		out, err := cmd.CombinedOutput()
-		last := strings.TrimSpace(tail(string(out), 1))
-		switch {
-		case err == nil:
-			noEntry <- fmt.Errorf("shop serve without an entry exited cleanly:\n%s", out)
-		case !strings.Contains(last, r.SPIRE.AgentAddr()) || !strings.Contains(last, "registration entry"):
-			noEntry <- fmt.Errorf("shop serve without an entry: last line %q does not name the socket and the missing entry:\n%s", last, out)
-		default:
-			t.Logf("workload without an entry: %s", last)
-			noEntry <- nil
-		}
-	}()
+	// Two `shop serve` processes that cannot get an SVID, run alongside
+	// the rest (each gives up after its 30s start timeout): one from an
+	// unregistered path, one pointed at a socket where no agent listens.
+	// Each must fail with one line naming the socket and what to check.
+	noEntry := make(chan error, 2)
+	bin := filepath.Join(nobody, "shop-gateway")
+	if err := copyFile(shopBin, bin); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ what, socket, want string }{
+		{"without an entry", r.SPIRE.AgentAddr(), "no identity issued"},
+		{"without an agent", "unix://" + filepath.Join(nobody, "no-agent.sock"), "is the agent running"},
+	} {
+		go func() {
+			cmd := exec.Command(bin, "serve", "gateway", "--listen", "127.0.0.1:0", "--policy", filepath.Join(root, "services", "policy.yaml"))
+			cmd.Env = append(os.Environ(), certs.EndpointSocketEnv+"="+c.socket, "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none")
+			out, err := cmd.CombinedOutput()
+			last := strings.TrimSpace(tail(string(out), 1))
+			switch {
+			case err == nil:
+				noEntry <- fmt.Errorf("shop serve %s exited cleanly:\n%s", c.what, out)
+			case !strings.Contains(last, c.socket) || !strings.Contains(last, c.want) || !strings.Contains(last, "registration entry"):
+				noEntry <- fmt.Errorf("shop serve %s: last line %q does not name the socket and %q:\n%s", c.what, last, c.want, out)
+			default:
+				t.Logf("workload %s: %s", c.what, last)
+				noEntry <- nil
+			}
+		}()
+	}
 	t.Run("NoEntryNoSVID", func(t *testing.T) {
 		agent := filepath.Join(nobody, "spire-agent")
 		if err := copyFile(r.SPIRE.AgentBinary(), agent); err != nil {
@@ -264,6 +272,14 @@ func TestSPIRE(t *testing.T) {
 		}
 		if !logs.containsAll(mark, "service=gateway", "serial="+leaf.SerialNumber.Text(16)) {
 			t.Errorf("the gateway presents serial %x, which it did not log as rotated", leaf.SerialNumber)
+		}
+		// The loop makes a new connection every tenth call: wait for the
+		// next one to present the new serial too.
+		for _, _, n := tr.stats(); n < 2; _, _, n = tr.stats() {
+			if time.Now().After(deadline.Add(15 * time.Second)) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		ok, failed, serials := tr.stats()
 		t.Logf("rotation: gateway serial %x -> %x; %d calls, %d failed; %d gateway serials seen in new handshakes", first.SerialNumber, leaf.SerialNumber, ok, failed, serials)
@@ -333,8 +349,10 @@ func TestSPIRE(t *testing.T) {
 	ok, failed, serials := tr.stop()
 	t.Logf("traffic: %d calls, %d failed, %d gateway serials seen", ok, failed, serials)
 
-	if err := <-noEntry; err != nil {
-		t.Errorf("NoEntryNoSVID: %v", err)
+	for range 2 {
+		if err := <-noEntry; err != nil {
+			t.Errorf("NoEntryNoSVID: %v", err)
+		}
 	}
 	select {
 	case err := <-r.Mesh.Done():
@@ -478,7 +496,9 @@ func handshake(t *testing.T, creds mesh.Credentials, addr string, want spiffeid.
 }
 
 func dialLeaf(ctx context.Context, creds mesh.Credentials, addr string, want spiffeid.ID) (*x509.Certificate, error) {
-	d := tls.Dialer{Config: tlsconfig.MTLSClientConfig(creds.SVID, creds.Bundles, tlsconfig.AuthorizeID(want))}
+	cfg := tlsconfig.MTLSClientConfig(creds.SVID, creds.Bundles, tlsconfig.AuthorizeID(want))
+	cfg.NextProtos = []string{"h2"} // grpc-go servers refuse a handshake without ALPN
+	d := tls.Dialer{Config: cfg}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
