@@ -45,7 +45,10 @@ func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	own := []connect.HandlerOption{connect.WithReadMaxBytes(4 << 20)} // as grpc-go: a larger message is refused with ResourceExhausted
+	own := []connect.HandlerOption{
+		connect.WithReadMaxBytes(4 << 20), // as grpc-go: a larger message is refused with ResourceExhausted
+		connectRecovery(cfg.log),          // a panic costs one call, not the process
+	}
 	authz := cfg.authorizer
 	if t := cfg.telemetry; t != nil {
 		otelInt, err := t.connectInterceptor()

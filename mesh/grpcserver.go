@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -41,8 +42,10 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 	if err != nil {
 		return nil, err
 	}
-	unary := []grpc.UnaryServerInterceptor{interceptors.UnaryServerIdentity()}
-	stream := []grpc.StreamServerInterceptor{interceptors.StreamServerIdentity()}
+	// Recovery first, so a panic anywhere after it costs one call, not the
+	// process.
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(grpcRecovery(cfg.log)), interceptors.UnaryServerIdentity()}
+	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(grpcRecovery(cfg.log)), interceptors.StreamServerIdentity()}
 	gopts := []grpc.ServerOption{grpc.Creds(newTransportCredentials(tlsCfg, cfg.log))}
 	authz := cfg.authorizer
 	if t := cfg.telemetry; t != nil {
