@@ -18,7 +18,9 @@ help: ## show the targets
 
 .PHONY: run
 run: ## run the sample mesh on loopback (gateway :8443), creating certs/dev first if missing
-	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/shop up --cert-dir $(CERT_DIR)
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/shop ./cmd/shop
+	bin/shop up --cert-dir $(CERT_DIR)
 
 .PHONY: certs
 certs: ## create the development PKI under certs/dev (keeps an existing CA)
