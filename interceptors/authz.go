@@ -260,3 +260,25 @@ func (a *Authorizer) ConnectGate() connect.HandlerOption {
 
 // Covers reports whether the policy in force has an allow rule for method.
 func (a *Authorizer) Covers(method string) bool { return a.policy.Engine().Covers(method) }
+
+// UnknownProcedureHandler answers requests for procedures no handler serves,
+// on a connect-go server, as grpc-go answers unknown methods: the call is
+// authorized and audited like any other (an unknown method is denied by
+// default: PermissionDenied), and one the policy allows gets Unimplemented.
+// Requests that are not RPCs get a plain 404. It needs [HTTPIdentity] in
+// front of it.
+func (a *Authorizer) UnknownProcedureHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ew := connect.NewErrorWriter()
+		if !ew.IsSupported(r) {
+			http.NotFound(w, r)
+			return
+		}
+		caller, _ := identity.FromContext(r.Context())
+		if _, err := a.authorize(r.Context(), propagation.HeaderCarrier(r.Header), caller, r.URL.Path); err != nil {
+			_ = ew.Write(w, r, connectError(err).(*connect.Error))
+			return
+		}
+		_ = ew.Write(w, r, connect.NewError(connect.CodeUnimplemented, fmt.Errorf("%s is not served here", r.URL.Path)))
+	})
+}

@@ -26,8 +26,9 @@ import (
 // speaks gRPC, gRPC-Web and Connect, with health and reflection for every
 // mounted service. Mount handlers with Handle before calling Serve.
 type ConnectServer struct {
-	tls *tls.Config
-	cfg *serverConfig
+	tls   *tls.Config
+	cfg   *serverConfig
+	authz *interceptors.Authorizer // nil without authorization
 
 	mu       sync.Mutex
 	mux      *http.ServeMux
@@ -79,7 +80,7 @@ func NewConnectServer(creds Credentials, opts ...ServerOption) (*ConnectServer, 
 		return nil, err
 	}
 	tlsCfg.NextProtos = []string{"h2", "http/1.1"} // Connect and gRPC-Web also work over HTTP/1.1
-	return &ConnectServer{tls: tlsCfg, cfg: cfg, mux: http.NewServeMux()}, nil
+	return &ConnectServer{tls: tlsCfg, cfg: cfg, authz: authz, mux: http.NewServeMux()}, nil
 }
 
 // HandlerOptions returns the connect-go handler options of this server (its
@@ -115,6 +116,11 @@ func (s *ConnectServer) Handler() http.Handler {
 		reflector := grpcreflect.NewStaticReflector(s.services...)
 		s.mux.Handle(grpcreflect.NewHandlerV1(reflector, opts...))
 		s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, opts...))
+		if s.authz != nil {
+			// Unknown procedures are authorized and audited like grpc-go's
+			// unknown methods, instead of a silent 404.
+			s.mux.Handle("/", s.authz.UnknownProcedureHandler())
+		}
 	}
 	return interceptors.HTTPIdentity(s.mux)
 }

@@ -621,15 +621,15 @@ func TestRefusedCalls(t *testing.T) {
 			},
 		},
 		{
-			// No rule covers it: grpc-go's tap denies it by default (and
-			// audits the denial); on connect-go no handler is mounted at
-			// the path, so no gate runs and net/http answers 404.
+			// No rule covers it: grpc-go's tap denies it by default, and so
+			// does the connect-go server's handler for unknown procedures;
+			// both audit the denial.
 			name: "policy/unknown-service", authz: true, method: "/no.such.Service/Method", req: &healthpb.HealthCheckRequest{},
 			want: map[string]clientWant{
 				"grpc-go/grpc-go":       {codes.PermissionDenied, clientID + " may not call /no.such.Service/Method"},
 				"grpc-go/connect-go":    {codes.PermissionDenied, clientID + " may not call /no.such.Service/Method"},
-				"connect-go/grpc-go":    {codes.Unimplemented, "unexpected HTTP status code received from server: 404 (Not Found)"},
-				"connect-go/connect-go": {codes.Unimplemented, "HTTP status 404 Not Found"},
+				"connect-go/grpc-go":    {codes.PermissionDenied, clientID + " may not call /no.such.Service/Method"},
+				"connect-go/connect-go": {codes.PermissionDenied, clientID + " may not call /no.such.Service/Method"},
 			},
 			audit: `msg="authz decision" caller=` + clientID + ` method=/no.such.Service/Method decision=deny rule=default-deny`,
 		},

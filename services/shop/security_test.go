@@ -433,14 +433,17 @@ func TestRefusedCallsAtGateway(t *testing.T) {
 	})
 
 	t.Run("unknown-method", func(t *testing.T) {
-		// The gateway (connect-go) answers a path it does not serve with
-		// 404, which gRPC clients read as Unimplemented; no handler or gate
-		// runs.
-		for _, method := range []string{"/shop.gateway.v1.StorefrontService/NoSuchMethod", "/shop.orders.v1.OrderService/CreateOrder"} {
-			err := conn.Invoke(t.Context(), method, &gatewayv1.GetOrderRequest{}, new(gatewayv1.GetOrderResponse))
-			if code := codeOf(err); code != codes.Unimplemented || !strings.Contains(err.Error(), "404 (Not Found)") {
-				t.Errorf("%s at the gateway: %v (%v), want Unimplemented (404)", method, code, err)
-			}
+		// The gateway (connect-go): an unknown method of a service it
+		// serves gets that service handler's 404, which gRPC clients read
+		// as Unimplemented; a service it does not serve is authorized (and
+		// audited) like any call: no rule lets alice call orders.
+		err := conn.Invoke(t.Context(), "/shop.gateway.v1.StorefrontService/NoSuchMethod", &gatewayv1.GetOrderRequest{}, new(gatewayv1.GetOrderResponse))
+		if code := codeOf(err); code != codes.Unimplemented || !strings.Contains(err.Error(), "404 (Not Found)") {
+			t.Errorf("unknown method at the gateway: %v (%v), want Unimplemented (404)", code, err)
+		}
+		err = conn.Invoke(t.Context(), "/shop.orders.v1.OrderService/CreateOrder", &gatewayv1.GetOrderRequest{}, new(gatewayv1.GetOrderResponse))
+		if want := "spiffe://shop.example/user/alice may not call /shop.orders.v1.OrderService/CreateOrder"; codeOf(err) != codes.PermissionDenied || !strings.Contains(err.Error(), want) {
+			t.Errorf("orders.CreateOrder at the gateway: %v, want PermissionDenied %q", err, want)
 		}
 		// grpcurl resolves methods by reflection first, so it refuses an
 		// unknown one itself, without calling it.
