@@ -42,11 +42,11 @@ func env(s types.ServiceConfig, key string) string {
 // TestComposeFileHardening checks what every container of the mesh must
 // have: the scratch image built here, a numeric non-root user, a read-only
 // root, no capabilities, no-new-privileges, certificates mounted read-only
-// (written only by the certs job), and the start order.
+// (written only by the certs and tokens jobs), and the start order.
 func TestComposeFileHardening(t *testing.T) {
 	t.Parallel()
 	p := load(t)
-	want := append([]string{"certs", "traces"}, services...)
+	want := append([]string{"certs", "tokens", "traces"}, services...)
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), sorted(want)) {
 		t.Fatalf("services = %v, want %v (jaeger only with its profile)", got, want)
 	}
@@ -65,7 +65,7 @@ func TestComposeFileHardening(t *testing.T) {
 			if v.Target == "/certs" && v.Source != filepath.Join(repoRoot(t), "certs", "dev") {
 				t.Errorf("%s: /certs mounted from %s, want ./certs/dev", name, v.Source)
 			}
-			if v.Target == "/certs" && v.ReadOnly == (name == "certs") {
+			if v.Target == "/certs" && v.ReadOnly == (name == "certs" || name == "tokens") {
 				t.Errorf("%s: /certs read_only = %v", name, v.ReadOnly)
 			}
 		}
@@ -74,7 +74,7 @@ func TestComposeFileHardening(t *testing.T) {
 		t.Errorf("certs: command = %v, want meshctl certs init --dir /certs ...", got)
 	}
 	wantDeps := map[string][]string{
-		"gateway":   {"certs", "traces", "orders", "inventory"},
+		"gateway":   {"certs", "tokens", "traces", "orders", "inventory"},
 		"orders":    {"certs", "traces", "inventory", "payments"},
 		"inventory": {"certs", "traces"},
 		"payments":  {"certs", "traces"},
@@ -86,7 +86,7 @@ func TestComposeFileHardening(t *testing.T) {
 			deps = append(deps, d)
 			want := types.ServiceConditionHealthy
 			switch d {
-			case "certs":
+			case "certs", "tokens":
 				want = types.ServiceConditionCompletedSuccessfully
 			case "traces":
 				want = types.ServiceConditionStarted

@@ -249,6 +249,26 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
+	t.Run("cert-bound-token", func(t *testing.T) {
+		// alice's v2 orders need a token from the tokens job's issuer,
+		// bound to her certificate.
+		token, err := run(t, time.Minute, nil, root, filepath.Join(bin, "meshctl"), "tokens", "issue",
+			"--cert", filepath.Join(certs, "alice.pem"), "--dir", certs)
+		if err != nil {
+			t.Fatalf("meshctl tokens issue: %v\n%s", err, token)
+		}
+		order := `{"customer_id":"alice","items":[{"product_id":"sku-pear","quantity":1}]}`
+		out, err := s.call(s.as("alice"), "-H", "authorization: Bearer "+strings.TrimSpace(token), "-d", order,
+			s.gateway, "shop.gateway.v2.StorefrontService/PlaceOrder")
+		if err != nil || !strings.Contains(out, "ORDER_STATUS_CONFIRMED") {
+			t.Errorf("v2 PlaceOrder with a token: err %v\n%s", err, out)
+		}
+		out, err = s.call(s.as("alice"), "-d", order, s.gateway, "shop.gateway.v2.StorefrontService/PlaceOrder")
+		if err == nil || !strings.Contains(out, "Code: Unauthenticated") {
+			t.Errorf("v2 PlaceOrder without a token: err %v, want Unauthenticated\n%s", err, out)
+		}
+	})
+
 	t.Run("traces-cross-four-services", func(t *testing.T) {
 		want := []string{
 			"server  shop.gateway.v1.StorefrontService/PlaceOrder",
