@@ -80,11 +80,18 @@ func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.
 	if err := s.validatePlace(msg); err != nil {
 		return nil, err
 	}
+	who, err := customer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkClaimedCustomer(msg.GetCustomerId(), who); err != nil {
+		return nil, err
+	}
 	items := make([]*ordersv1.CartItem, 0, len(msg.GetItems()))
 	for _, item := range msg.GetItems() {
 		items = append(items, &ordersv1.CartItem{ProductId: item.GetProductId(), Quantity: item.GetQuantity()})
 	}
-	res, err := s.orders.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: msg.GetCustomerId(), Items: items})
+	res, err := s.orders.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: who.String(), Items: items})
 	if err != nil {
 		return nil, s.downstream("orders.CreateOrder", err)
 	}
@@ -93,8 +100,6 @@ func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.
 
 func (s *Server) validatePlace(msg *gatewayv1.PlaceOrderRequest) error {
 	switch {
-	case msg.GetCustomerId() == "":
-		return invalid("customer_id: must not be empty")
 	case len(msg.GetItems()) == 0:
 		return invalid("items: must contain at least one item")
 	case len(msg.GetItems()) > s.maxItems:
@@ -116,9 +121,16 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 	if req.Msg.GetOrderId() == "" {
 		return nil, invalid("order_id: must not be empty")
 	}
+	who, err := customer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res, err := s.orders.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: req.Msg.GetOrderId()})
 	if err != nil {
 		return nil, s.downstream("orders.GetOrder", err)
+	}
+	if err := checkOwner(res.GetOrder(), who, req.Msg.GetOrderId()); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&gatewayv1.GetOrderResponse{Order: toGateway(res.GetOrder())}), nil
 }
@@ -126,12 +138,23 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 // WatchOrder relays the orders service's stream of the order's states. It
 // ends when that stream ends, and the caller's cancellation ends that stream.
 func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.WatchOrderRequest], stream *connect.ServerStream[gatewayv1.WatchOrderResponse]) error {
-	if req.Msg.GetOrderId() == "" {
+	return s.watch(ctx, req.Msg.GetOrderId(), func(o *ordersv1.Order) error {
+		return stream.Send(&gatewayv1.WatchOrderResponse{Order: toGateway(o)})
+	})
+}
+
+// watch relays the states of the caller's order orderID to send.
+func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.Order) error) error {
+	if orderID == "" {
 		return invalid("order_id: must not be empty")
+	}
+	who, err := customer(ctx)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the downstream stream if we stop first
-	upstream, err := s.orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: req.Msg.GetOrderId()})
+	upstream, err := s.orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: orderID})
 	if err != nil {
 		return s.downstream("orders.WatchOrder", err)
 	}
@@ -143,7 +166,10 @@ func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.
 		if err != nil {
 			return s.downstream("orders.WatchOrder", err)
 		}
-		if err := stream.Send(&gatewayv1.WatchOrderResponse{Order: toGateway(res.GetOrder())}); err != nil {
+		if err := checkOwner(res.GetOrder(), who, orderID); err != nil {
+			return err
+		}
+		if err := send(res.GetOrder()); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -33,11 +32,8 @@ func newClient(t *testing.T, srv gatewayv1connect.StorefrontServiceHandler, opts
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(gatewayv1connect.NewStorefrontServiceHandler(srv))
-	hs := httptest.NewUnstartedServer(mux)
-	hs.EnableHTTP2 = true
-	hs.StartTLS()
-	t.Cleanup(hs.Close)
-	return gatewayv1connect.NewStorefrontServiceClient(hs.Client(), hs.URL, opts...)
+	url, client := serveAs(t, mux, aliceID)
+	return gatewayv1connect.NewStorefrontServiceClient(client, url, opts...)
 }
 
 // newShop wires the gateway to the real orders, inventory (default
@@ -137,7 +133,7 @@ func TestPlaceOrderErrors(t *testing.T) {
 		code     connect.Code
 		msg      string
 	}{
-		{"no customer", "", cart("sku-apple", 1), connect.CodeInvalidArgument, "customer_id: must not be empty"},
+		{"someone else", "bob", cart("sku-apple", 1), connect.CodePermissionDenied, `customer_id "bob" is not the caller spiffe://shop.example/user/alice: orders are placed for the caller`},
 		{"no items", "alice", nil, connect.CodeInvalidArgument, "items: must contain at least one item"},
 		{"too many items", "alice", tooMany, connect.CodeInvalidArgument, "items: at most 3 items per order, got 4"},
 		{"empty product id", "alice", cart("sku-apple", 1, "", 1), connect.CodeInvalidArgument, "items[1].product_id: must not be empty"},
@@ -183,7 +179,7 @@ func TestPlaceAndGetOrder(t *testing.T) {
 			got := fmt.Sprintf("%s %s %d lines, %s %d x %d = %d, total %d %s",
 				o.GetCustomerId(), o.GetStatus(), len(o.GetLineItems()), l.GetProductName(), l.GetQuantity(),
 				l.GetUnitPrice().GetUnitsMinor(), l.GetLineTotal().GetUnitsMinor(), o.GetTotal().GetUnitsMinor(), o.GetTotal().GetCurrencyCode())
-			if want := "alice ORDER_STATUS_CONFIRMED 2 lines, Pear 2 x 60 = 120, total 240 EUR"; got != want {
+			if want := "spiffe://shop.example/user/alice ORDER_STATUS_CONFIRMED 2 lines, Pear 2 x 60 = 120, total 240 EUR"; got != want {
 				t.Fatalf("order = %s, want %s", got, want)
 			}
 			if !strings.HasPrefix(o.GetId(), "ord_") || !strings.HasPrefix(o.GetPaymentId(), "pay_") || o.GetCreateTime() == nil {

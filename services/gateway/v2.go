@@ -3,9 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -144,29 +142,11 @@ func (v *V2Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv2.
 }
 
 // WatchOrder is v1's WatchOrder: it relays the orders service's stream of
-// the order's states, which the caller's cancellation ends.
+// the caller's order's states, which the caller's cancellation ends.
 func (v *V2Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv2.WatchOrderRequest], stream *connect.ServerStream[gatewayv2.WatchOrderResponse]) error {
-	if req.Msg.GetOrderId() == "" {
-		return invalid("order_id: must not be empty")
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the downstream stream if we stop first
-	upstream, err := v.v1.orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: req.Msg.GetOrderId()})
-	if err != nil {
-		return v.v1.downstream("orders.WatchOrder", err)
-	}
-	for {
-		res, err := upstream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return v.v1.downstream("orders.WatchOrder", err)
-		}
-		if err := stream.Send(&gatewayv2.WatchOrderResponse{Order: toV2(toGateway(res.GetOrder()))}); err != nil {
-			return err
-		}
-	}
+	return v.v1.watch(ctx, req.Msg.GetOrderId(), func(o *ordersv1.Order) error {
+		return stream.Send(&gatewayv2.WatchOrderResponse{Order: toV2(toGateway(o))})
+	})
 }
 
 // toV2 converts a v1 storefront order to v2's, whose fields are the same. It

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -30,11 +29,8 @@ func newV2Client(t *testing.T, srv gatewayv2connect.StorefrontServiceHandler, op
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(gatewayv2connect.NewStorefrontServiceHandler(srv))
-	hs := httptest.NewUnstartedServer(mux)
-	hs.EnableHTTP2 = true
-	hs.StartTLS()
-	t.Cleanup(hs.Close)
-	return gatewayv2connect.NewStorefrontServiceClient(hs.Client(), hs.URL, opts...)
+	url, client := serveAs(t, mux, aliceID)
+	return gatewayv2connect.NewStorefrontServiceClient(client, url, opts...)
 }
 
 // newV2Shop is newShop for the v2 storefront.
@@ -211,7 +207,7 @@ func TestV2PlaceGetAndWatchOrder(t *testing.T) {
 			got := fmt.Sprintf("%s %s %d lines, %s %d x %d = %d, total %d %s",
 				o.GetCustomerId(), o.GetStatus(), len(o.GetLineItems()), l.GetProductName(), l.GetQuantity(),
 				l.GetUnitPrice().GetUnitsMinor(), l.GetLineTotal().GetUnitsMinor(), o.GetTotal().GetUnitsMinor(), o.GetTotal().GetCurrencyCode())
-			if want := "alice ORDER_STATUS_CONFIRMED 2 lines, Pear 2 x 60 = 120, total 240 EUR"; got != want {
+			if want := "spiffe://shop.example/user/alice ORDER_STATUS_CONFIRMED 2 lines, Pear 2 x 60 = 120, total 240 EUR"; got != want {
 				t.Fatalf("order = %s, want %s", got, want)
 			}
 			if !strings.HasPrefix(o.GetId(), "ord_") || !strings.HasPrefix(o.GetPaymentId(), "pay_") || o.GetCreateTime() == nil || o.GetUpdateTime() == nil {
@@ -251,8 +247,8 @@ func TestV2Errors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newV2Shop(t, 0)
-	_, err := c.PlaceOrder(ctx, connect.NewRequest(&gatewayv2.PlaceOrderRequest{Items: []*gatewayv2.CartItem{{ProductId: "sku-apple", Quantity: 1}}}))
-	wantError(t, err, connect.CodeInvalidArgument, "customer_id: must not be empty")
+	_, err := c.PlaceOrder(ctx, connect.NewRequest(&gatewayv2.PlaceOrderRequest{CustomerId: "bob", Items: []*gatewayv2.CartItem{{ProductId: "sku-apple", Quantity: 1}}}))
+	wantError(t, err, connect.CodePermissionDenied, `customer_id "bob" is not the caller spiffe://shop.example/user/alice: orders are placed for the caller`)
 	_, err = c.PlaceOrder(ctx, connect.NewRequest(&gatewayv2.PlaceOrderRequest{CustomerId: "alice", Items: []*gatewayv2.CartItem{{ProductId: "sku-fig", Quantity: 21}}}))
 	wantError(t, err, connect.CodeFailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`)
 	_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv2.GetOrderRequest{}))

@@ -309,7 +309,8 @@ type Order struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's ID, for example "ord_5f1c0a9e3b7d2e41".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The customer who placed the order.
+	// The customer who placed the order: the SPIFFE ID of the person whose
+	// certificate placed it (e.g. spiffe://shop.example/user/alice).
 	CustomerId string `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// The ordered products, in the order they were requested.
 	LineItems []*LineItem `protobuf:"bytes,3,rep,name=line_items,json=lineItems,proto3" json:"line_items,omitempty"`
@@ -509,7 +510,9 @@ func (x *ListProductsResponse) GetProducts() []*Product {
 // PlaceOrderRequest places an order.
 type PlaceOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The customer placing the order; must not be empty.
+	// Optional: the order is always placed for the caller, as verified by
+	// mutual TLS. If set, it must name the caller: its SPIFFE ID or the last
+	// segment of it ("alice"); anything else is PermissionDenied.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// The products and quantities; at least one, each product at most once.
 	Items         []*CartItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
