@@ -180,7 +180,7 @@ func grpcError(err error) error {
 }
 
 // connectError maps an authorization error to a connect error.
-func connectError(err error) error {
+func connectError(err error) *connect.Error {
 	var denied *deniedError
 	if errors.As(err, &denied) {
 		return connect.NewError(connect.CodePermissionDenied, denied)
@@ -276,7 +276,7 @@ func (a *Authorizer) UnknownProcedureHandler() http.Handler {
 		}
 		caller, _ := identity.FromContext(r.Context())
 		if _, err := a.authorize(r.Context(), propagation.HeaderCarrier(r.Header), caller, r.URL.Path); err != nil {
-			_ = ew.Write(w, r, connectError(err).(*connect.Error))
+			_ = ew.Write(w, r, connectError(err))
 			return
 		}
 		_ = ew.Write(w, r, connect.NewError(connect.CodeUnimplemented, fmt.Errorf("%s is not served here", r.URL.Path)))
