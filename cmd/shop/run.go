@@ -206,6 +206,15 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The development issuer of cert-bound tokens: its key and the JWKS the
+	// gateway verifies with, in --cert-dir, whatever issues the SVIDs.
+	if _, err := os.Stat(filepath.Join(cfg.CertDir, tokens.JWKSFile)); errors.Is(err, os.ErrNotExist) {
+		res, err := tokens.InitDev(cfg.CertDir, false)
+		if err != nil {
+			return err
+		}
+		cfg.Log.Info("created development token issuer key", slog.String("dir", cfg.CertDir), slog.String("kid", res.KeyID))
+	}
 	if sp.on {
 		return upSPIRE(ctx, sp, fs, cfg, stdout, stderr)
 	}
@@ -215,13 +224,6 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		cfg.Log.Info("created development certificates", slog.String("dir", cfg.CertDir), slog.Int("files", len(res.Files)))
-	}
-	if _, err := os.Stat(filepath.Join(cfg.CertDir, tokens.JWKSFile)); errors.Is(err, os.ErrNotExist) {
-		res, err := tokens.InitDev(cfg.CertDir, false)
-		if err != nil {
-			return err
-		}
-		cfg.Log.Info("created development token issuer key", slog.String("dir", cfg.CertDir), slog.String("kid", res.KeyID))
 	}
 	// One tree printer for the four services: a request's spans from all of
 	// them print as one tree (unless OTEL_* sends them elsewhere).
