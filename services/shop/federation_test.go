@@ -22,10 +22,6 @@ import (
 // the running mesh; then it is authorized by policy like anyone else.
 func TestFederation(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	fedDir := t.TempDir()
 	original, err := os.ReadFile(filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml"))
 	if err != nil {
@@ -40,22 +36,7 @@ func TestFederation(t *testing.T) {
 `)...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addrs := map[string]string{}
-	for _, s := range shop.Services {
-		addrs[s] = "127.0.0.1:0"
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := shop.Start(ctx, shop.Config{CertDir: dir, Addrs: addrs, PolicyFile: policyFile, FederationDir: fedDir})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := m.Wait(); err != nil {
-			t.Errorf("mesh stopped with: %v", err)
-		}
-	})
+	m := startMesh(t, func(c *shop.Config) { c.PolicyFile, c.FederationDir = policyFile, fedDir })
 
 	partner, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("partner.example"))
 	if err != nil {
@@ -65,7 +46,7 @@ func TestFederation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shopBundle, err := certs.LoadBundle(filepath.Join(dir, "bundle.pem"), shop.TrustDomain)
+	shopBundle, err := certs.LoadBundle(filepath.Join(m.CertDir, "bundle.pem"), shop.TrustDomain)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/trustmesh/trustmesh/certs"
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
@@ -23,10 +22,6 @@ import (
 // change applies to new calls.
 func TestPolicyHotReload(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	original, err := os.ReadFile(filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -43,22 +38,7 @@ func TestPolicyHotReload(t *testing.T) {
 		}
 	}
 	write(string(original))
-	addrs := map[string]string{}
-	for _, s := range shop.Services {
-		addrs[s] = "127.0.0.1:0"
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := shop.Start(ctx, shop.Config{CertDir: dir, Addrs: addrs, PolicyFile: policyFile})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := m.Wait(); err != nil {
-			t.Errorf("mesh stopped with: %v", err)
-		}
-	})
+	m := startMesh(t, func(c *shop.Config) { c.PolicyFile = policyFile })
 	client := gatewayv1.NewStorefrontServiceClient(dialAs(t, m, "alice", shop.Gateway))
 	call := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

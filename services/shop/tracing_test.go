@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,40 +18,16 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/trustmesh/trustmesh/certs"
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
-	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
 	"github.com/trustmesh/trustmesh/telemetry"
 )
 
-// startTracedMesh runs the sample mesh with telemetry; extra configures each
-// service's providers.
+// startTracedMesh runs the sample mesh with telemetry from setup.
 func startTracedMesh(t *testing.T, setup func(name string) (*telemetry.Providers, error)) *shop.Mesh {
 	t.Helper()
-	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	addrs := map[string]string{}
-	for _, s := range shop.Services {
-		addrs[s] = "127.0.0.1:0"
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := shop.Start(ctx, shop.Config{CertDir: dir, Addrs: addrs, StepInterval: time.Hour,
-		PolicyFile: filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml"), Telemetry: setup})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := m.Wait(); err != nil {
-			t.Errorf("mesh stopped with: %v", err)
-		}
-	})
-	return m
+	return startMesh(t, func(c *shop.Config) { c.StepInterval, c.Telemetry = time.Hour, setup })
 }
 
 // placeOrderAs places one order through the gateway with a grpc-go client.
