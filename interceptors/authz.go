@@ -29,14 +29,9 @@ type Authorizer struct {
 	log        *slog.Logger
 	allowEvery uint64 // audit every Nth allow; 0: none
 	allowCount *atomic.Uint64
-	hooks      []DecisionHook
 	tracing    *tracing      // nil: no tracing
 	tokens     TokenVerifier // nil: token rules refuse every call
 }
-
-// DecisionHook observes every decision, after it is made and before the
-// call proceeds or is refused (tracing records it on the span this way).
-type DecisionHook func(ctx context.Context, caller identity.Principal, method string, d policy.Decision)
 
 // AuthorizerOption configures an [Authorizer].
 type AuthorizerOption func(*Authorizer)
@@ -56,16 +51,6 @@ func WithAuditLogger(log *slog.Logger) AuthorizerOption {
 // default (0) allowed calls are not audited; denials always are.
 func WithAuditAllows(n uint64) AuthorizerOption {
 	return func(a *Authorizer) { a.allowEvery = n }
-}
-
-// WithDecisionHook adds a hook called with every decision. By default there
-// are none.
-func WithDecisionHook(h DecisionHook) AuthorizerOption {
-	return func(a *Authorizer) {
-		if h != nil {
-			a.hooks = append(a.hooks, h)
-		}
-	}
 }
 
 // NewAuthorizer returns an Authorizer that decides with the engine src
@@ -112,9 +97,6 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		return ctx, errUnauthenticated
 	}
 	d := a.policy.Engine().Decide(method, caller.ID)
-	for _, h := range a.hooks {
-		h(ctx, caller, method, d)
-	}
 	var tokenErr error
 	if d.RequireToken && d.Proceed() {
 		ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)

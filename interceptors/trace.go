@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -28,8 +29,11 @@ type tracing struct {
 	prop      propagation.TextMapPropagator
 	decisions metric.Int64Counter
 
-	mu      sync.RWMutex
-	attrSet map[policy.Decision]metric.AddOption // per decision and rule, built once
+	// attrSets holds the counter's attribute set per decision (outcome and
+	// rule), built once; copied on write, so a call reads it with one atomic
+	// load and no lock.
+	attrSets atomic.Pointer[map[policy.Decision]metric.AddOption]
+	mu       sync.Mutex // serializes writers of attrSets
 }
 
 // WithTelemetry returns a copy of a that reports to OpenTelemetry:
@@ -52,23 +56,38 @@ func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvi
 		return nil, fmt.Errorf("interceptors: authz metrics: %w", err)
 	}
 	c := *a
-	c.tracing = &tracing{tracer: tp.Tracer(scope), prop: prop, decisions: decisions, attrSet: map[policy.Decision]metric.AddOption{}}
+	c.tracing = &tracing{tracer: tp.Tracer(scope), prop: prop, decisions: decisions}
+	c.tracing.attrSets.Store(&map[policy.Decision]metric.AddOption{})
 	return &c, nil
 }
 
 // count adds one decision to the counter, with an attribute set built once
 // per (decision, rule).
 func (t *tracing) count(ctx context.Context, d policy.Decision) {
-	t.mu.RLock()
-	opt, ok := t.attrSet[d]
-	t.mu.RUnlock()
+	opt, ok := (*t.attrSets.Load())[d]
 	if !ok {
-		opt = metric.WithAttributeSet(attribute.NewSet(telemetry.AuthzDecisionKey.String(d.Outcome.String()), telemetry.AuthzRuleKey.String(d.Rule)))
-		t.mu.Lock()
-		t.attrSet[d] = opt
-		t.mu.Unlock()
+		opt = t.addAttrSet(d)
 	}
 	t.decisions.Add(ctx, 1, opt)
+}
+
+// addAttrSet builds the attribute set of d and publishes it in a copy of the
+// map (decisions and rules are few: a policy's rules times three outcomes).
+func (t *tracing) addAttrSet(d policy.Decision) metric.AddOption {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.attrSets.Load()
+	if opt, ok := old[d]; ok {
+		return opt
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(telemetry.AuthzDecisionKey.String(d.Outcome.String()), telemetry.AuthzRuleKey.String(d.Rule)))
+	next := make(map[policy.Decision]metric.AddOption, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[d] = opt
+	t.attrSets.Store(&next)
+	return opt
 }
 
 type decisionKey struct{}
