@@ -89,7 +89,7 @@ func ConnectClientOptions(creds Credentials, opts ...ClientOption) ([]connect.Cl
 // server: it presents the workload's SVID and accepts the server only if its
 // SVID carries exactly the SPIFFE ID server. It keeps one connection per
 // server address and reuses it.
-func NewHTTPClient(creds Credentials, server spiffeid.ID, _ ...ClientOption) (*http.Client, error) {
+func NewHTTPClient(creds Credentials, server spiffeid.ID) (*http.Client, error) {
 	if server.IsZero() {
 		return nil, fmt.Errorf("mesh: http client: no expected server SPIFFE ID")
 	}

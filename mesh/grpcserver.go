@@ -46,7 +46,9 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 	// process.
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(grpcRecovery(cfg.log)), interceptors.UnaryServerIdentity()}
 	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(grpcRecovery(cfg.log)), interceptors.StreamServerIdentity()}
-	gopts := []grpc.ServerOption{grpc.Creds(newTransportCredentials(tlsCfg, cfg.log))}
+	// The caller's raw options go first, so that the mesh's own credentials
+	// come later and win: no option can swap mTLS for something weaker.
+	gopts := append(slices.Clone(cfg.grpcOptions), grpc.Creds(newTransportCredentials(tlsCfg, cfg.log)))
 	authz := cfg.authorizer
 	if t := cfg.telemetry; t != nil {
 		gopts = append(gopts, t.grpcServerHandler())
@@ -72,7 +74,6 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 	gopts = append(gopts,
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
-	gopts = append(gopts, cfg.grpcOptions...)
 	s := &GRPCServer{server: grpc.NewServer(gopts...), health: health.NewServer(), cfg: cfg}
 	healthpb.RegisterHealthServer(s.server, s.health)
 	reflection.Register(s.server) // v1 and v1alpha

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/channelz/grpc_channelz_v1" // a registered service descriptor for the health test
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -326,5 +327,31 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRawOptionsCannotWeakenTLS: transport credentials passed as a raw
+// grpc-go option are replaced by the mesh's mutual TLS.
+func TestRawOptionsCannotWeakenTLS(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "shop.example")
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()},
+		mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(grpc.Creds(insecure.NewCredentials())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, srv.Serve)
+	if err := grpcCheck(t, addr, mesh.Credentials{SVID: pki.SVID(t, clientID), Bundles: pki.Bundle()}, serverID); err != nil {
+		t.Fatalf("mTLS call: %v", err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("plaintext call: %v, want Unavailable", err)
 	}
 }

@@ -92,10 +92,12 @@ func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 	}
 }
 
-// WithGRPCServerOptions appends raw grpc-go server options (stats handlers,
-// message size limits, ...) to a [GRPCServer]. Options that replace the
-// transport credentials or the interceptor chain are not allowed and make
-// [NewGRPCServer] fail closed only if they weaken TLS: do not pass them.
+// WithGRPCServerOptions adds raw grpc-go server options (stats handlers,
+// message size limits, ...) to a [GRPCServer]. They are applied before the
+// mesh's own, so transport credentials given here are replaced by the
+// mesh's mTLS; interceptors given here run before the mesh's. Do not pass
+// grpc.InTapHandle: grpc-go takes only one, and the mesh's authorization
+// uses it (grpc-go panics at NewGRPCServer).
 func WithGRPCServerOptions(opts ...grpc.ServerOption) ServerOption {
 	return func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) }
 }

@@ -174,9 +174,6 @@ func (d *Deployment) TrustDomain() spiffeid.TrustDomain {
 	return spiffeid.RequireTrustDomainFromString("shop.example")
 }
 
-// AgentID is the SPIFFE ID of the agent, the parent of every entry.
-func (d *Deployment) AgentID() spiffeid.ID { return d.agentID }
-
 // AgentSocket is the path of the agent's Workload API socket.
 func (d *Deployment) AgentSocket() string {
 	return filepath.Join(d.cfg.StateDir, "agent", "public", "api.sock")

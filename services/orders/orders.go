@@ -25,8 +25,8 @@ import (
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
 )
 
-// DefaultStepInterval is the step between an order's statuses in
-// [DefaultConfig].
+// DefaultStepInterval is the step between an order's statuses that the
+// sample mesh uses.
 const DefaultStepInterval = 2 * time.Second
 
 // compensationTimeout bounds the inventory Release that undoes a reservation.
@@ -35,18 +35,12 @@ const DefaultStepInterval = 2 * time.Second
 const compensationTimeout = 5 * time.Second
 
 // Config configures a [Server]. The zero Config is valid and disables status
-// progression; [DefaultConfig] enables it.
+// progression.
 type Config struct {
 	// StepInterval is the time a confirmed order spends in each status before
 	// the next: CONFIRMED, then SHIPPED, then DELIVERED. Zero (the default)
 	// disables progression, so orders stay CONFIRMED; negative is an error.
 	StepInterval time.Duration
-}
-
-// DefaultConfig returns the configuration of the sample mesh: orders progress
-// every [DefaultStepInterval].
-func DefaultConfig() Config {
-	return Config{StepInterval: DefaultStepInterval}
 }
 
 // Server implements [ordersv1.OrderServiceServer] with orders kept in memory.

@@ -3,11 +3,14 @@ package shop
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -174,13 +177,26 @@ func openCredentials(ctx context.Context, cfg Config, name string, meters metric
 		MeterProvider: meters,
 	})
 	if err != nil {
-		hint := fmt.Sprintf("create it with `meshctl certs init --dir %s`", cfg.CertDir)
-		if _, statErr := os.Stat(certFile); statErr == nil {
-			hint = fmt.Sprintf("renew it with `meshctl certs rotate --dir %s %s`", cfg.CertDir, name)
-		}
-		return mesh.Credentials{}, nil, fmt.Errorf("shop: %s: %w (%s)", name, err, hint)
+		return mesh.Credentials{}, nil, fmt.Errorf("shop: %s: %w (%s)", name, err, credentialsHint(cfg, name, certFile, err))
 	}
 	return mesh.Credentials{SVID: src, Bundles: src}, src.Close, nil
+}
+
+// credentialsHint says what to do about a file source that did not start:
+// create missing certificates, renew an expired or not yet valid SVID, or
+// look at the federation directory or the files themselves.
+func credentialsHint(cfg Config, name, certFile string, err error) string {
+	switch {
+	case cfg.FederationDir != "" && strings.Contains(err.Error(), cfg.FederationDir):
+		return "check --federation-dir / SHOP_FEDERATION_DIR: a directory of TRUST_DOMAIN.pem bundles"
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("create them with `meshctl certs init --dir %s`", cfg.CertDir)
+	case strings.Contains(err.Error(), "SVID expired") || strings.Contains(err.Error(), "not valid until"):
+		return fmt.Sprintf("renew it with `meshctl certs rotate --dir %s %s`", cfg.CertDir, name)
+	default:
+		return fmt.Sprintf("check %s and %s, or recreate them with `meshctl certs init --force --dir %s`",
+			certFile, filepath.Join(cfg.CertDir, certs.BundleFile), cfg.CertDir)
+	}
 }
 
 // LoadCredentials reads the SVID of service or user name and the trust

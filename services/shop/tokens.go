@@ -22,8 +22,8 @@ const tokenLeeway = 30 * time.Second
 // accepts where a policy rule requires one: tokens of cfg.TokenIssuer (by
 // default [tokens.DevIssuer]) for the service's own SPIFFE ID, signed with a
 // key of cfg.TokenJWKSFile (by default token-jwks.json in cfg.CertDir). A
-// JWKS file that is not valid fails the start. One that does not exist
-// leaves the service with a verifier that refuses every token, so calls
+// JWKS file that is not valid, or a TokenJWKSFile that does not exist, fails
+// the start. A default one that does not exist leaves the service with a verifier that refuses every token, so calls
 // that need one are refused (fail closed); when the policy in force has
 // such rules, the service says so at start.
 func tokenVerifier(name string, cfg Config, e *policy.Engine, log *slog.Logger) (interceptors.TokenVerifier, error) {
@@ -37,7 +37,9 @@ func tokenVerifier(name string, cfg Config, e *policy.Engine, log *slog.Logger) 
 	switch {
 	case err == nil:
 		return v, nil
-	case !errors.Is(err, fs.ErrNotExist):
+	case !errors.Is(err, fs.ErrNotExist), cfg.TokenJWKSFile != "":
+		// A file named explicitly must exist: a typo must not quietly
+		// leave the service refusing every token.
 		return nil, err
 	}
 	if rules := e.TokenRules(); len(rules) > 0 {
