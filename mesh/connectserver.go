@@ -16,8 +16,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/trustmesh/trustmesh/interceptors"
 )
@@ -170,25 +168,11 @@ func (s *ConnectServer) Methods() ([]string, error) {
 	s.mu.Lock()
 	services := slices.Clone(s.services)
 	s.mu.Unlock()
-	out := []string{
-		"/grpc.health.v1.Health/Check",
-		"/grpc.health.v1.Health/Watch",
-		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+	out, err := ServiceMethods(services...)
+	if err != nil {
+		return nil, err
 	}
-	for _, name := range services {
-		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
-		if err != nil {
-			return nil, fmt.Errorf("mesh: mounted service %s: no descriptor registered: %w", name, err)
-		}
-		sd, ok := d.(protoreflect.ServiceDescriptor)
-		if !ok {
-			return nil, fmt.Errorf("mesh: mounted path /%s/ does not name a service", name)
-		}
-		for i := 0; i < sd.Methods().Len(); i++ {
-			out = append(out, "/"+name+"/"+string(sd.Methods().Get(i).Name()))
-		}
-	}
+	out = append(out, ConnectStandardMethods()...)
 	slices.Sort(out)
 	return out, nil
 }

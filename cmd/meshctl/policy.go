@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 
 	// The sample mesh's services, registered in protoregistry.GlobalFiles:
@@ -428,15 +429,6 @@ func exampleFor(pattern string) (exampleCaller, bool) {
 	return exampleCaller{id: id, pattern: pattern}, true
 }
 
-// standardMethods are the methods every server of the mesh serves besides
-// its own: health checks and reflection.
-var standardMethods = []string{
-	"/grpc.health.v1.Health/Check",
-	"/grpc.health.v1.Health/Watch",
-	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-}
-
 // sampleServices returns the sample mesh's services: every registered
 // service in a shop.* proto package, sorted by full name.
 func sampleServices() []protoreflect.ServiceDescriptor {
@@ -462,7 +454,7 @@ func sampleMethods() []string { return serviceMethods(sampleServices()) }
 // serviceMethods returns, sorted, the methods of services and the standard
 // ones.
 func serviceMethods(services []protoreflect.ServiceDescriptor) []string {
-	methods := slices.Clone(standardMethods)
+	methods := mesh.GRPCStandardMethods() // health (with grpc-go's List) and reflection
 	for _, svc := range services {
 		for j := range svc.Methods().Len() {
 			methods = append(methods, "/"+string(svc.FullName())+"/"+string(svc.Methods().Get(j).Name()))

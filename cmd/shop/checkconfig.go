@@ -8,17 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
-
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/version"
-	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/services/shop"
 	"github.com/trustmesh/trustmesh/telemetry"
 )
@@ -30,8 +24,12 @@ import (
 // effective configuration is printed as "key: value" lines on stdout. The
 // first problem is returned as an error; nothing is served.
 func checkServeConfig(ctx context.Context, stdout io.Writer, name, listen string, cfg shop.Config) error {
-	if _, _, err := net.SplitHostPort(listen); err != nil {
-		return fmt.Errorf("--listen %q: want host:port: %w", listen, errUsage)
+	_, port, err := net.SplitHostPort(listen)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		return fmt.Errorf("--listen %q: want host:port with a port from 0 to 65535: %w", listen, errUsage)
 	}
 	id := shop.WorkloadID(name)
 	lines := [][2]string{
@@ -49,10 +47,14 @@ func checkServeConfig(ctx context.Context, stdout io.Writer, name, listen string
 	if socket := cmp.Or(cfg.SPIFFESocket, os.Getenv(certs.EndpointSocketEnv)); socket != "" {
 		add("identity", "SPIFFE Workload API at "+socket+" (not contacted by --check-config)")
 	} else {
-		creds, err := shop.LoadCredentials(cfg.CertDir, name)
+		// The service's own credential source: it checks the key against
+		// the certificate, the SVID rules, the validity and the bundles
+		// (federation directory included), as at start-up.
+		creds, closeCreds, err := shop.OpenCredentials(ctx, cfg, name)
 		if err != nil {
 			return err
 		}
+		defer func() { _ = closeCreds() }()
 		svid, err := creds.SVID.GetX509SVID()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -61,37 +63,27 @@ func checkServeConfig(ctx context.Context, stdout io.Writer, name, listen string
 		if svid.ID != id {
 			return fmt.Errorf("%s: %s carries %s, want %s", name, certFile, svid.ID, id)
 		}
-		if _, _, err := x509svid.Verify(svid.Certificates, creds.Bundles); err != nil {
-			return fmt.Errorf("%s: %s does not verify against %s: %w", name, certFile,
-				filepath.Join(cfg.CertDir, certs.BundleFile), err)
-		}
 		leaf := svid.Certificates[0]
-		if now := time.Now(); now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
-			return fmt.Errorf("%s: %s is valid only from %s to %s (renew it with `meshctl certs rotate --dir %s %s`)",
-				name, certFile, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), cfg.CertDir, name)
-		}
 		add("cert-dir", cfg.CertDir)
 		add("svid", fmt.Sprintf("%s (valid until %s; DNS %s)", certFile, leaf.NotAfter.UTC().Format(time.RFC3339), strings.Join(leaf.DNSNames, ",")))
 		add("bundle", filepath.Join(cfg.CertDir, certs.BundleFile))
+		if cfg.FederationDir != "" {
+			add("federation-dir", cfg.FederationDir)
+		}
 	}
 
 	// Policy: the file merged with the rules of the protos this service
 	// serves, compiled for this server, every served method covered.
-	served := servedBy(name)
-	base, err := policy.FromServiceNames(served...)
+	engine, err := shop.CompilePolicy(name, cfg)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return err
 	}
-	file, err := policy.LoadFile(cfg.PolicyFile)
+	methods, err := shop.Methods(name)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	engine, err := policy.Compile(policy.Merge(base, file), policy.ForServer(id))
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return err
 	}
 	var uncovered []string
-	for _, m := range servedMethods(served) {
+	for _, m := range methods {
 		if !engine.Covers(m) {
 			uncovered = append(uncovered, m)
 		}
@@ -105,6 +97,14 @@ func checkServeConfig(ctx context.Context, stdout io.Writer, name, listen string
 		coverage = "uncovered (allowed by --allow-uncovered): " + strings.Join(uncovered, ", ")
 	}
 	add("policy", fmt.Sprintf("%s (%d rules for this server with the protos'; %s)", cfg.PolicyFile, engine.Rules(), coverage))
+	jwks, err := shop.TokenIssuer(name, cfg, engine)
+	if err != nil {
+		return err
+	}
+	if jwks == "" {
+		jwks = "none (calls whose rules require a token are refused)"
+	}
+	add("token-jwks", jwks)
 	add("allow-uncovered", fmt.Sprint(cfg.AllowUncovered))
 	add("audit-allows", fmt.Sprint(cfg.AuditAllows))
 	add("payment-limit", cmpDefault(cfg.PaymentLimit != 0, fmt.Sprint(cfg.PaymentLimit)))
@@ -140,42 +140,4 @@ func otelEndpoint() string {
 		return ""
 	}
 	return " to " + ep + " (" + cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf") + ")"
-}
-
-// servedBy lists the protobuf services sample service name serves: those of
-// the registered shop.NAME.vN packages.
-func servedBy(name string) []string {
-	var out []string
-	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
-		pkg := string(fd.Package())
-		if !strings.HasPrefix(pkg, "shop."+name+".v") {
-			return true
-		}
-		for i := range fd.Services().Len() {
-			out = append(out, string(fd.Services().Get(i).FullName()))
-		}
-		return true
-	})
-	slices.Sort(out)
-	return out
-}
-
-// servedMethods lists the /pkg.Service/Method names of services, plus health
-// and reflection, which every sample service serves.
-func servedMethods(services []string) []string {
-	out := []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"}
-	for _, s := range services {
-		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(s))
-		if err != nil {
-			continue
-		}
-		sd, ok := d.(protoreflect.ServiceDescriptor)
-		if !ok {
-			continue
-		}
-		for i := range sd.Methods().Len() {
-			out = append(out, "/"+s+"/"+string(sd.Methods().Get(i).Name()))
-		}
-	}
-	return out
 }

@@ -126,12 +126,26 @@ func TestServeCheckConfig(t *testing.T) {
 	if err := os.WriteFile(thinPolicy, []byte("version: 1\nrules: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Everything but reflection: the server would refuse to start, and so
+	// must --check-config.
+	noReflection := filepath.Join(t.TempDir(), "no-reflection.yaml")
+	if err := os.WriteFile(noReflection, []byte(`version: 1
+rules:
+  - name: orders-everything-but-reflection
+    effect: allow
+    from: ["spiffe://shop.example/ns/ops/sa/admin"]
+    to: ["/shop.payments.v1.PaymentService/*", "/grpc.health.v1.Health/*"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	testCases := []struct {
 		name  string
 		args  []string
 		code  int
 		wants []string // lines of stdout, or the start of stderr's last line
 	}{
+		{"reflection-uncovered", []string{"payments", "--policy", noReflection}, 1, []string{
+			"shop: payments: policy " + noReflection + ": no allow rule covers 2 served method(s): /grpc.reflection.v1.ServerReflection/ServerReflectionInfo, /grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}},
 		{"orders", []string{"orders", "--orders-addr", "orders:9001", "--inventory-addr", "inventory:9002", "--payments-addr", "payments:9003", "--policy", policyFile}, 0, []string{
 			"shop serve orders: configuration OK",
 			"service: orders",
@@ -146,8 +160,11 @@ func TestServeCheckConfig(t *testing.T) {
 			"step-interval: service default",
 		}},
 		{"gateway-listen", []string{"gateway", "--listen", "0.0.0.0:8443", "--policy", policyFile}, 0, []string{"listen: 0.0.0.0:8443", "spiffe-id: spiffe://shop.example/ns/shop/sa/gateway"}},
-		{"bad-listen", []string{"payments", "--listen", "9003", "--policy", policyFile}, 2, []string{`shop: --listen "9003": want host:port`}},
-		{"missing-svid", []string{"orders", "--cert-dir", t.TempDir(), "--policy", policyFile}, 1, []string{"shop: orders: load SVID "}},
+		{"bad-listen", []string{"payments", "--listen", "9003", "--policy", policyFile}, 2, []string{`shop: --listen "9003": want host:port with a port from 0 to 65535`}},
+		{"port-out-of-range", []string{"payments", "--listen", ":99999", "--policy", policyFile}, 2, []string{`shop: --listen ":99999": want host:port with a port from 0 to 65535`}},
+		{"missing-federation-dir", []string{"payments", "--federation-dir", filepath.Join(dir, "no-fed"), "--policy", policyFile}, 1, []string{"shop: payments: certs: "}},
+		{"missing-token-jwks", []string{"gateway", "--token-jwks", filepath.Join(dir, "typo.json"), "--policy", policyFile}, 1, []string{"shop: gateway: tokens: "}},
+		{"missing-svid", []string{"orders", "--cert-dir", t.TempDir(), "--policy", policyFile}, 1, []string{"shop: orders: certs: read SVID: open "}},
 		{"bad-policy", []string{"orders", "--policy", badPolicy}, 1, []string{"shop: orders: " + badPolicy + ":"}},
 		{"missing-policy", []string{"orders", "--policy", filepath.Join(dir, "nope.yaml")}, 1, []string{"shop: orders: "}},
 		{"uncovered", []string{"inventory", "--policy", thinPolicy}, 1, []string{"shop: inventory: policy " + thinPolicy + ": no allow rule covers"}},

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
 
@@ -91,3 +92,42 @@ func (az *authorization) checkCoverage(warnOnly bool, log *slog.Logger) func(*po
 func (az *authorization) served(methods []string) { az.methods.Store(&methods) }
 
 func (az *authorization) close() error { return az.watcher.Close() }
+
+// Methods returns every method service name serves: those of its protobuf
+// services, and health and reflection as its stack serves them.
+func Methods(name string) ([]string, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	out, err := mesh.ServiceMethods(servedServices[name]...)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	if name == Orders || name == Inventory { // the grpc-go services
+		return append(out, mesh.GRPCStandardMethods()...), nil
+	}
+	return append(out, mesh.ConnectStandardMethods()...), nil
+}
+
+// CompilePolicy compiles the policy service name starts with: cfg's policy
+// file merged with the rules declared in its protos, for its own SPIFFE ID.
+// Its errors are those the service would stop with.
+func CompilePolicy(name string, cfg Config) (*policy.Engine, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	base, err := policy.FromServiceNames(servedServices[name]...)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	file, err := policy.LoadFile(cfg.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	e, err := policy.Compile(policy.Merge(file, base), policy.ForServer(WorkloadID(name)))
+	if err != nil {
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
+	return e, nil
+}

@@ -1,6 +1,7 @@
 package shop
 
 import (
+	"fmt"
 	"cmp"
 	"crypto/x509"
 	"errors"
@@ -56,4 +57,20 @@ type noTokens struct{}
 
 func (noTokens) Verify(string, *x509.Certificate, time.Time) (tokens.Claims, error) {
 	return tokens.Claims{}, errors.New("tokens: this server has no token issuer configured")
+}
+
+// TokenIssuer reports, as service name would find it at start-up with the
+// policy e, the JWKS file of its token issuer, or "" when there is none (the
+// calls whose rules require a token are then refused); an error is what
+// would stop the service.
+func TokenIssuer(name string, cfg Config, e *policy.Engine) (string, error) {
+	cfg = cfg.withDefaults()
+	v, err := tokenVerifier(name, cfg, e, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return "", fmt.Errorf("shop: %s: %w", name, err)
+	}
+	if _, none := v.(noTokens); none {
+		return "", nil
+	}
+	return cmp.Or(cfg.TokenJWKSFile, filepath.Join(cfg.CertDir, tokens.JWKSFile)), nil
 }

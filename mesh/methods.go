@@ -1,0 +1,52 @@
+package mesh
+
+import (
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// ConnectStandardMethods returns the methods a [ConnectServer] serves
+// besides its mounted services: health (grpchealth) and reflection v1 and
+// v1alpha. Each needs an allow rule like any other method.
+func ConnectStandardMethods() []string {
+	return []string{
+		"/grpc.health.v1.Health/Check",
+		"/grpc.health.v1.Health/Watch",
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+	}
+}
+
+// GRPCStandardMethods returns the methods a [GRPCServer] serves besides its
+// registered services: those of [ConnectStandardMethods] and grpc-go
+// health's List.
+func GRPCStandardMethods() []string {
+	out := append(ConnectStandardMethods(), "/grpc.health.v1.Health/List")
+	slices.Sort(out)
+	return out
+}
+
+// ServiceMethods returns the full names ("/pkg.Service/Method") of the
+// methods of the named protobuf services, read from the registered
+// descriptors (linking a service's generated code registers them). A name
+// that is not a registered service is an error.
+func ServiceMethods(services ...string) ([]string, error) {
+	var out []string
+	for _, name := range services {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			return nil, fmt.Errorf("mesh: service %s: no descriptor registered: %w", name, err)
+		}
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if !ok {
+			return nil, fmt.Errorf("mesh: %s is not a service", name)
+		}
+		for i := range sd.Methods().Len() {
+			out = append(out, "/"+name+"/"+string(sd.Methods().Get(i).Name()))
+		}
+	}
+	return out, nil
+}
