@@ -28,6 +28,13 @@ type PrincipalAuthInfo interface {
 
 var errUnauthenticated = errors.New("interceptors: no verified peer certificate on this connection")
 
+// PrincipalFromGRPC returns the verified caller of a grpc-go call from its
+// connection (in any interceptor, before or after [UnaryServerIdentity]),
+// or an error when the connection has none.
+func PrincipalFromGRPC(ctx context.Context) (identity.Principal, error) {
+	return principalFromGRPC(ctx)
+}
+
 // principalFromGRPC returns the caller of a grpc-go call.
 func principalFromGRPC(ctx context.Context) (identity.Principal, error) {
 	p, ok := peer.FromContext(ctx)

@@ -32,7 +32,7 @@ type tracing struct {
 	// attrSets holds the counter's attribute set per decision (outcome and
 	// rule), built once; copied on write, so a call reads it with one atomic
 	// load and no lock.
-	attrSets atomic.Pointer[map[policy.Decision]metric.AddOption]
+	attrSets atomic.Pointer[map[decisionAttrs]metric.AddOption]
 	mu       sync.Mutex // serializes writers of attrSets
 }
 
@@ -57,31 +57,38 @@ func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvi
 	}
 	c := *a
 	c.tracing = &tracing{tracer: tp.Tracer(scope), prop: prop, decisions: decisions}
-	c.tracing.attrSets.Store(&map[policy.Decision]metric.AddOption{})
+	c.tracing.attrSets.Store(&map[decisionAttrs]metric.AddOption{})
 	return &c, nil
 }
 
 // count adds one decision to the counter, with an attribute set built once
 // per (decision, rule).
+// decisionAttrs is what the decision counter's attributes are made of.
+type decisionAttrs struct {
+	outcome policy.Outcome
+	rule    string
+}
+
 func (t *tracing) count(ctx context.Context, d policy.Decision) {
-	opt, ok := (*t.attrSets.Load())[d]
+	key := decisionAttrs{outcome: d.Outcome, rule: d.Rule}
+	opt, ok := (*t.attrSets.Load())[key]
 	if !ok {
-		opt = t.addAttrSet(d)
+		opt = t.addAttrSet(key)
 	}
 	t.decisions.Add(ctx, 1, opt)
 }
 
 // addAttrSet builds the attribute set of d and publishes it in a copy of the
 // map (decisions and rules are few: a policy's rules times three outcomes).
-func (t *tracing) addAttrSet(d policy.Decision) metric.AddOption {
+func (t *tracing) addAttrSet(d decisionAttrs) metric.AddOption {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.attrSets.Load()
 	if opt, ok := old[d]; ok {
 		return opt
 	}
-	opt := metric.WithAttributeSet(attribute.NewSet(telemetry.AuthzDecisionKey.String(d.Outcome.String()), telemetry.AuthzRuleKey.String(d.Rule)))
-	next := make(map[policy.Decision]metric.AddOption, len(old)+1)
+	opt := metric.WithAttributeSet(attribute.NewSet(telemetry.AuthzDecisionKey.String(d.outcome.String()), telemetry.AuthzRuleKey.String(d.rule)))
+	next := make(map[decisionAttrs]metric.AddOption, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
@@ -156,8 +163,10 @@ func annotate(ctx context.Context) context.Context {
 	if p, ok := identity.FromContext(ctx); ok {
 		ctx = telemetry.AppendChain(ctx, p.ID)
 	}
-	if chain, ok := telemetry.ChainFromContext(ctx); ok {
-		telemetry.RecordChain(span, chain)
+	if span.IsRecording() { // reading the chain back parses every hop: only for a span that keeps it
+		if chain, ok := telemetry.ChainFromContext(ctx); ok {
+			telemetry.RecordChain(span, chain)
+		}
 	}
 	return ctx
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/identity"
@@ -29,10 +28,8 @@ func logPanic(ctx context.Context, log *slog.Logger, method string, p any) {
 	caller := "<none>"
 	if pr, ok := identity.FromContext(ctx); ok {
 		caller = pr.ID.String()
-	} else if p, ok := peer.FromContext(ctx); ok { // grpc-go: recovery runs before the identity interceptor
-		if info, ok := p.AuthInfo.(interceptors.PrincipalAuthInfo); ok {
-			caller = info.Principal().ID.String()
-		}
+	} else if pr, err := interceptors.PrincipalFromGRPC(ctx); err == nil { // grpc-go: recovery runs before the identity interceptor
+		caller = pr.ID.String()
 	}
 	log.Error("mesh: recovered a panic in a handler",
 		slog.String("method", method), slog.String("caller", caller),
