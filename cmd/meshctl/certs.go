@@ -150,7 +150,7 @@ func certsIssue(_ context.Context, path string, args []string, stdout io.Writer)
 	ca, err := certs.LoadCA(*dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w (run 'meshctl certs init' first)", err)
+			return fmt.Errorf("%w (run 'meshctl certs init --dir %s' first)", err, *dir)
 		}
 		return err
 	}

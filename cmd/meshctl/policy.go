@@ -208,7 +208,7 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 	}
 	caller, err := spiffeid.FromString(*callerFlag)
 	if err != nil {
-		return usageErrorf("--caller %q: %v", *callerFlag, err)
+		return usageErrorf("--caller %q: %v (want spiffe://TRUST_DOMAIN/PATH)", *callerFlag, err)
 	}
 	if err := checkMethod(*method); err != nil {
 		return usageErrorf("--method %q: %v", *method, err)

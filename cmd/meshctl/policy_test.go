@@ -166,7 +166,7 @@ rules:
 			name:     "explain bad caller",
 			args:     []string{"policy", "explain", "--caller", "spiffe://shop.example/user/*", "--method", "/shop.gateway.v1.StorefrontService/ListProducts", good},
 			wantCode: 2,
-			wantErr:  `meshctl: --caller "spiffe://shop.example/user/*": path segment characters are limited to letters, numbers, dots, dashes, and underscores`,
+			wantErr:  `meshctl: --caller "spiffe://shop.example/user/*": path segment characters are limited to letters, numbers, dots, dashes, and underscores (want spiffe://TRUST_DOMAIN/PATH)`,
 		},
 		{
 			name:     "explain bad method",

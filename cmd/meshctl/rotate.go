@@ -47,7 +47,7 @@ func certsRotate(_ context.Context, path string, args []string, stdout io.Writer
 			s.Identity.ID, s.Serial, formatTime(s.NotAfter), s.CertFile, s.KeyFile)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w (run 'meshctl certs init' first, or 'meshctl certs issue' for a new name)", err)
+		return fmt.Errorf("%w (run 'meshctl certs init --dir %s' first, or 'meshctl certs issue --dir %s' for a new name)", err, *dir, *dir)
 	}
 	return err
 }

@@ -85,14 +85,14 @@ func TestCertsRotateErrors(t *testing.T) {
 			args:     []string{"certs", "rotate", "--dir", dir, "bob"},
 			wantCode: 1,
 			wantErr: "meshctl: certs: rotate bob: open " + filepath.Join(dir, "bob.pem") +
-				": no such file or directory (run 'meshctl certs init' first, or 'meshctl certs issue' for a new name)\n",
+				": no such file or directory (run 'meshctl certs init --dir " + dir + "' first, or 'meshctl certs issue --dir " + dir + "' for a new name)\n",
 		},
 		{
 			name:     "no-ca",
 			args:     []string{"certs", "rotate", "--dir", empty},
 			wantCode: 1,
 			wantErr: "meshctl: certs: load CA from " + empty + ": open " + filepath.Join(empty, "bundle.pem") +
-				": no such file or directory (run 'meshctl certs init' first, or 'meshctl certs issue' for a new name)\n",
+				": no such file or directory (run 'meshctl certs init --dir " + empty + "' first, or 'meshctl certs issue --dir " + empty + "' for a new name)\n",
 		},
 		{
 			name:     "file-name",

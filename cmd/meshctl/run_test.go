@@ -250,7 +250,7 @@ func TestErrors(t *testing.T) {
 			name:     "issue without CA",
 			args:     []string{"certs", "issue", "--dir", empty, "--id", "spiffe://shop.example/x", "--name", "x"},
 			wantCode: 1,
-			wantErr:  "meshctl: certs: load CA from " + empty + ": open " + filepath.Join(empty, "bundle.pem") + ": no such file or directory (run 'meshctl certs init' first)",
+			wantErr:  "meshctl: certs: load CA from " + empty + ": open " + filepath.Join(empty, "bundle.pem") + ": no such file or directory (run 'meshctl certs init --dir " + empty + "' first)",
 		},
 		{
 			name:     "inspect without file",

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
+	"strings"
 )
 
 var envName = regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`)
@@ -21,9 +23,18 @@ func applyEnv(fs *flag.FlagSet) error {
 		}
 		if v := os.Getenv(m[1]); v != "" {
 			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("env %s=%q: %v: %w", m[1], v, serr, errUsage)
+				err = fmt.Errorf("env %s=%q (flag --%s, e.g. %s): %v: %w", m[1], v, f.Name, example(f), serr, errUsage)
 			}
 		}
 	})
 	return err
+}
+
+// example shows a value of the right form for f: its default, or for an
+// empty default a word on the kind of value.
+func example(f *flag.Flag) string {
+	if f.DefValue != "" {
+		return strconv.Quote(f.DefValue)
+	}
+	return "a " + strings.TrimPrefix(fmt.Sprintf("%T", f.Value), "*flag.") + " value"
 }

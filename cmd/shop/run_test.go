@@ -22,11 +22,11 @@ func TestUsageErrors(t *testing.T) {
 		{"negative-limit", nil, []string{"up", "--payment-limit", "-1"}, "shop: --payment-limit -1: must not be negative"},
 		{"bad-log-level", nil, []string{"up", "--log-level", "loud"}, `shop: --log-level "loud": want debug, info, warn or error`},
 		{"bad-env-duration", map[string]string{"SHOP_STEP_INTERVAL": "soon"}, []string{"up"},
-			`shop: env SHOP_STEP_INTERVAL="soon": parse error`},
+			`shop: env SHOP_STEP_INTERVAL="soon" (flag --step-interval, e.g. "0s"): parse error`},
 		{"unknown-flag", nil, []string{"up", "--colour"}, "shop: up: flag provided but not defined: -colour"},
 		{"negative-rate-limit", nil, []string{"up", "--rate-limit", "-5"}, "shop: --rate-limit -5: must not be negative"},
 		{"burst-without-rate", nil, []string{"up", "--rate-burst", "10"}, "shop: --rate-burst 10: must be positive, with a --rate-limit"},
-		{"bad-env-rate", map[string]string{"SHOP_RATE_LIMIT": "fast"}, []string{"up"}, `shop: env SHOP_RATE_LIMIT="fast": parse error`},
+		{"bad-env-rate", map[string]string{"SHOP_RATE_LIMIT": "fast"}, []string{"up"}, `shop: env SHOP_RATE_LIMIT="fast" (flag --rate-limit, e.g. "0"): parse error`},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
