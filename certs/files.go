@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/trustmesh/trustmesh/internal/pemfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ const (
 // Each file is replaced atomically. The key is written first, so a
 // directory with a certificate always has the key that goes with it.
 func (ca *CA) Save(dir string) error {
-	keyPEM, err := marshalKey(ca.key)
+	keyPEM, err := pemfile.MarshalPrivateKey(ca.key)
 	if err != nil {
 		return fmt.Errorf("certs: save CA to %s: %w", dir, err)
 	}
@@ -63,10 +64,10 @@ func (ca *CA) Save(dir string) error {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("certs: save CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, keyFile), keyPEM, PrivateFileMode); err != nil {
+	if err := pemfile.WriteAtomic(filepath.Join(dir, keyFile), keyPEM, PrivateFileMode); err != nil {
 		return fmt.Errorf("certs: save CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, certFile), certPEM, PublicFileMode); err != nil {
+	if err := pemfile.WriteAtomic(filepath.Join(dir, certFile), certPEM, PublicFileMode); err != nil {
 		return fmt.Errorf("certs: save CA: %w", err)
 	}
 	return nil
@@ -126,7 +127,7 @@ func loadCA(dir string) (*CA, error) {
 
 // loadIntermediate is loadCA for a directory with an [IntermediateFile].
 func loadIntermediate(dir string) (*CA, error) {
-	chain, err := readCertificates(filepath.Join(dir, IntermediateFile))
+	chain, err := pemfile.ReadCertificates(filepath.Join(dir, IntermediateFile))
 	if err != nil {
 		return nil, err
 	}
@@ -221,10 +222,10 @@ func WriteSVID(dir, name string, svid *x509svid.SVID) (certPath, keyPath string,
 	}
 	certPath = filepath.Join(dir, name+".pem")
 	keyPath = filepath.Join(dir, name+"-key.pem")
-	if err := writeFileAtomic(keyPath, keyPEM, PrivateFileMode); err != nil {
+	if err := pemfile.WriteAtomic(keyPath, keyPEM, PrivateFileMode); err != nil {
 		return "", "", fmt.Errorf("certs: write SVID: %w", err)
 	}
-	if err := writeFileAtomic(certPath, certPEM, PublicFileMode); err != nil {
+	if err := pemfile.WriteAtomic(certPath, certPEM, PublicFileMode); err != nil {
 		return "", "", fmt.Errorf("certs: write SVID: %w", err)
 	}
 	return certPath, keyPath, nil
@@ -245,39 +246,6 @@ func validateFileName(name string) error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file in path's directory, sets
-// its mode, syncs it and renames it over path, so readers never see a
-// partial file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // loadAuthorities reads the certificates of a PEM bundle file whose trust
@@ -309,14 +277,6 @@ func trustDomainOf(cert *x509.Certificate) (spiffeid.TrustDomain, error) {
 		return spiffeid.TrustDomain{}, fmt.Errorf("CA certificate URI SAN %q: %w", cert.URIs[0], err)
 	}
 	return td, nil
-}
-
-func marshalKey(key crypto.Signer) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 func parseKey(data []byte) (crypto.Signer, error) {

@@ -5,11 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
+	"github.com/trustmesh/trustmesh/internal/pemfile"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -69,7 +68,7 @@ type Report struct {
 // without certificates is an error; every finding about the certificate
 // itself, verification failures included, is in the [Report].
 func Inspect(certFile string, bundle *x509bundle.Bundle) (Report, error) {
-	chain, err := readCertificates(certFile)
+	chain, err := pemfile.ReadCertificates(certFile)
 	if err != nil {
 		return Report{}, fmt.Errorf("certs: inspect: %w", err)
 	}
@@ -254,33 +253,4 @@ func extKeyUsageNames(ekus []x509.ExtKeyUsage) []string {
 		}
 	}
 	return out
-}
-
-// readCertificates reads every CERTIFICATE block of a PEM file, in order.
-// A file without one is an error.
-func readCertificates(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		certs = append(certs, cert)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block found", path)
-	}
-	return certs, nil
 }

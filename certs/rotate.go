@@ -2,6 +2,7 @@ package certs
 
 import (
 	"fmt"
+	"github.com/trustmesh/trustmesh/internal/pemfile"
 	"path/filepath"
 	"time"
 
@@ -48,7 +49,7 @@ func Rotate(dir string, names []string, opts RotateOptions) ([]WrittenSVID, erro
 		if err := validateFileName(name); err != nil {
 			return nil, fmt.Errorf("certs: rotate: %w", err)
 		}
-		chain, err := readCertificates(filepath.Join(dir, name+".pem"))
+		chain, err := pemfile.ReadCertificates(filepath.Join(dir, name+".pem"))
 		if err != nil {
 			return nil, fmt.Errorf("certs: rotate %s: %w", name, err)
 		}

@@ -5,11 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/trustmesh/trustmesh/internal/pemfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -62,12 +61,12 @@ func InitDev(dir string, force bool) (DevKey, error) {
 		if err != nil {
 			return DevKey{}, fmt.Errorf("tokens: %w", err)
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
+		keyPEM, err := pemfile.MarshalPrivateKey(k)
 		if err != nil {
 			return DevKey{}, fmt.Errorf("tokens: %w", err)
 		}
-		if err := writeAtomic(res.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return DevKey{}, err
+		if err := pemfile.WriteAtomic(res.KeyFile, keyPEM, 0o600); err != nil {
+			return DevKey{}, fmt.Errorf("tokens: write %s: %w", res.KeyFile, err)
 		}
 		key, res.Created = k, true
 	}
@@ -81,36 +80,8 @@ func InitDev(dir string, force bool) (DevKey, error) {
 	if err != nil {
 		return DevKey{}, fmt.Errorf("tokens: %w", err)
 	}
-	if err := writeAtomic(res.JWKSFile, append(data, '\n'), 0o644); err != nil {
-		return DevKey{}, err
+	if err := pemfile.WriteAtomic(res.JWKSFile, append(data, '\n'), 0o644); err != nil {
+		return DevKey{}, fmt.Errorf("tokens: write %s: %w", res.JWKSFile, err)
 	}
 	return res, nil
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// directory and a rename, so readers see the old file or the new one.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("tokens: %w", err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("tokens: write %s: %w", path, err)
-	}
-	return nil
 }

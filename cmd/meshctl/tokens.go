@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/trustmesh/trustmesh/internal/pemfile"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -132,23 +131,9 @@ func tokensIssue(_ context.Context, path string, args []string, stdout io.Writer
 
 // readLeaf returns the first certificate of a PEM file.
 func readLeaf(path string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	chain, err := pemfile.ReadCertificates(path)
 	if err != nil {
 		return nil, err
 	}
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return cert, nil
-	}
+	return chain[0], nil
 }

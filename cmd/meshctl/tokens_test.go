@@ -83,7 +83,7 @@ func TestTokensErrors(t *testing.T) {
 		{"no key yet", []string{"tokens", "issue", "--cert", alice, "--dir", dir}, exitFailure,
 			"meshctl: tokens: open " + filepath.Join(dir, "token-key.pem") + ": no such file or directory (run 'meshctl tokens init --dir " + dir + "' first)\n"},
 		{"not a certificate", []string{"tokens", "issue", "--cert", filepath.Join(dir, "alice-key.pem"), "--dir", dir}, exitFailure,
-			"meshctl: " + filepath.Join(dir, "alice-key.pem") + ": no PEM CERTIFICATE block\n"},
+			"meshctl: " + filepath.Join(dir, "alice-key.pem") + ": no PEM CERTIFICATE block found\n"},
 		{"unexpected argument", []string{"tokens", "init", "--dir", dir, "extra"}, exitUsage, ""},
 		{"unknown subcommand", []string{"tokens", "mint"}, exitUsage, "meshctl: tokens: unknown command \"mint\" (see 'meshctl tokens --help')\n"},
 	}
