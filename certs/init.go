@@ -39,7 +39,7 @@ type Identity struct {
 // Each call returns a fresh slice that the caller may modify.
 func DevIdentities(td spiffeid.TrustDomain) []Identity {
 	var ids []Identity
-	for _, name := range []string{"gateway", "orders", "inventory", "payments"} {
+	for _, name := range WorkloadNames {
 		ids = append(ids, Identity{
 			Name:        name,
 			ID:          mustID(td, "ns", "shop", "sa", name),

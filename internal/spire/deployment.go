@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/trustmesh/trustmesh/certs"
 	"io"
 	"log/slog"
 	"net"
@@ -171,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (_ *Deployment, err error) {
 
 // TrustDomain is the trust domain of deploy/spire's configuration.
 func (d *Deployment) TrustDomain() spiffeid.TrustDomain {
-	return spiffeid.RequireTrustDomainFromString("shop.example")
+	return spiffeid.RequireTrustDomainFromString(certs.DefaultTrustDomain)
 }
 
 // AgentSocket is the path of the agent's Workload API socket.

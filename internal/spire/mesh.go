@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/trustmesh/trustmesh/mesh"
 	"io"
 	"log/slog"
 	"net"
@@ -123,7 +124,7 @@ type MeshConfig struct {
 	// Probe, when set, is a caller identity (e.g. a person's fetched SVID)
 	// used to check readiness: a service is up once it presents its own
 	// SVID in a TLS handshake. Without it, once its port accepts.
-	Probe *Credentials
+	Probe *mesh.Credentials
 	// StartTimeout bounds the wait for every service to be up. By default,
 	// [DefaultStartTimeout].
 	StartTimeout time.Duration
@@ -131,14 +132,8 @@ type MeshConfig struct {
 	Log *slog.Logger
 }
 
-// Credentials are an SVID and the bundle to verify peers with.
-type Credentials struct {
-	SVID    x509svid.Source
-	Bundles x509bundle.Source
-}
-
 // LoadFetched reads what `spire-agent api fetch x509 -write dir` wrote.
-func LoadFetched(dir string) (*Credentials, error) {
+func LoadFetched(dir string) (*mesh.Credentials, error) {
 	svid, err := x509svid.Load(filepath.Join(dir, "svid.0.pem"), filepath.Join(dir, "svid.0.key"))
 	if err != nil {
 		return nil, fmt.Errorf("spire: fetched SVID in %s: %w", dir, err)
@@ -147,7 +142,7 @@ func LoadFetched(dir string) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spire: fetched bundle in %s: %w", dir, err)
 	}
-	return &Credentials{SVID: svid, Bundles: bundle}, nil
+	return &mesh.Credentials{SVID: svid, Bundles: bundle}, nil
 }
 
 // Mesh is the sample mesh running as one process per service.
@@ -245,7 +240,7 @@ func (m *Mesh) waitUp(ctx context.Context, cfg MeshConfig, name string) error {
 
 // probe dials addr and, with creds, completes a TLS handshake in which the
 // server must present an SVID with ID want.
-func probe(ctx context.Context, addr string, want spiffeid.ID, creds *Credentials) error {
+func probe(ctx context.Context, addr string, want spiffeid.ID, creds *mesh.Credentials) error {
 	d := net.Dialer{Timeout: 2 * time.Second}
 	if creds == nil {
 		conn, err := d.DialContext(ctx, "tcp", addr)
@@ -254,8 +249,12 @@ func probe(ctx context.Context, addr string, want spiffeid.ID, creds *Credential
 		}
 		return conn.Close()
 	}
-	cfg := tlsconfig.MTLSClientConfig(creds.SVID, creds.Bundles, tlsconfig.AuthorizeID(want))
-	cfg.NextProtos = []string{"h2"} // grpc-go servers refuse a handshake without ALPN
+	// The mesh's own client configuration: the server's SVID is checked by
+	// the same strict rules as any mesh client checks it.
+	cfg, err := mesh.ClientTLSConfig(*creds, tlsconfig.AuthorizeID(want))
+	if err != nil {
+		return err
+	}
 	td := tls.Dialer{NetDialer: &d, Config: cfg}
 	conn, err := td.DialContext(ctx, "tcp", addr)
 	if err != nil {

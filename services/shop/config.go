@@ -32,8 +32,9 @@ const (
 	Payments  = "payments"
 )
 
-// Services lists the services of the sample mesh, edge first.
-var Services = []string{Gateway, Orders, Inventory, Payments}
+// Services lists the services of the sample mesh, edge first: the workloads
+// the development PKI issues SVIDs for.
+var Services = certs.WorkloadNames
 
 // DefaultAddrs are the loopback addresses `shop up` listens on.
 var DefaultAddrs = map[string]string{
@@ -44,7 +45,7 @@ var DefaultAddrs = map[string]string{
 }
 
 // TrustDomain is the sample mesh's trust domain.
-var TrustDomain = spiffeid.RequireTrustDomainFromString("shop.example")
+var TrustDomain = spiffeid.RequireTrustDomainFromString(certs.DefaultTrustDomain)
 
 // WorkloadID returns the SPIFFE ID of the sample service name:
 // spiffe://shop.example/ns/shop/sa/NAME.
@@ -210,7 +211,7 @@ func LoadCredentials(dir, name string) (mesh.Credentials, error) {
 	if err != nil {
 		return mesh.Credentials{}, fmt.Errorf("shop: %s: load SVID %s: %w (create it with `meshctl certs init --dir %s`)", name, certFile, err, dir)
 	}
-	bundle, err := certs.LoadBundle(filepath.Join(dir, "bundle.pem"), TrustDomain)
+	bundle, err := certs.LoadBundle(filepath.Join(dir, certs.BundleFile), TrustDomain)
 	if err != nil {
 		return mesh.Credentials{}, fmt.Errorf("shop: %s: %w", name, err)
 	}

@@ -1,10 +1,10 @@
 package shop
 
 import (
-	"fmt"
 	"cmp"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
