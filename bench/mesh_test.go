@@ -55,7 +55,7 @@ func inventoryAuthorizer(b *testing.B) *interceptors.Authorizer {
 // built with opts, and returns a client connection as caller.
 func serveInventory(b *testing.B, pki *testpki.PKI, caller string, opts ...mesh.ServerOption) *grpc.ClientConn {
 	b.Helper()
-	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(b, inventoryID), Bundles: pki.Bundle()}, opts...)
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(b, inventoryID), Bundles: pki.Bundle()}, mesh.WithServerOptions(opts...))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trustmesh/trustmesh/internal/idkey"
 )
 
 // Principal is an authenticated peer: the SPIFFE ID read from its verified
@@ -28,18 +30,18 @@ func (p Principal) String() string {
 	return p.ID.String()
 }
 
-type contextKey struct{}
-
-// NewContext returns a copy of ctx that carries p.
-func NewContext(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, contextKey{}, p)
-}
-
 // FromContext returns the Principal that the mesh's interceptors put in ctx
 // for the current call, and whether there was one. Handlers behind a
 // trustmesh server always find one: a call without a verified peer never
 // reaches them.
+//
+// Only trustmesh's own interceptors can put a Principal in a context, each
+// from a peer whose chain the mesh verified as an X.509-SVID at the
+// handshake; there is deliberately no NewContext, so no code (a header
+// parser, a test shortcut) can make FromContext return an identity that
+// was not proven. To test a handler, call it through a mesh server over
+// TLS on loopback (the testpki package of the examples shows how).
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(contextKey{}).(Principal)
+	p, ok := ctx.Value(idkey.Key{}).(Principal)
 	return p, ok && !p.IsZero()
 }

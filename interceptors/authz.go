@@ -81,7 +81,7 @@ type deniedError struct {
 }
 
 func (e *deniedError) Error() string {
-	return fmt.Sprintf("%s may not call %s", e.caller.ID, e.method)
+	return fmt.Sprintf("%s may not call %s", e.caller.ID, clip(e.method))
 }
 
 // authorize decides for caller calling method. It returns nil when the call
@@ -139,7 +139,7 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 	}
 	attrs := [7]slog.Attr{
 		slog.String("caller", caller.ID.String()),
-		slog.String("method", method),
+		slog.String("method", clip(method)),
 		slog.String("decision", d.Outcome.String()),
 		slog.String("rule", d.Rule),
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),
@@ -225,42 +225,34 @@ func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// ConnectGate returns a connect-go request gate that authorizes each call —
-// unary (POST and the Connect GET form) and streaming alike — once its
-// headers are read and before any message is decoded. It needs
-// [HTTPIdentity] in front of the handler.
-func (a *Authorizer) ConnectGate() connect.HandlerOption {
-	return connect.WithRequestGate(func(ctx context.Context, spec connect.Spec, _ connect.Peer, header http.Header) (context.Context, error) {
-		caller, _ := identity.FromContext(ctx)
-		ctx, err := a.authorize(ctx, propagation.HeaderCarrier(header), caller, spec.Procedure)
+// HTTPHandler returns net/http middleware that authorizes every request to
+// next before next sees it: the procedure is the request path
+// ("/pkg.Service/Method", the same for gRPC, gRPC-Web, Connect POST and
+// Connect GET), the caller the verified peer that the mesh's HTTP layer put
+// in the request context (see [identity.FromContext]), so a denied call is
+// refused before any message is read or decoded, whichever handler would
+// have served it. A request without a verified caller is refused with
+// Unauthenticated; a denied one with PermissionDenied, in the protocol the
+// client speaks (a request that is no RPC gets a plain 401 or 403). The
+// mesh package's connect-go server puts it in front of every handler it
+// serves.
+func (a *Authorizer) HTTPHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, _ := identity.FromContext(r.Context())
+		ctx, err := a.authorize(r.Context(), propagation.HeaderCarrier(r.Header), caller, r.URL.Path)
 		if err != nil {
-			return ctx, connectError(err)
+			writeConnectError(w, r, connectError(err))
+			return
 		}
-		return ctx, nil
+		if ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
 // Covers reports whether the policy in force has an allow rule for method.
 func (a *Authorizer) Covers(method string) bool { return a.policy.Engine().Covers(method) }
 
-// UnknownProcedureHandler answers requests for procedures no handler serves,
-// on a connect-go server, as grpc-go answers unknown methods: the call is
-// authorized and audited like any other (an unknown method is denied by
-// default: PermissionDenied), and one the policy allows gets Unimplemented.
-// Requests that are not RPCs get a plain 404. It needs [HTTPIdentity] in
-// front of it.
-func (a *Authorizer) UnknownProcedureHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ew := connect.NewErrorWriter()
-		if !ew.IsSupported(r) {
-			http.NotFound(w, r)
-			return
-		}
-		caller, _ := identity.FromContext(r.Context())
-		if _, err := a.authorize(r.Context(), propagation.HeaderCarrier(r.Header), caller, r.URL.Path); err != nil {
-			_ = ew.Write(w, r, connectError(err))
-			return
-		}
-		_ = ew.Write(w, r, connect.NewError(connect.CodeUnimplemented, fmt.Errorf("%s is not served here", r.URL.Path)))
-	})
-}
+// Policy returns the source of the policy a decides with.
+func (a *Authorizer) Policy() policy.Source { return a.policy }

@@ -2,6 +2,7 @@ package interceptors_test
 
 import (
 	"context"
+	"crypto/tls"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -14,21 +15,31 @@ import (
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/policy"
 )
 
-// verifiedInfo is what the mesh's transport credentials attach to a
-// connection: TLS info plus the Principal read at the handshake.
-type verifiedInfo struct {
+// claimingInfo is an AuthInfo of a user's own making that claims a
+// Principal, as the PrincipalAuthInfo interface once let any credentials
+// do: it must not be believed.
+type claimingInfo struct {
 	credentials.TLSInfo
 	p identity.Principal
 }
 
-func (v verifiedInfo) Principal() identity.Principal { return v.p }
+func (v claimingInfo) Principal() identity.Principal { return v.p }
 
 func callerContext(id string) context.Context {
-	p := identity.Principal{ID: spiffeid.RequireFromString(id)}
-	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: verifiedInfo{p: p}})
+	return interceptors.VerifiedPeerContext(identity.Principal{ID: spiffeid.RequireFromString(id)})
+}
+
+// unverifiedTLSContext is the peer of a plain grpc-go TLS connection that
+// presented the gateway's certificate from a CA nobody trusts.
+func unverifiedTLSContext(t *testing.T) context.Context {
+	t.Helper()
+	rogue := testpki.New(t, "shop.example").SVID(t, "spiffe://shop.example/ns/shop/sa/gateway")
+	info := credentials.TLSInfo{State: tls.ConnectionState{PeerCertificates: rogue.Certificates}}
+	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: info})
 }
 
 func newAuthorizer(t *testing.T) *interceptors.Authorizer {
@@ -93,7 +104,13 @@ func TestRefusals(t *testing.T) {
 		{"no-peer", context.Background(), "/shop.orders.v1.OrderService/CreateOrder",
 			codes.Unauthenticated, "interceptors: no verified peer certificate on this connection"},
 		{"plain-tls-without-certificate", peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{}}), "/shop.orders.v1.OrderService/CreateOrder",
-			codes.Unauthenticated, "identity: peer presented no certificate"},
+			codes.Unauthenticated, "interceptors: no verified peer certificate on this connection"},
+		// grpc-go's own TLS credentials behind RequireAnyClientCert: a
+		// certificate nobody verified is no identity.
+		{"plain-tls-unverified-certificate", unverifiedTLSContext(t), "/shop.orders.v1.OrderService/CreateOrder",
+			codes.Unauthenticated, "interceptors: no verified peer certificate on this connection"},
+		{"self-made-auth-info", peer.NewContext(context.Background(), &peer.Peer{AuthInfo: claimingInfo{p: identity.Principal{ID: spiffeid.RequireFromString("spiffe://shop.example/ns/shop/sa/gateway")}}}), "/shop.orders.v1.OrderService/CreateOrder",
+			codes.Unauthenticated, "interceptors: no verified peer certificate on this connection"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {

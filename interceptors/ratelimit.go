@@ -97,18 +97,24 @@ func (l *RateLimiter) TapHandle() tap.ServerInHandle {
 	}
 }
 
-// ConnectGate returns a connect-go request gate that refuses calls over the
-// caller's limit before any message is decoded. It needs [HTTPIdentity].
-func (l *RateLimiter) ConnectGate() connect.HandlerOption {
-	return connect.WithRequestGate(func(ctx context.Context, _ connect.Spec, _ connect.Peer, _ http.Header) (context.Context, error) {
-		caller, ok := identity.FromContext(ctx)
+// HTTPHandler returns net/http middleware that refuses requests over the
+// caller's limit (ResourceExhausted, in the protocol the client speaks)
+// before next sees them, whatever their path: every procedure a connect-go
+// server answers, known or not, is limited. The caller is the verified peer
+// the mesh's HTTP layer put in the request context; a request without one
+// is refused with Unauthenticated.
+func (l *RateLimiter) HTTPHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, ok := identity.FromContext(r.Context())
 		if !ok {
-			return ctx, connect.NewError(connect.CodeUnauthenticated, errUnauthenticated)
+			writeConnectError(w, r, connect.NewError(connect.CodeUnauthenticated, errUnauthenticated))
+			return
 		}
 		if !l.allow(caller.ID) {
-			return ctx, connect.NewError(connect.CodeResourceExhausted, errors.New(l.message(caller.ID)))
+			writeConnectError(w, r, connect.NewError(connect.CodeResourceExhausted, errors.New(l.message(caller.ID))))
+			return
 		}
-		return ctx, nil
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -61,7 +61,7 @@ func TestTokensThroughTheMesh(t *testing.T) {
 		msg  func(error) string
 	}{
 		{"connect-go", func(t *testing.T) string {
-			srv, err := mesh.NewConnectServer(server, opts...)
+			srv, err := mesh.NewConnectServer(server, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +95,7 @@ func TestTokensThroughTheMesh(t *testing.T) {
 				return err.Error()
 			}},
 		{"grpc-go", func(t *testing.T) string {
-			srv, err := mesh.NewGRPCServer(server, opts...)
+			srv, err := mesh.NewGRPCServer(server, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}

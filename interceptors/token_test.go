@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
@@ -90,7 +89,7 @@ func (f tokenFixture) token(t testing.TB, leaf *x509.Certificate, ttl time.Durat
 // leafContext is a grpc-go call context from the holder of leaf.
 func leafContext(leaf *x509.Certificate) context.Context {
 	id := spiffeid.RequireFromURI(leaf.URIs[0])
-	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: verifiedInfo{p: identity.Principal{ID: id, Leaf: leaf}}})
+	return interceptors.VerifiedPeerContext(identity.Principal{ID: id, Leaf: leaf})
 }
 
 func TestNewAuthorizerNeedsTokenVerifier(t *testing.T) {
@@ -242,7 +241,7 @@ func TestTokenRefusalTraced(t *testing.T) {
 		t.Fatal(err)
 	}
 	spans := tracetest.NewSpanRecorder()
-	a, err = a.WithTelemetry(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), metricnoop.NewMeterProvider(), propagation.TraceContext{})
+	a, err = a.WithTelemetry(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), metricnoop.NewMeterProvider(), propagation.TraceContext{}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,10 @@ import (
 // tracing is the Authorizer's link to OpenTelemetry (see
 // [Authorizer.WithTelemetry]).
 type tracing struct {
-	tracer    trace.Tracer
-	prop      propagation.TextMapPropagator
-	decisions metric.Int64Counter
+	tracer      trace.Tracer
+	prop        propagation.TextMapPropagator
+	trustRemote bool // continue the caller's trace; else a new root linked to it
+	decisions   metric.Int64Counter
 
 	// attrSets holds the counter's attribute set per decision (outcome and
 	// rule), built once; copied on write, so a call reads it with one atomic
@@ -41,13 +42,16 @@ type tracing struct {
 //     context, for [UnaryServerTrace] and friends to put on the server span
 //     (and to audit, with the trace and span IDs, once the span exists);
 //   - a denied call, which never reaches the instrumented handler, gets a
-//     server span of its own, continuing the caller's trace (headers read
-//     with prop), with the decision, the rule and a denied event;
+//     server span of its own with the decision, the rule and a denied
+//     event; like the server's allowed calls, it continues the caller's
+//     trace (headers read with prop) only when trustRemote is set, and
+//     otherwise starts a new trace linked to the caller's, so that a caller
+//     cannot choose the trace ID its refusals are audited under;
 //   - the counter trustmesh.authz.decisions counts decisions by decision
 //     and rule (no caller: SPIFFE IDs are too many for a metric).
 //
 // The mesh package calls it when a server's telemetry is enabled.
-func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (*Authorizer, error) {
+func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, trustRemote bool) (*Authorizer, error) {
 	const scope = "github.com/trustmesh/trustmesh/interceptors"
 	decisions, err := mp.Meter(scope).Int64Counter("trustmesh.authz.decisions",
 		metric.WithDescription("Authorization decisions, by decision (allow, deny, dry_run_deny) and rule."),
@@ -56,7 +60,7 @@ func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvi
 		return nil, fmt.Errorf("interceptors: authz metrics: %w", err)
 	}
 	c := *a
-	c.tracing = &tracing{tracer: tp.Tracer(scope), prop: prop, decisions: decisions}
+	c.tracing = &tracing{tracer: tp.Tracer(scope), prop: prop, trustRemote: trustRemote, decisions: decisions}
 	c.tracing.attrSets.Store(&map[decisionAttrs]metric.AddOption{})
 	return &c, nil
 }
@@ -119,10 +123,19 @@ func (t *tracing) proceed(ctx context.Context, a *Authorizer, caller identity.Pr
 // (why it was refused) as its error, and returns a context holding that
 // span (for the audit event's IDs).
 func (t *tracing) refused(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision, status string) context.Context {
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 	if carrier != nil {
-		ctx = t.prop.Extract(ctx, carrier)
+		remote := t.prop.Extract(ctx, carrier)
+		if t.trustRemote {
+			ctx = remote
+		} else {
+			opts = append(opts, trace.WithNewRoot())
+			if sc := trace.SpanContextFromContext(remote); sc.IsValid() {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+			}
+		}
 	}
-	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(method, "/"), trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(clip(method), "/"), opts...)
 	telemetry.RecordDecision(span, caller.ID.String(), d.Outcome.String(), d.Rule)
 	span.SetStatus(codes.Error, status)
 	span.End()

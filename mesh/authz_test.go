@@ -67,14 +67,14 @@ func TestAuthorization(t *testing.T) {
 		code  func(error) codes.Code
 	}{
 		{"grpc-go", func(t *testing.T, opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewGRPCServer(serverCreds, opts...)
+			srv, err := mesh.NewGRPCServer(serverCreds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return serve(t, srv.Serve)
 		}, grpcCheck, status.Code},
 		{"connect-go", func(t *testing.T, opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewConnectServer(serverCreds, opts...)
+			srv, err := mesh.NewConnectServer(serverCreds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,6 +159,7 @@ func TestAuthorization(t *testing.T) {
 			if st.name == "grpc-go" { // grpc-go's health service also has List
 				want = "mesh: no allow rule covers 4 served method(s): /grpc.health.v1.Health/List, /grpc.health.v1.Health/Watch, /grpc.reflection.v1.ServerReflection/ServerReflectionInfo, /grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 			}
+			want += " (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)"
 			if srvErr == nil || srvErr.Error() != want {
 				t.Errorf("Serve with an uncovering policy:\n got: %v\nwant: %s", srvErr, want)
 			}

@@ -1,50 +1,129 @@
 package mesh
 
 import (
-	"connectrpc.com/connect"
+	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
-	"github.com/trustmesh/trustmesh/interceptors"
+	"net"
 	"net/http"
 	"time"
 
-	"crypto/x509"
+	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/trustmesh/trustmesh/interceptors"
 )
 
-// ClientOption configures a client built by [DialGRPC] or [NewHTTPClient].
-type ClientOption func(*clientConfig)
+// GRPCClientOption configures a client connection built by [DialGRPC].
+// Options that only make sense on grpc-go ([WithDialOptions]) are
+// GRPCClientOptions only, so passing one to [ConnectClientOptions] does not
+// compile instead of being ignored.
+type GRPCClientOption interface {
+	applyToGRPCClient(*clientConfig)
+}
+
+// ConnectClientOption configures the connect-go client options built by
+// [ConnectClientOptions].
+type ConnectClientOption interface {
+	applyToConnectClient(*clientConfig)
+}
+
+// ClientOption configures a client of either stack: it is both a
+// [GRPCClientOption] and a [ConnectClientOption].
+type ClientOption interface {
+	GRPCClientOption
+	ConnectClientOption
+}
+
+type clientOption func(*clientConfig)
+
+func (o clientOption) applyToGRPCClient(c *clientConfig)    { o(c) }
+func (o clientOption) applyToConnectClient(c *clientConfig) { o(c) }
+
+// WithClientOptions composes options of both stacks into one, for a list
+// built once and given to clients of either kind. By default it is empty.
+func WithClientOptions(opts ...ClientOption) ClientOption {
+	return clientOption(func(c *clientConfig) {
+		for _, o := range opts {
+			if o == nil {
+				c.errs = append(c.errs, errors.New("mesh: WithClientOptions: nil option"))
+				continue
+			}
+			o.applyToGRPCClient(c) // every ClientOption is a clientOption: the same function as applyToConnectClient
+		}
+	})
+}
+
+type grpcClientOption func(*clientConfig)
+
+func (o grpcClientOption) applyToGRPCClient(c *clientConfig) { o(c) }
 
 type clientConfig struct {
 	dialOptions []grpc.DialOption
 	telemetry   *Telemetry
+	errs        []error
 }
 
-// WithDialOptions appends grpc-go dial options (stats handlers, interceptors,
-// ...) to a client built by [DialGRPC]. Options that replace the transport
-// credentials must not be passed. By default there are none.
-func WithDialOptions(opts ...grpc.DialOption) ClientOption {
-	return func(c *clientConfig) { c.dialOptions = append(c.dialOptions, opts...) }
+func newGRPCClientConfig(opts []GRPCClientOption) (*clientConfig, error) {
+	var c clientConfig
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("mesh: nil client option")
+		}
+		o.applyToGRPCClient(&c)
+	}
+	return &c, errors.Join(c.errs...)
+}
+
+func newConnectClientConfig(opts []ConnectClientOption) (*clientConfig, error) {
+	var c clientConfig
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("mesh: nil client option")
+		}
+		o.applyToConnectClient(&c)
+	}
+	return &c, errors.Join(c.errs...)
+}
+
+// WithDialOptions adds grpc-go dial options (stats handlers, interceptors,
+// keepalive, ...) to a client built by [DialGRPC]. They are applied before
+// the mesh's own, so they can never replace its mTLS: a transport
+// credentials or credentials bundle option among them makes DialGRPC fail.
+// By default there are none.
+func WithDialOptions(opts ...grpc.DialOption) GRPCClientOption {
+	return grpcClientOption(func(c *clientConfig) { c.dialOptions = append(c.dialOptions, opts...) })
 }
 
 // DialGRPC returns a grpc-go client connection to target (host:port) that
 // presents the workload's SVID and accepts the server only if its SVID
 // carries exactly the SPIFFE ID server. The connection is established lazily
-// and shared by every call: make one per downstream and reuse it.
-func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...ClientOption) (*grpc.ClientConn, error) {
+// and shared by every call: make one per downstream and reuse it. It is
+// closed, and redialled on the next call, when the server's certificate
+// expires (see the package documentation).
+func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPCClientOption) (*grpc.ClientConn, error) {
 	if server.IsZero() {
 		return nil, fmt.Errorf("mesh: dial %s: no expected server SPIFFE ID", target)
+	}
+	cfg, err := newGRPCClientConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
+	}
+	if err := checkDialOptions(cfg.dialOptions); err != nil {
+		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 	}
 	tlsCfg, err := ClientTLSConfig(creds, authorizeServer(server))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 	}
-	var cfg clientConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(newTransportCredentials(tlsCfg, nil))}
+	// The caller's options go first and the mesh's credentials last, so
+	// that the mesh's mTLS is what the connection uses in any case.
+	dopts := append(cfg.dialOptions[:len(cfg.dialOptions):len(cfg.dialOptions)],
+		grpc.WithTransportCredentials(newTransportCredentials(tlsCfg, nil, nil)))
 	if cfg.telemetry != nil {
 		self, err := creds.SVID.GetX509SVID()
 		if err != nil {
@@ -54,7 +133,6 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...Clie
 			grpc.WithChainUnaryInterceptor(interceptors.UnaryClientChain(self.ID)),
 			grpc.WithChainStreamInterceptor(interceptors.StreamClientChain(self.ID)))
 	}
-	dopts = append(dopts, cfg.dialOptions...)
 	conn, err := grpc.NewClient(target, dopts...)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
@@ -62,14 +140,60 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...Clie
 	return conn, nil
 }
 
+// errDialCreds says that WithDialOptions tried to set the credentials.
+var errDialCreds = errors.New("WithDialOptions: transport credentials are the mesh's mTLS; remove grpc.WithTransportCredentials / grpc.WithCredentialsBundle (or grpc.WithInsecure) from the dial options")
+
+// checkDialOptions fails when opts set transport credentials (a credentials
+// bundle, insecure credentials, ...). grpc-go offers no way to inspect a
+// DialOption, so it builds an idle probe client with marker credentials
+// followed by opts: the marker is asked for its Info only when no option
+// replaced it.
+func checkDialOptions(opts []grpc.DialOption) error {
+	if len(opts) == 0 {
+		return nil
+	}
+	marker := &markerCredentials{}
+	probe, err := grpc.NewClient("passthrough:///trustmesh-dial-option-check",
+		append([]grpc.DialOption{grpc.WithTransportCredentials(marker)}, opts...)...)
+	if err != nil {
+		return fmt.Errorf("WithDialOptions: %w", err)
+	}
+	_ = probe.Close()
+	if !marker.asked {
+		return errDialCreds
+	}
+	return nil
+}
+
+// markerCredentials are never used for a connection: they only record
+// whether grpc-go consulted them.
+type markerCredentials struct{ asked bool }
+
+func (m *markerCredentials) Info() credentials.ProtocolInfo {
+	m.asked = true
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
+}
+
+func (*markerCredentials) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("mesh: probe credentials do not connect")
+}
+
+func (*markerCredentials) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("mesh: probe credentials do not connect")
+}
+
+func (m *markerCredentials) Clone() credentials.TransportCredentials { return m }
+
+func (*markerCredentials) OverrideServerName(string) error { return nil }
+
 // ConnectClientOptions returns the connect-go client options that match
 // opts: with [WithClientTelemetry], the caller-chain and otelconnect
 // interceptors. Pass them to generated NewXClient constructors along with
 // the client from [NewHTTPClient].
-func ConnectClientOptions(creds Credentials, opts ...ClientOption) ([]connect.ClientOption, error) {
-	var cfg clientConfig
-	for _, o := range opts {
-		o(&cfg)
+func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]connect.ClientOption, error) {
+	cfg, err := newConnectClientConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.telemetry == nil {
 		return nil, nil
@@ -88,7 +212,8 @@ func ConnectClientOptions(creds Credentials, opts ...ClientOption) ([]connect.Cl
 // NewHTTPClient returns an HTTP/2 client for connect-go clients of a mesh
 // server: it presents the workload's SVID and accepts the server only if its
 // SVID carries exactly the SPIFFE ID server. It keeps one connection per
-// server address and reuses it.
+// server address and reuses it, and closes a connection when the server's
+// certificate expires (the next call dials again).
 func NewHTTPClient(creds Credentials, server spiffeid.ID) (*http.Client, error) {
 	if server.IsZero() {
 		return nil, fmt.Errorf("mesh: http client: no expected server SPIFFE ID")

@@ -2,8 +2,6 @@ package mesh
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -11,13 +9,16 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/tap"
 
+	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
 )
 
@@ -25,38 +26,59 @@ import (
 // reflection. Register services on it (it is a grpc.ServiceRegistrar) before
 // calling Serve.
 type GRPCServer struct {
-	server *grpc.Server
-	health *health.Server
-	cfg    *serverConfig
+	server  *grpc.Server
+	health  *health.Server
+	cfg     *serverConfig
+	authz   *interceptors.Authorizer // nil without authorization
+	peers   *peers
+	reflect *servedDescriptors
 }
 
 var _ grpc.ServiceRegistrar = (*GRPCServer)(nil)
 
+// keepaliveDefaults are the grpc-go server's keepalive settings unless raw
+// options given with [WithGRPCServerOptions] replace them: idle connections
+// are closed after five minutes, a silent peer is probed after one and
+// dropped 20s later, and a client may ping every 20s (grpc-go's own default
+// allows one ping in five minutes and drops clients that ping more).
+var keepaliveDefaults = []grpc.ServerOption{
+	grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute, Timeout: 20 * time.Second}),
+	grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+}
+
 // NewGRPCServer builds a grpc-go server with the workload's credentials.
-func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error) {
-	cfg := newServerConfig(opts)
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	tlsCfg, err := serverTLS(creds, cfg)
+// Each client connection may hold [DefaultMaxConcurrentStreams] calls at
+// once (see [WithMaxConcurrentStreams]).
+func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, error) {
+	cfg, err := newGRPCServerConfig(opts)
 	if err != nil {
 		return nil, err
 	}
+	base, authorize, err := serverTLS(creds, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &GRPCServer{health: health.NewServer(), cfg: cfg, authz: cfg.authorizer, reflect: new(servedDescriptors)}
+	s.peers = newPeers(creds.Bundles, authorize, cfg.log)
+	tlsCfg := s.peers.tlsConfig(base, identity.Client)
 	// Recovery first, so a panic anywhere after it costs one call, not the
 	// process.
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(grpcRecovery(cfg.log)), interceptors.UnaryServerIdentity()}
 	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(grpcRecovery(cfg.log)), interceptors.StreamServerIdentity()}
-	// The caller's raw options go first, so that the mesh's own credentials
-	// come later and win: no option can swap mTLS for something weaker.
-	gopts := append(slices.Clone(cfg.grpcOptions), grpc.Creds(newTransportCredentials(tlsCfg, cfg.log)))
-	authz := cfg.authorizer
+	// Defaults the caller may tune come first, then the caller's raw
+	// options, then the mesh's own, which win: no option can swap mTLS for
+	// something weaker or unhook authorization.
+	gopts := slices.Concat(keepaliveDefaults, cfg.grpcOptions, []grpc.ServerOption{
+		grpc.Creds(newTransportCredentials(tlsCfg, cfg.log, s.peers)),
+		grpc.MaxConcurrentStreams(cfg.maxStreams),
+	})
 	if t := cfg.telemetry; t != nil {
 		gopts = append(gopts, t.grpcServerHandler())
 		unary = append(unary, interceptors.UnaryServerTrace())
 		stream = append(stream, interceptors.StreamServerTrace())
-		if authz != nil {
-			var err error
-			if authz, err = authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator); err != nil {
+		if s.authz != nil {
+			// otelgrpc always continues the caller's trace: so do denials.
+			if s.authz, err = s.authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator, true); err != nil {
 				return nil, err
 			}
 		}
@@ -65,8 +87,8 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 	if cfg.rateLimiter != nil {
 		taps = append(taps, cfg.rateLimiter.TapHandle())
 	}
-	if authz != nil {
-		taps = append(taps, authz.TapHandle())
+	if s.authz != nil {
+		taps = append(taps, s.authz.TapHandle())
 	}
 	if len(taps) > 0 {
 		gopts = append(gopts, grpc.InTapHandle(interceptors.ChainTapHandles(taps...)))
@@ -74,31 +96,27 @@ func NewGRPCServer(creds Credentials, opts ...ServerOption) (*GRPCServer, error)
 	gopts = append(gopts,
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
-	s := &GRPCServer{server: grpc.NewServer(gopts...), health: health.NewServer(), cfg: cfg}
+	if s.server, err = newGRPC(gopts); err != nil {
+		return nil, err
+	}
 	healthpb.RegisterHealthServer(s.server, s.health)
-	reflection.Register(s.server) // v1 and v1alpha
+	if !cfg.noReflection {
+		ropts := reflection.ServerOptions{Services: s.server, DescriptorResolver: s.reflect, ExtensionResolver: s.reflect}
+		reflectionv1.RegisterServerReflectionServer(s.server, reflection.NewServerV1(ropts))
+		reflectionv1alpha.RegisterServerReflectionServer(s.server, reflection.NewServer(ropts))
+	}
 	return s, nil
 }
 
-// serverTLS builds the TLS configuration shared by both server kinds.
-func serverTLS(creds Credentials, cfg *serverConfig) (*tls.Config, error) {
-	if err := creds.validate(); err != nil {
-		return nil, err
-	}
-	if cfg.federated {
-		// Verification needs a bundle for the caller's trust domain, so every
-		// domain that passes it is one the credentials federate with.
-		return ServerTLSConfig(creds, func(spiffeid.ID, [][]*x509.Certificate) error { return nil })
-	}
-	tds := cfg.trustDomains
-	if len(tds) == 0 {
-		svid, err := creds.SVID.GetX509SVID()
-		if err != nil {
-			return nil, fmt.Errorf("mesh: read own SVID: %w", err)
+// newGRPC is grpc.NewServer, with its panic on a second InTapHandle (the
+// mesh's authorization uses the only one) turned into an error.
+func newGRPC(opts []grpc.ServerOption) (srv *grpc.Server, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("mesh: NewGRPCServer: %v (do not pass grpc.InTapHandle in WithGRPCServerOptions: the mesh's rate limit and authorization use it)", p)
 		}
-		tds = []spiffeid.TrustDomain{svid.ID.TrustDomain()}
-	}
-	return ServerTLSConfig(creds, AuthorizeMembers(tds...))
+	}()
+	return grpc.NewServer(opts...), nil
 }
 
 // RegisterService registers a service implementation; it implements
@@ -107,22 +125,56 @@ func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.server.RegisterService(desc, impl)
 }
 
-// Server returns the underlying grpc-go server.
-func (s *GRPCServer) Server() *grpc.Server { return s.server }
-
-// Serve marks every registered service SERVING in grpc.health.v1 and serves
-// on ln until ctx ends; then it reports NOT_SERVING, stops gracefully within
-// the shutdown timeout and returns nil. It returns the error that made it stop
-// otherwise.
-func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
+// Check runs the checks Serve starts with, so that a program can fail
+// before it opens a port: every served method is covered by an allow rule
+// (unless [WithCoverageWarnings]) and every registered service has a
+// registered descriptor (for reflection). Register every service first.
+func (s *GRPCServer) Check() error {
 	if err := s.cfg.checkCoverage(s.Methods()); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(s.server.GetServiceInfo()))
+	for name := range s.server.GetServiceInfo() {
+		names = append(names, name)
+	}
+	return s.reflect.set(names)
+}
+
+// ListenAndServe runs [GRPCServer.Check], then listens on the TCP address
+// addr and serves until ctx ends, like [GRPCServer.Serve].
+func (s *GRPCServer) ListenAndServe(ctx context.Context, addr string) error {
+	if err := s.Check(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mesh: grpc server: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve runs [GRPCServer.Check] (closing ln if it fails), marks every
+// registered service SERVING in grpc.health.v1 and serves on ln until ctx
+// ends; then it reports NOT_SERVING, stops gracefully within the shutdown
+// timeout and returns nil. It returns the error that made it stop
+// otherwise. While it serves, a policy reload that would leave a served
+// method uncovered is rejected (see [WithAuthorizer]), and every connection
+// ends when its peer's certificate expires or no longer verifies.
+func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.Check(); err != nil {
 		_ = ln.Close()
 		return err
 	}
+	release := s.cfg.guardReloads(s.authz, s.Methods())
+	defer release()
 	for name := range s.server.GetServiceInfo() {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go s.peers.watch(wctx, s.cfg.recheck, identity.Client)
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.server.Serve(ln) }()

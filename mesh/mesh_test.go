@@ -97,6 +97,16 @@ func startConnect(t *testing.T, pki *testpki.PKI, id string, rec *seen) string {
 	return serve(t, srv.Serve)
 }
 
+// mountAs mounts the handler build makes (given the server's handler
+// options) at path, as a generated NewXHandler would be mounted.
+func mountAs(t *testing.T, srv *mesh.ConnectServer, path string, build func(...connect.HandlerOption) http.Handler) {
+	t.Helper()
+	newHandler := func(_ struct{}, opts ...connect.HandlerOption) (string, http.Handler) { return path, build(opts...) }
+	if err := mesh.Mount(srv, newHandler, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func serve(t *testing.T, fn func(context.Context, net.Listener) error) string {
 	t.Helper()
 	ln := listen(t)
@@ -277,7 +287,7 @@ func TestHealthOnConnectServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Handle("/grpc.channelz.v1.Channelz/", http.NotFoundHandler()) // any registered service will do
+	mountAs(t, srv, "/grpc.channelz.v1.Channelz/", func(...connect.HandlerOption) http.Handler { return http.NotFoundHandler() }) // any registered service will do
 	addr := serve(t, srv.Serve)
 	hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, clientID), Bundles: pki.Bundle()}, spiffeid.RequireFromString(serverID))
 	if err != nil {

@@ -12,11 +12,60 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/policy"
 )
 
-// ServerOption configures a server built by [NewGRPCServer] or
-// [NewConnectServer].
-type ServerOption func(*serverConfig)
+// GRPCServerOption configures a server built by [NewGRPCServer]. Options
+// that only make sense on grpc-go ([WithGRPCServerOptions],
+// [WithGRPCInterceptors]) are GRPCServerOptions only, so passing one to
+// [NewConnectServer] does not compile instead of being ignored.
+type GRPCServerOption interface {
+	applyToGRPCServer(*serverConfig)
+}
+
+// ConnectServerOption configures a server built by [NewConnectServer].
+// Options that only make sense on connect-go ([WithConnectHandlerOptions])
+// are ConnectServerOptions only.
+type ConnectServerOption interface {
+	applyToConnectServer(*serverConfig)
+}
+
+// ServerOption configures a server of either stack: it is both a
+// [GRPCServerOption] and a [ConnectServerOption].
+type ServerOption interface {
+	GRPCServerOption
+	ConnectServerOption
+}
+
+// serverOption applies to both stacks.
+type serverOption func(*serverConfig)
+
+func (o serverOption) applyToGRPCServer(c *serverConfig)    { o(c) }
+func (o serverOption) applyToConnectServer(c *serverConfig) { o(c) }
+
+// grpcServerOption applies to grpc-go servers only.
+type grpcServerOption func(*serverConfig)
+
+func (o grpcServerOption) applyToGRPCServer(c *serverConfig) { o(c) }
+
+// connectServerOption applies to connect-go servers only.
+type connectServerOption func(*serverConfig)
+
+func (o connectServerOption) applyToConnectServer(c *serverConfig) { o(c) }
+
+// WithServerOptions composes options of both stacks into one, for a list
+// built once and given to servers of either kind. By default it is empty.
+func WithServerOptions(opts ...ServerOption) ServerOption {
+	return serverOption(func(c *serverConfig) {
+		for _, o := range opts {
+			if o == nil {
+				c.errs = append(c.errs, errors.New("mesh: WithServerOptions: nil option"))
+				continue
+			}
+			o.applyToGRPCServer(c) // every ServerOption is a serverOption: the same function as applyToConnectServer
+		}
+	})
+}
 
 type serverConfig struct {
 	log             *slog.Logger
@@ -32,27 +81,102 @@ type serverConfig struct {
 	telemetry       *Telemetry
 	federated       bool
 	rateLimiter     *interceptors.RateLimiter
+	maxStreams      uint32
+	recheck         time.Duration
+	noReflection    bool
+	errs            []error // from options given bad values
 }
 
-func newServerConfig(opts []ServerOption) *serverConfig {
-	c := &serverConfig{
+// DefaultRecheckInterval is how often a server re-verifies its live
+// connections against its trust bundles, unless [WithRecheckInterval]
+// says otherwise.
+const DefaultRecheckInterval = 10 * time.Second
+
+// WithRecheckInterval sets how often a server re-verifies the peer of every
+// live connection against the trust bundles as they are then, closing the
+// connections whose peer no longer verifies (its CA was removed from the
+// bundle, say). Each connection is also closed when its peer's
+// certificate expires, whatever the interval. d must be positive; the
+// default is [DefaultRecheckInterval].
+func WithRecheckInterval(d time.Duration) ServerOption {
+	return serverOption(func(c *serverConfig) {
+		if d <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("mesh: WithRecheckInterval(%v): must be positive", d))
+			return
+		}
+		c.recheck = d
+	})
+}
+
+// WithoutReflection serves no gRPC server reflection (grpc.reflection.v1
+// and v1alpha). By default a server reflects the files of the services it
+// serves, and their imports, to callers the policy allows.
+func WithoutReflection() ServerOption {
+	return serverOption(func(c *serverConfig) { c.noReflection = true })
+}
+
+// DefaultMaxConcurrentStreams is how many calls one client connection may
+// have open at once on a mesh server of either stack, unless
+// [WithMaxConcurrentStreams] says otherwise: net/http's HTTP/2 default,
+// which grpc-go (unlimited by default) now shares.
+const DefaultMaxConcurrentStreams = 250
+
+// WithMaxConcurrentStreams bounds how many calls (streams) one client
+// connection may have open at once; a client that opens more waits for one
+// to end (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), so that one caller cannot
+// tie up a goroutine per stream without bound. n must be at least 1. The
+// default is [DefaultMaxConcurrentStreams].
+func WithMaxConcurrentStreams(n uint32) ServerOption {
+	return serverOption(func(c *serverConfig) {
+		if n == 0 {
+			c.errs = append(c.errs, errors.New("mesh: WithMaxConcurrentStreams(0): must be at least 1"))
+			return
+		}
+		c.maxStreams = n
+	})
+}
+
+func defaultServerConfig() *serverConfig {
+	return &serverConfig{
 		log:             slog.New(slog.DiscardHandler),
 		shutdownTimeout: 10 * time.Second,
+		maxStreams:      DefaultMaxConcurrentStreams,
+		recheck:         DefaultRecheckInterval,
 	}
+}
+
+func newGRPCServerConfig(opts []GRPCServerOption) (*serverConfig, error) {
+	c := defaultServerConfig()
 	for _, o := range opts {
-		o(c)
+		if o == nil {
+			return nil, errors.New("mesh: NewGRPCServer: nil option")
+		}
+		o.applyToGRPCServer(c)
 	}
-	return c
+	return c, c.validate()
+}
+
+func newConnectServerConfig(opts []ConnectServerOption) (*serverConfig, error) {
+	c := defaultServerConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("mesh: NewConnectServer: nil option")
+		}
+		o.applyToConnectServer(c)
+	}
+	return c, c.validate()
 }
 
 // WithLogger sets the logger for refused handshakes and server life-cycle
 // events. By default nothing is logged.
 func WithLogger(log *slog.Logger) ServerOption {
-	return func(c *serverConfig) {
-		if log != nil {
-			c.log = log
+	return serverOption(func(c *serverConfig) {
+		if log == nil {
+			c.errs = append(c.errs, errors.New("mesh: WithLogger(nil): pass a logger (slog.New(slog.DiscardHandler) to log nothing)"))
+			return
 		}
-	}
+		c.log = log
+	})
 }
 
 // WithTrustDomains sets the trust domains whose members may connect at all
@@ -60,7 +184,7 @@ func WithLogger(log *slog.Logger) ServerOption {
 // only the trust domain of the server's own SVID is accepted. Each listed
 // domain also needs a bundle in the server's [Credentials].
 func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
-	return func(c *serverConfig) { c.trustDomains = append(c.trustDomains, tds...) }
+	return serverOption(func(c *serverConfig) { c.trustDomains = append(c.trustDomains, tds...) })
 }
 
 // WithFederatedTrustDomains accepts callers from every trust domain whose
@@ -71,7 +195,7 @@ func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
 // connect. A caller from a domain without a bundle is always refused, since
 // its chain cannot be verified.
 func WithFederatedTrustDomains() ServerOption {
-	return func(c *serverConfig) { c.federated = true }
+	return serverOption(func(c *serverConfig) { c.federated = true })
 }
 
 // WithRateLimiter limits calls per caller SPIFFE ID with l, before
@@ -79,17 +203,23 @@ func WithFederatedTrustDomains() ServerOption {
 // connect-go request gate); callers over their limit get ResourceExhausted.
 // By default there is no limit.
 func WithRateLimiter(l *interceptors.RateLimiter) ServerOption {
-	return func(c *serverConfig) { c.rateLimiter = l }
+	return serverOption(func(c *serverConfig) {
+		if l == nil {
+			c.errs = append(c.errs, errors.New("mesh: WithRateLimiter(nil): build one with interceptors.NewRateLimiter"))
+			return
+		}
+		c.rateLimiter = l
+	})
 }
 
 // WithGRPCInterceptors appends grpc-go interceptors to the chain of a
 // [GRPCServer]. They run after the identity interceptor, in the order given,
 // so they can rely on [identity.FromContext]. By default there are none.
-func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) ServerOption {
-	return func(c *serverConfig) {
+func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) GRPCServerOption {
+	return grpcServerOption(func(c *serverConfig) {
 		c.unary = append(c.unary, unary...)
 		c.stream = append(c.stream, stream...)
-	}
+	})
 }
 
 // WithGRPCServerOptions adds raw grpc-go server options (stats handlers,
@@ -98,26 +228,28 @@ func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 // mesh's mTLS; interceptors given here run before the mesh's. Do not pass
 // grpc.InTapHandle: grpc-go takes only one, and the mesh's authorization
 // uses it (grpc-go panics at NewGRPCServer).
-func WithGRPCServerOptions(opts ...grpc.ServerOption) ServerOption {
-	return func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) }
+func WithGRPCServerOptions(opts ...grpc.ServerOption) GRPCServerOption {
+	return grpcServerOption(func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) })
 }
 
 // WithConnectHandlerOptions appends connect-go handler options (interceptors,
 // request gates, ...) given to every handler of a [ConnectServer], after the
 // mesh's own. By default there are none.
-func WithConnectHandlerOptions(opts ...connect.HandlerOption) ServerOption {
-	return func(c *serverConfig) { c.connectOptions = append(c.connectOptions, opts...) }
+func WithConnectHandlerOptions(opts ...connect.HandlerOption) ConnectServerOption {
+	return connectServerOption(func(c *serverConfig) { c.connectOptions = append(c.connectOptions, opts...) })
 }
 
 // WithShutdownTimeout bounds the graceful stop that follows the end of the
 // Serve context: in-flight calls get this long to finish before the server
 // closes every connection. The default is 10s.
 func WithShutdownTimeout(d time.Duration) ServerOption {
-	return func(c *serverConfig) {
-		if d > 0 {
-			c.shutdownTimeout = d
+	return serverOption(func(c *serverConfig) {
+		if d <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("mesh: WithShutdownTimeout(%v): must be positive", d))
+			return
 		}
-	}
+		c.shutdownTimeout = d
+	})
 }
 
 // WithAuthorizer authorizes every call with a: on grpc-go in an InTapHandle,
@@ -127,7 +259,13 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 // rule (see [WithCoverageWarnings]). A server needs either this option or
 // [WithoutAuthorization].
 func WithAuthorizer(a *interceptors.Authorizer) ServerOption {
-	return func(c *serverConfig) { c.authorizer = a }
+	return serverOption(func(c *serverConfig) {
+		if a == nil {
+			c.errs = append(c.errs, errors.New("mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"))
+			return
+		}
+		c.authorizer = a
+	})
 }
 
 // WithoutAuthorization builds a server that lets every peer that passed the
@@ -135,17 +273,20 @@ func WithAuthorizer(a *interceptors.Authorizer) ServerOption {
 // must be asked for explicitly: without it, a server with no
 // [WithAuthorizer] fails to build.
 func WithoutAuthorization() ServerOption {
-	return func(c *serverConfig) { c.noAuthz = true }
+	return serverOption(func(c *serverConfig) { c.noAuthz = true })
 }
 
 // WithCoverageWarnings relaxes the start-up coverage check: methods that no
 // allow rule covers are logged as a warning instead of stopping Serve. By
 // default they stop it.
 func WithCoverageWarnings() ServerOption {
-	return func(c *serverConfig) { c.coverageWarn = true }
+	return serverOption(func(c *serverConfig) { c.coverageWarn = true })
 }
 
 func (c *serverConfig) validate() error {
+	if len(c.errs) > 0 {
+		return errors.Join(c.errs...)
+	}
 	switch {
 	case c.authorizer == nil && !c.noAuthz:
 		return errors.New("mesh: no authorization: pass WithAuthorizer, or WithoutAuthorization to let every trust-domain member call every method")
@@ -161,18 +302,54 @@ func (c *serverConfig) checkCoverage(methods []string) error {
 	if c.authorizer == nil {
 		return nil
 	}
-	var uncovered []string
-	for _, m := range methods {
-		if !c.authorizer.Covers(m) {
-			uncovered = append(uncovered, m)
-		}
-	}
-	if len(uncovered) == 0 {
+	missing := uncovered(c.authorizer.Covers, methods)
+	if len(missing) == 0 {
 		return nil
 	}
 	if c.coverageWarn {
-		c.log.Warn("mesh: methods no allow rule covers (callable by no one)", slog.Any("methods", uncovered))
+		c.log.Warn("mesh: methods no allow rule covers (callable by no one)", slog.Any("methods", missing))
 		return nil
 	}
-	return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s", len(uncovered), strings.Join(uncovered, ", "))
+	return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)", len(missing), strings.Join(missing, ", "))
+}
+
+// uncovered returns the methods that covers does not cover.
+func uncovered(covers func(string) bool, methods []string) []string {
+	var out []string
+	for _, m := range methods {
+		if !covers(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// reloadChecker is a policy source whose reloads can be vetoed, like
+// *policy.Watcher.
+type reloadChecker interface {
+	AddCheck(check func(*policy.Engine) error) (remove func())
+}
+
+// guardReloads makes the policy source of a (when it reloads) reject a
+// policy that would leave one of methods uncovered, or with
+// WithCoverageWarnings log it; it returns the function that undoes it.
+func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string) (release func()) {
+	if a == nil {
+		return func() {}
+	}
+	rc, ok := a.Policy().(reloadChecker)
+	if !ok {
+		return func() {} // a static engine never changes
+	}
+	return rc.AddCheck(func(e *policy.Engine) error {
+		missing := uncovered(e.Covers, methods)
+		if len(missing) == 0 {
+			return nil
+		}
+		if c.coverageWarn {
+			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
+			return nil
+		}
+		return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))
+	})
 }

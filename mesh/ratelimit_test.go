@@ -30,14 +30,14 @@ func TestRateLimit(t *testing.T) {
 		code  func(error) codes.Code
 	}{
 		{"grpc-go", func(opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewGRPCServer(serverCreds, opts...)
+			srv, err := mesh.NewGRPCServer(serverCreds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return serve(t, srv.Serve)
 		}, grpcCheck, status.Code},
 		{"connect-go", func(opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewConnectServer(serverCreds, opts...)
+			srv, err := mesh.NewConnectServer(serverCreds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/identity"
-	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/authn"
 )
 
 // internalMessage is what a client learns of a panic: nothing about it.
@@ -28,7 +28,7 @@ func logPanic(ctx context.Context, log *slog.Logger, method string, p any) {
 	caller := "<none>"
 	if pr, ok := identity.FromContext(ctx); ok {
 		caller = pr.ID.String()
-	} else if pr, err := interceptors.PrincipalFromGRPC(ctx); err == nil { // grpc-go: recovery runs before the identity interceptor
+	} else if pr, ok := authn.FromGRPC(ctx); ok { // grpc-go: recovery runs before the identity interceptor
 		caller = pr.ID.String()
 	}
 	log.Error("mesh: recovered a panic in a handler",

@@ -514,7 +514,7 @@ func TestRefusedCalls(t *testing.T) {
 
 	start := map[string]func(t *testing.T, opts ...mesh.ServerOption) string{
 		"grpc-go": func(t *testing.T, opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewGRPCServer(serverCreds, opts...)
+			srv, err := mesh.NewGRPCServer(serverCreds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -522,11 +522,11 @@ func TestRefusedCalls(t *testing.T) {
 			return serve(t, srv.Serve)
 		},
 		"connect-go": func(t *testing.T, opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewConnectServer(serverCreds, opts...)
+			srv, err := mesh.NewConnectServer(serverCreds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv.Handle("/grpc.channelz.v1.Channelz/", slowConnectHandler(srv.HandlerOptions()...))
+			mountAs(t, srv, "/grpc.channelz.v1.Channelz/", slowConnectHandler)
 			return serve(t, srv.Serve)
 		},
 	}
@@ -605,8 +605,8 @@ func TestRefusedCalls(t *testing.T) {
 			want: map[string]clientWant{
 				"grpc-go/grpc-go":       {codes.Unimplemented, "unknown service no.such.Service"},
 				"grpc-go/connect-go":    {codes.Unimplemented, "unknown service no.such.Service"},
-				"connect-go/grpc-go":    {codes.Unimplemented, "unexpected HTTP status code received from server: 404 (Not Found)"},
-				"connect-go/connect-go": {codes.Unimplemented, "HTTP status 404 Not Found"},
+				"connect-go/grpc-go":    {codes.Unimplemented, "procedure not served here"},
+				"connect-go/connect-go": {codes.Unimplemented, "procedure not served here"},
 			},
 		},
 		{

@@ -29,7 +29,7 @@ func TestShutdownDoesNotWaitForever(t *testing.T) {
 		watch func(ctx context.Context, addr string) error // returns once the first status arrived
 	}{
 		{"grpc-go", func() func(context.Context, net.Listener) error {
-			srv, err := mesh.NewGRPCServer(creds, opts...)
+			srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +48,7 @@ func TestShutdownDoesNotWaitForever(t *testing.T) {
 			return err
 		}},
 		{"connect-go", func() func(context.Context, net.Listener) error {
-			srv, err := mesh.NewConnectServer(creds, opts...)
+			srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}

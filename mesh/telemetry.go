@@ -53,10 +53,10 @@ func (t Telemetry) withDefaults() Telemetry {
 // denied call gets its own span with the decision. By default servers are
 // not instrumented.
 func WithTelemetry(t Telemetry) ServerOption {
-	return func(c *serverConfig) {
+	return serverOption(func(c *serverConfig) {
 		t = t.withDefaults()
 		c.telemetry = &t
-	}
+	})
 }
 
 // WithClientTelemetry instruments a client: a client span for every call
@@ -64,10 +64,10 @@ func WithTelemetry(t Telemetry) ServerOption {
 // the workload's own SPIFFE ID appended to the caller chain. By default
 // clients are not instrumented.
 func WithClientTelemetry(t Telemetry) ClientOption {
-	return func(c *clientConfig) {
+	return clientOption(func(c *clientConfig) {
 		t = t.withDefaults()
 		c.telemetry = &t
-	}
+	})
 }
 
 func (t *Telemetry) grpcServerHandler() grpc.ServerOption {

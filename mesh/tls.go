@@ -86,15 +86,51 @@ func ClientTLSConfig(creds Credentials, authorize tlsconfig.Authorizer) (*tls.Co
 // change of bundle or authorizer reaches every new connection.
 func verifyPeer(bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		p, err := identity.Verify(cs.PeerCertificates, bundles, role, time.Time{})
-		if err != nil {
-			return err
-		}
-		if err := authorize(p.ID, [][]*x509.Certificate{cs.PeerCertificates}); err != nil {
-			return fmt.Errorf("mesh: %s %q not authorized: %w", role, p.ID, err)
-		}
-		return nil
+		_, err := verifyState(cs, bundles, role, authorize)
+		return err
 	}
+}
+
+// verifyState verifies the peer of a handshake and returns the Principal it
+// proves.
+func verifyState(cs tls.ConnectionState, bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) (identity.Principal, error) {
+	p, err := identity.Verify(cs.PeerCertificates, bundles, role, time.Time{})
+	if err != nil {
+		return identity.Principal{}, err
+	}
+	if err := authorize(p.ID, [][]*x509.Certificate{cs.PeerCertificates}); err != nil {
+		return identity.Principal{}, fmt.Errorf("mesh: %s %q not authorized: %w", role, p.ID, err)
+	}
+	return p, nil
+}
+
+// serverTLS builds the TLS configuration shared by both server kinds, and
+// the TLS-level authorizer it uses (by trust domain).
+func serverTLS(creds Credentials, cfg *serverConfig) (*tls.Config, tlsconfig.Authorizer, error) {
+	if err := creds.validate(); err != nil {
+		return nil, nil, err
+	}
+	var authorize tlsconfig.Authorizer
+	if cfg.federated {
+		// Verification needs a bundle for the caller's trust domain, so every
+		// domain that passes it is one the credentials federate with.
+		authorize = func(spiffeid.ID, [][]*x509.Certificate) error { return nil }
+	} else {
+		tds := cfg.trustDomains
+		if len(tds) == 0 {
+			svid, err := creds.SVID.GetX509SVID()
+			if err != nil {
+				return nil, nil, fmt.Errorf("mesh: read own SVID: %w", err)
+			}
+			tds = []spiffeid.TrustDomain{svid.ID.TrustDomain()}
+		}
+		authorize = AuthorizeMembers(tds...)
+	}
+	tlsCfg, err := ServerTLSConfig(creds, authorize)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tlsCfg, authorize, nil
 }
 
 // AuthorizeMembers accepts peers from any of the given trust domains; it is

@@ -34,7 +34,7 @@ func TestWithTrustDomains(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv, err := mesh.NewGRPCServer(serverCreds, append(tc.opts, mesh.WithoutAuthorization())...)
+			srv, err := mesh.NewGRPCServer(serverCreds, mesh.WithServerOptions(append(tc.opts, mesh.WithoutAuthorization())...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -98,7 +98,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		opts = append(opts, mesh.WithRateLimiter(l))
 	}
 	grpcClient := func(downstream string) (*grpc.ClientConn, error) {
-		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream), clientOpts...)
+		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream), mesh.WithClientOptions(clientOpts...))
 		if err != nil {
 			return nil, fmt.Errorf("shop: %s: %w", name, err)
 		}
@@ -119,7 +119,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		srv, err := mesh.NewGRPCServer(creds, opts...)
+		srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
@@ -129,11 +129,13 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 
 	case Payments:
 		impl := payments.New(payments.Config{Limit: cfg.PaymentLimit}, log)
-		srv, err := mesh.NewConnectServer(creds, opts...)
+		srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		srv.Handle(paymentsv1connect.NewPaymentServiceHandler(impl, srv.HandlerOptions()...))
+		if err := mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, impl); err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
 		return serveConnect(ctx, log, ln, srv, az)
 
 	case Orders:
@@ -145,7 +147,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		connectOpts, err := mesh.ConnectClientOptions(creds, clientOpts...)
+		connectOpts, err := mesh.ConnectClientOptions(creds, mesh.WithClientOptions(clientOpts...))
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
@@ -162,7 +164,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		// stop would otherwise wait for: close it as soon as ctx ends.
 		stop := context.AfterFunc(ctx, func() { _ = impl.Close() })
 		closers = append(closers, func() error { stop(); return impl.Close() })
-		srv, err := mesh.NewGRPCServer(creds, opts...)
+		srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
@@ -183,12 +185,16 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		srv, err := mesh.NewConnectServer(creds, opts...)
+		srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
 		if err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		srv.Handle(gatewayv1connect.NewStorefrontServiceHandler(impl, srv.HandlerOptions()...))
-		srv.Handle(gatewayv2connect.NewStorefrontServiceHandler(gateway.NewV2(impl), srv.HandlerOptions()...))
+		if err := mesh.Mount(srv, gatewayv1connect.NewStorefrontServiceHandler, impl); err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
+		if err := mesh.Mount(srv, gatewayv2connect.NewStorefrontServiceHandler, gateway.NewV2(impl)); err != nil {
+			return fmt.Errorf("shop: %s: %w", name, err)
+		}
 		return serveConnect(ctx, log, ln, srv, az)
 	}
 	return checkName(name)

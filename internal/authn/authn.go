@@ -1,0 +1,79 @@
+package authn
+
+import (
+	"context"
+	"sync/atomic"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/idkey"
+)
+
+// AuthInfo is the credentials.AuthInfo of a gRPC connection whose peer the
+// mesh verified at the handshake.
+type AuthInfo struct {
+	credentials.TLSInfo
+	// Principal is the verified peer; never the zero value.
+	Principal identity.Principal
+}
+
+// GetTLSInfo returns the connection's plain TLS information, for code that
+// expects grpc-go's credentials.TLSInfo (such as grpc-go's authz package).
+func (a AuthInfo) GetTLSInfo() credentials.TLSInfo { return a.TLSInfo }
+
+// FromGRPC returns the verified peer of a grpc-go call, read from its
+// connection's AuthInfo, and whether there was one. Only connections made
+// by the mesh's transport credentials have one.
+func FromGRPC(ctx context.Context) (identity.Principal, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return identity.Principal{}, false
+	}
+	info, ok := p.AuthInfo.(AuthInfo)
+	if !ok || info.Principal.IsZero() {
+		return identity.Principal{}, false
+	}
+	return info.Principal, true
+}
+
+// Conn is the per-connection state of a mesh HTTP server: the peer verified
+// at the handshake. The server creates one per connection (in its
+// ConnContext hook), the handshake's VerifyConnection fills it, and the HTTP
+// layer reads it on every request.
+type Conn struct {
+	principal atomic.Pointer[identity.Principal]
+}
+
+// SetPrincipal records the peer verified at the handshake.
+func (c *Conn) SetPrincipal(p identity.Principal) { c.principal.Store(&p) }
+
+// Principal returns the verified peer, and whether the handshake verified one.
+func (c *Conn) Principal() (identity.Principal, bool) {
+	p := c.principal.Load()
+	if p == nil || p.IsZero() {
+		return identity.Principal{}, false
+	}
+	return *p, true
+}
+
+type connKey struct{}
+
+// WithConn returns ctx carrying c.
+func WithConn(ctx context.Context, c *Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// ConnFrom returns the connection state in ctx, or nil.
+func ConnFrom(ctx context.Context) *Conn {
+	c, _ := ctx.Value(connKey{}).(*Conn)
+	return c
+}
+
+// NewContext returns ctx carrying p as the call's verified caller, which
+// identity.FromContext then returns. Only the interceptors call it, with a
+// Principal read from AuthInfo or Conn.
+func NewContext(ctx context.Context, p identity.Principal) context.Context {
+	return context.WithValue(ctx, idkey.Key{}, p)
+}
