@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/testpki"
 )
