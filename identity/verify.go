@@ -3,8 +3,10 @@ package identity
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -47,65 +49,170 @@ var (
 	errEmptyPath     = errors.New("SPIFFE ID of an X.509-SVID must have a path")
 	errNoRole        = errors.New("role must be Client or Server")
 	errNoDigSig      = errors.New("leaf lacks the digitalSignature key usage")
+	errBadSAN        = errors.New("subjectAltName extension does not hold exactly one URI SAN")
 )
 
 // Verify checks chain (the peer's certificates, leaf first, as presented in
 // the handshake) against the X.509-SVID rules and the trust bundles in
 // bundles, as seen at time now (the zero time means the current time), and
 // returns the Principal it proves. role names what the peer claims to be.
+// It is [VerifyChains] without the verified chains.
 //
 // Verify fails closed: every error names the rule that was broken, and the
 // returned Principal is then the zero value.
 func Verify(chain []*x509.Certificate, bundles x509bundle.Source, role Role, now time.Time) (Principal, error) {
+	p, _, err := VerifyChains(chain, bundles, role, now)
+	return p, err
+}
+
+// VerifyChains is [Verify] that also returns the chains it verified: each
+// runs from the leaf, through intermediates taken from chain, to a root of
+// the bundle of the leaf's trust domain, and every CA certificate in it
+// permits the extended key usage of role. These, not the certificates the
+// peer presented, are what a go-spiffe tlsconfig.Authorizer must be given.
+//
+// On top of go-spiffe's x509svid.Verify it requires that the leaf's one URI
+// SAN, as written in the certificate, is byte for byte the canonical form
+// of its SPIFFE ID (no "SPIFFE://", no empty fragment "#": nothing that a
+// URL parser would normalise away), that the ID has a path, that the leaf
+// carries the digitalSignature key usage, and that it names the extended
+// key usage of role explicitly (clientAuth for [Client], serverAuth for
+// [Server]): a leaf with no extended key usage, or with only
+// anyExtendedKeyUsage, is refused.
+//
+// On error the Principal is the zero value and the chains are nil.
+
+func VerifyChains(chain []*x509.Certificate, bundles x509bundle.Source, role Role, now time.Time) (Principal, [][]*x509.Certificate, error) {
 	if role != Client && role != Server {
-		return Principal{}, wrapErr(errNoRole)
+		return Principal{}, nil, wrapErr(errNoRole)
 	}
 	if len(chain) == 0 {
-		return Principal{}, wrapErr(errNoCertificate)
+		return Principal{}, nil, wrapErr(errNoCertificate)
+	}
+	leaf := chain[0]
+	// The SAN is checked before anything else is said about the leaf, so
+	// that no error names the ID a parser made of a non-canonical SAN.
+	if id, err := x509svid.IDFromCert(leaf); err == nil {
+		if err := checkCanonical(leaf, id); err != nil {
+			return Principal{}, nil, wrapErr(fmt.Errorf("%s certificate serial %s: %w", role, leaf.SerialNumber, err))
+		}
 	}
 	var opts []x509svid.VerifyOption
 	if !now.IsZero() {
 		opts = append(opts, x509svid.WithTime(now))
 	}
-	id, _, err := x509svid.Verify(chain, bundles, opts...)
+	id, verified, err := x509svid.Verify(chain, bundles, opts...)
 	if err != nil {
-		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(chain[0], id), err))
+		return Principal{}, nil, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(leaf, id), err))
 	}
 	if id.Path() == "" {
-		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(chain[0], id), errEmptyPath))
+		return Principal{}, nil, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(leaf, id), errEmptyPath))
 	}
-	if chain[0].KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(chain[0], id), errNoDigSig))
+	if leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return Principal{}, nil, wrapErr(fmt.Errorf("%s certificate %s: %w", role, describe(leaf, id), errNoDigSig))
 	}
-	if !hasUsage(chain[0], role.usage()) {
-		return Principal{}, wrapErr(fmt.Errorf("%s certificate %s: leaf lacks the %s extended key usage", role, describe(chain[0], id), usageName(role.usage())))
+	if !slices.Contains(leaf.ExtKeyUsage, role.usage()) {
+		return Principal{}, nil, wrapErr(fmt.Errorf("%s certificate %s: leaf lacks the %s extended key usage", role, describe(leaf, id), usageName(role.usage())))
 	}
-	return Principal{ID: id, Leaf: chain[0]}, nil
+	permitted, refusedBy := permittedChains(verified, role.usage())
+	if len(permitted) == 0 {
+		return Principal{}, nil, wrapErr(fmt.Errorf("%s certificate %s: CA certificate %s of its chain does not permit the %s extended key usage",
+			role, describe(leaf, id), describeCA(refusedBy), usageName(role.usage())))
+	}
+	return Principal{ID: id, Leaf: leaf}, permitted, nil
 }
 
 // FromConnectionState returns the Principal of the peer of a connection whose
 // certificates were already verified by [Verify] during the handshake (the
 // mesh's TLS configurations guarantee that). It re-reads the SPIFFE ID from
 // the leaf without re-verifying the chain, so call it once per connection.
+//
+// Warning: FromConnectionState verifies nothing. It trusts that cs comes
+// from a handshake whose tls.Config ran [Verify] (or [VerifyChains]) on the
+// peer's certificates, as the mesh package's configurations do; given the
+// state of any other connection (a tls.Config with RequireAnyClientCert, or
+// one verified against some other CA), it turns a certificate that nobody
+// verified into a Principal. Use [Verify] wherever that is not certain.
 func FromConnectionState(cs *tls.ConnectionState) (Principal, error) {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return Principal{}, wrapErr(errNoCertificate)
 	}
 	leaf := cs.PeerCertificates[0]
 	id, err := x509svid.IDFromCert(leaf)
+	if err == nil {
+		err = checkCanonical(leaf, id)
+	}
 	if err != nil {
 		return Principal{}, wrapErr(fmt.Errorf("peer certificate serial %s: %w", leaf.SerialNumber, err))
 	}
 	return Principal{ID: id, Leaf: leaf}, nil
 }
 
-func hasUsage(leaf *x509.Certificate, want x509.ExtKeyUsage) bool {
-	for _, u := range leaf.ExtKeyUsage {
-		if u == want || u == x509.ExtKeyUsageAny {
-			return true
+// oidSubjectAltName is the OID of the subjectAltName extension (RFC 5280,
+// 4.2.1.6).
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// uriNameTag is the tag of a uniformResourceIdentifier GeneralName: [6]
+// IMPLICIT IA5String.
+const uriNameTag = 6
+
+// checkCanonical fails unless the one URI SAN of leaf, as its
+// subjectAltName extension spells it, is exactly id.String(). crypto/x509
+// hands out the SAN as a parsed url.URL, and go-spiffe reads the ID from
+// its String(), which lowercases the scheme and drops an empty fragment:
+// "SPIFFE://td/x" and "spiffe://td/x#" would both pass as spiffe://td/x.
+func checkCanonical(leaf *x509.Certificate, id spiffeid.ID) error {
+	var uris [][]byte
+	for _, ext := range leaf.Extensions {
+		if !ext.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var seq asn1.RawValue
+		if rest, err := asn1.Unmarshal(ext.Value, &seq); err != nil || len(rest) > 0 || seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+			return errBadSAN
+		}
+		for rest := seq.Bytes; len(rest) > 0; {
+			var name asn1.RawValue
+			var err error
+			if rest, err = asn1.Unmarshal(rest, &name); err != nil {
+				return errBadSAN
+			}
+			if name.Class == asn1.ClassContextSpecific && name.Tag == uriNameTag && !name.IsCompound {
+				uris = append(uris, name.Bytes)
+			}
 		}
 	}
-	return false
+	if len(uris) != 1 {
+		return errBadSAN
+	}
+	if raw := string(uris[0]); raw != id.String() {
+		return fmt.Errorf("URI SAN %q is not in canonical form %q", clip(raw), clip(id.String()))
+	}
+	return nil
+}
+
+// permittedChains returns the chains of verified in which every CA
+// certificate permits the extended key usage want, under the rule of
+// crypto/x509: a CA certificate without extended key usages permits all,
+// one with anyExtendedKeyUsage too, any other only those it lists. When
+// none is left, refusedBy is a CA certificate that refused.
+func permittedChains(verified [][]*x509.Certificate, want x509.ExtKeyUsage) (permitted [][]*x509.Certificate, refusedBy *x509.Certificate) {
+	permitted = make([][]*x509.Certificate, 0, len(verified))
+	for _, chain := range verified {
+		ok := true
+		for _, ca := range chain[1:] {
+			if len(ca.ExtKeyUsage) == 0 && len(ca.UnknownExtKeyUsage) == 0 ||
+				slices.Contains(ca.ExtKeyUsage, x509.ExtKeyUsageAny) || slices.Contains(ca.ExtKeyUsage, want) {
+				continue
+			}
+			ok, refusedBy = false, ca
+			break
+		}
+		if ok {
+			permitted = append(permitted, chain)
+		}
+	}
+	return permitted, refusedBy
 }
 
 func usageName(u x509.ExtKeyUsage) string {
@@ -123,6 +230,21 @@ func describe(leaf *x509.Certificate, id spiffeid.ID) string {
 		return fmt.Sprintf("%q", id.String())
 	}
 	return "serial " + leaf.SerialNumber.String()
+}
+
+// describeCA names a CA certificate in an error: by its Subject, which the
+// bundle's owner chose, and its serial number.
+func describeCA(ca *x509.Certificate) string {
+	return fmt.Sprintf("%q (serial %s)", clip(ca.Subject.String()), ca.SerialNumber)
+}
+
+// clip shortens s, read from a certificate not yet verified, for an error.
+func clip(s string) string {
+	const max = 256
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
 }
 
 func wrapErr(err error) error { return fmt.Errorf("identity: %w", err) }

@@ -30,9 +30,10 @@ type TokenVerifier interface {
 // WithTokenVerifier sets the verifier of the certificate-bound access
 // tokens that policy rules may require ([policy.Rule.RequireToken]): such a
 // call must carry "authorization: Bearer TOKEN" (gRPC metadata or HTTP
-// header) with a token that v accepts for the caller's certificate, or it
-// is refused with Unauthenticated; the token's claims are then in the
-// call's context ([tokens.FromContext]). Calls no token rule matches are
+// header) with a token that v accepts for the caller's certificate and
+// whose subject (sub) is the caller's SPIFFE ID, or it is refused with
+// Unauthenticated; the token's claims are then in the call's context
+// ([tokens.FromContext]). The subject is checked here whatever v checks. Calls no token rule matches are
 // not affected, and cost nothing more. By default there is no verifier, and
 // [NewAuthorizer] refuses a policy with token rules.
 func WithTokenVerifier(v TokenVerifier) AuthorizerOption {
@@ -82,7 +83,21 @@ func (a *Authorizer) checkToken(ctx context.Context, carrier propagation.TextMap
 	if err != nil {
 		return ctx, &tokenError{msg: "invalid token: " + strings.TrimPrefix(err.Error(), "tokens: "), reason: err}
 	}
+	// tokens.Verifier checks this too; a verifier of the user's own might
+	// not, and a token is never worth more than its subject's identity.
+	if claims.Subject != caller.ID.String() {
+		return ctx, &tokenError{msg: fmt.Sprintf("invalid token: token is for subject %q, not the caller %q", clipTokenText(claims.Subject), caller.ID)}
+	}
 	return tokens.NewContext(ctx, claims), nil
+}
+
+// clipTokenText shortens s, read from a token, for an error the client sees.
+func clipTokenText(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
 }
 
 // authorization returns the values of a call's authorization header.

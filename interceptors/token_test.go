@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -17,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -24,6 +27,7 @@ import (
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/tokens"
 )
@@ -84,6 +88,164 @@ func (f tokenFixture) token(t testing.TB, leaf *x509.Certificate, ttl time.Durat
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// tokenFor returns a token whose sub is subject, bound to leaf, valid for
+// 15 minutes from now: what a confused or compromised issuer could mint.
+func (f tokenFixture) tokenFor(t testing.TB, subject string, leaf *x509.Certificate, now time.Time) string {
+	t.Helper()
+	now = now.Truncate(time.Second)
+	raw, err := f.issuer.Sign(tokens.Claims{Subject: subject, Audience: []string{gatewayID}, IssuedAt: now, NotBefore: now,
+		Expiry: now.Add(15 * time.Minute), Thumbprint: tokens.Thumbprint(leaf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// bindingOnly is a TokenVerifier such as a user might write: it checks the
+// token's binding, but not its subject, and returns fixed claims.
+type bindingOnly struct{ claims tokens.Claims }
+
+func (v bindingOnly) Verify(_ string, leaf *x509.Certificate, _ time.Time) (tokens.Claims, error) {
+	if leaf == nil || v.claims.Thumbprint != tokens.Thumbprint(leaf) {
+		return tokens.Claims{}, errors.New("tokens: token is bound to another certificate")
+	}
+	return v.claims, nil
+}
+
+// TestTokenSubjectIsTheCaller: whatever the TokenVerifier, the authorizer
+// refuses a token whose subject is not the caller's SPIFFE ID, in the tap
+// and in the interceptor.
+func TestTokenSubjectIsTheCaller(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t)
+	testCases := []struct {
+		name    string
+		subject string
+		code    codes.Code
+		msg     string
+	}{
+		{"alice", aliceID, codes.OK, ""},
+		{"bob", bobID, codes.Unauthenticated, `invalid token: token is for subject "` + bobID + `", not the caller "` + aliceID + `"`},
+		{"no subject", "", codes.Unauthenticated, `invalid token: token is for subject "", not the caller "` + aliceID + `"`},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := bindingOnly{tokens.Claims{Subject: tc.subject, Thumbprint: tokens.Thumbprint(f.alice)}}
+			a, err := interceptors.NewAuthorizer(tokenPolicy(t), interceptors.WithTokenVerifier(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := metadata.Pairs("authorization", "Bearer any")
+			_, err = a.TapHandle()(leafContext(f.alice), &tap.Info{FullMethodName: placeOrder, Header: md})
+			wantStatus(t, err, tc.code, tc.msg)
+			_, err = a.UnaryServerInterceptor()(metadata.NewIncomingContext(leafContext(f.alice), md), nil, &grpc.UnaryServerInfo{FullMethod: placeOrder},
+				func(context.Context, any) (any, error) { return nil, nil })
+			wantStatus(t, err, tc.code, tc.msg)
+		})
+	}
+}
+
+// TestTokenForAnotherSubjectThroughTheMesh: over mutual TLS on loopback, on
+// a connect-go and a grpc-go server, alice calling with a token minted for
+// bob but bound to her own certificate gets Unauthenticated, whether the
+// server's verifier is tokens.Verifier or one that checks only the binding;
+// her own token passes.
+func TestTokenForAnotherSubjectThroughTheMesh(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "shop.example")
+	f := newTokenFixture(t)
+	aliceSVID := pki.SVID(t, aliceID)
+	alice := mesh.Credentials{SVID: aliceSVID, Bundles: pki.Bundle()}
+	aliceLeaf := aliceSVID.Certificates[0]
+	bobsToken := f.tokenFor(t, bobID, aliceLeaf, time.Now())
+	aliceToken := f.token(t, aliceLeaf, 15*time.Minute, time.Now())
+
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "users-check-health-with-token", Effect: policy.Allow, RequireToken: true,
+			From: []string{"spiffe://shop.example/user/*"}, To: []string{healthCheck}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := mesh.Credentials{SVID: pki.SVID(t, gatewayID), Bundles: pki.Bundle()}
+	serverID := spiffeid.RequireFromString(gatewayID)
+	verifiers := []struct {
+		name string
+		v    interceptors.TokenVerifier
+		msg  string
+	}{
+		{"tokens.Verifier", f.verifier, `invalid token: token is for subject "` + bobID + `", not the certificate's "` + aliceID + `"`},
+		{"binding only", bindingOnly{tokens.Claims{Subject: bobID, Thumbprint: tokens.Thumbprint(aliceLeaf)}},
+			`invalid token: token is for subject "` + bobID + `", not the caller "` + aliceID + `"`},
+	}
+	for _, vc := range verifiers {
+		a, err := interceptors.NewAuthorizer(e, interceptors.WithTokenVerifier(vc.v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := []mesh.ServerOption{mesh.WithAuthorizer(a), mesh.WithCoverageWarnings()}
+		t.Run(vc.name+"/connect-go", func(t *testing.T) {
+			t.Parallel()
+			srv, err := mesh.NewConnectServer(server, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := serveOn(t, srv.Serve)
+			hc, err := mesh.NewHTTPClient(alice, serverID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(hc.CloseIdleConnections)
+			client := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](hc, "https://"+addr+healthCheck)
+			call := func(token string) error {
+				req := connect.NewRequest(&healthpb.HealthCheckRequest{})
+				req.Header().Set("Authorization", "Bearer "+token)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, err := client.CallUnary(ctx, req)
+				return err
+			}
+			if vc.name == "tokens.Verifier" {
+				if err := call(aliceToken); err != nil {
+					t.Fatalf("alice with her own token: %v", err)
+				}
+			}
+			err = call(bobsToken)
+			var ce *connect.Error
+			if !errors.As(err, &ce) || ce.Code() != connect.CodeUnauthenticated || ce.Message() != vc.msg {
+				t.Errorf("alice with bob's token: %v, want unauthenticated %q", err, vc.msg)
+			}
+		})
+		t.Run(vc.name+"/grpc-go", func(t *testing.T) {
+			t.Parallel()
+			srv, err := mesh.NewGRPCServer(server, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := serveOn(t, srv.Serve)
+			conn, err := mesh.DialGRPC(addr, alice, serverID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			call := func(token string) error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+				_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+				return err
+			}
+			if vc.name == "tokens.Verifier" {
+				if err := call(aliceToken); err != nil {
+					t.Fatalf("alice with her own token: %v", err)
+				}
+			}
+			wantStatus(t, call(bobsToken), codes.Unauthenticated, vc.msg)
+		})
+	}
 }
 
 // leafContext is a grpc-go call context from the holder of leaf.
@@ -169,6 +331,8 @@ func TestTokenRefusals(t *testing.T) {
 		{"missing", f.alice, placeOrder, nil, codes.Unauthenticated, "token required for " + placeOrder},
 		{"empty bearer", f.alice, placeOrder, []string{"Bearer "}, codes.Unauthenticated, "token required for " + placeOrder},
 		{"replayed with another certificate", f.bob, placeOrder, []string{"Bearer " + aliceToken}, codes.Unauthenticated, "invalid token: token is bound to another certificate"},
+		{"minted for bob, bound to alice's certificate", f.alice, placeOrder, []string{"Bearer " + f.tokenFor(t, bobID, f.alice, now)}, codes.Unauthenticated,
+			`invalid token: token is for subject "` + bobID + `", not the certificate's "` + aliceID + `"`},
 		{"expired", f.alice, placeOrder, []string{"Bearer " + f.token(t, f.alice, time.Minute, now.Add(-time.Hour))}, codes.Unauthenticated,
 			"invalid token: token expired at " + now.Add(-59*time.Minute).UTC().Truncate(time.Second).Format(time.RFC3339)},
 		{"not a bearer token", f.alice, placeOrder, []string{"Basic YWxpY2U6cHc="}, codes.Unauthenticated, `invalid token: authorization header is not "Bearer TOKEN"`},

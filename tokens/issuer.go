@@ -19,7 +19,8 @@ import (
 const DevIssuer = "trustmesh-dev"
 
 // TokenType is the typ header of the tokens an [Issuer] signs: a JWT access
-// token (RFC 9068).
+// token (RFC 9068). A [Verifier] refuses a token without it (it also
+// accepts "application/at+jwt", in any case).
 const TokenType = "at+jwt"
 
 // Issuer signs certificate-bound access tokens with one private key. It is
@@ -61,8 +62,9 @@ func newIssuer(name string, key crypto.Signer) (*Issuer, error) {
 }
 
 // Issue returns a token for the holder of leaf, valid from now for ttl,
-// for audience, and bound to leaf: its sub is leaf's SPIFFE ID, its cnf
-// x5t#S256 [Thumbprint](leaf), and it has a random jti.
+// for audience, and bound to leaf: its typ header is [TokenType], its sub
+// leaf's SPIFFE ID, its cnf x5t#S256 [Thumbprint](leaf), and it has a
+// random jti.
 func (i *Issuer) Issue(leaf *x509.Certificate, audience string, ttl time.Duration, now time.Time) (string, error) {
 	switch {
 	case leaf == nil:
@@ -93,8 +95,10 @@ func (i *Issuer) Issue(leaf *x509.Certificate, audience string, ttl time.Duratio
 }
 
 // Sign signs c as it is, with the Issuer's name as iss when c.Issuer is
-// empty; zero times and an empty thumbprint are left out. It is the general
-// form of [Issuer.Issue], for tools and tests.
+// empty and the typ header [TokenType]; zero times and an empty thumbprint
+// are left out. It is the general form of [Issuer.Issue], for tools and
+// tests: nothing stops it from signing a token a [Verifier] refuses, such
+// as one whose sub is not the SPIFFE ID of the certificate it is bound to.
 func (i *Issuer) Sign(c Claims) (string, error) {
 	if c.Issuer == "" {
 		c.Issuer = i.name

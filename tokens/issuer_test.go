@@ -1,7 +1,10 @@
 package tokens_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +83,18 @@ func TestIssue(t *testing.T) {
 	raw, err := iss.Issue(leaf, audience, 15*time.Minute, now.Add(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The header says what the token is: an access token (RFC 9068).
+	header, err := base64.RawURLEncoding.DecodeString(strings.Split(raw, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(header, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h["typ"] != "at+jwt" || h["alg"] != "ES256" || h["kid"] != iss.KeyID() {
+		t.Errorf("header = %s, want typ at+jwt, alg ES256 and kid %s", header, iss.KeyID())
 	}
 	v := newVerifier(t, tokens.Config{Issuer: tokens.DevIssuer, Audience: audience, JWKSFile: key.JWKSFile})
 	c, err := v.Verify(raw, leaf, now.Add(time.Minute))

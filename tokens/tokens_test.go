@@ -28,13 +28,15 @@ import (
 const (
 	audience = "spiffe://shop.example/ns/shop/sa/gateway"
 	aliceID  = "spiffe://shop.example/user/alice"
+	bobID    = "spiffe://shop.example/user/bob"
 )
 
 // now is the fixed time of the tests.
 var now = time.Date(2030, 6, 1, 10, 0, 0, 0, time.UTC)
 
-// newLeaf returns a self-signed certificate for the SPIFFE ID id (the
-// verifier does not look at the chain, only at the certificate's bytes).
+// newLeaf returns a self-signed certificate for the SPIFFE ID id, or with
+// no URI SAN when id is "" (the verifier does not look at the chain, only at
+// the certificate's bytes and its SPIFFE ID).
 func newLeaf(t testing.TB, id string) *x509.Certificate {
 	t.Helper()
 	cert, err := makeLeaf(id)
@@ -49,14 +51,18 @@ func makeLeaf(id string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(id)
-	if err != nil {
-		return nil, err
+	var uris []*url.URL
+	if id != "" {
+		u, err := url.Parse(id)
+		if err != nil {
+			return nil, err
+		}
+		uris = append(uris, u)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: "test"},
-		URIs:         []*url.URL{u},
+		URIs:         uris,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -96,13 +102,23 @@ func newIssuer(t testing.TB, keyFile string) *tokens.Issuer {
 	return iss
 }
 
-// sign signs c with key and alg, naming the key kid: tokens no Issuer
-// would make.
+// sign signs c with key and alg, naming the key kid, with the typ header
+// of an access token (at+jwt): tokens no Issuer would make.
 func sign(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, c tokens.Claims) string {
+	t.Helper()
+	return signTyp(t, alg, key, kid, tokens.TokenType, c)
+}
+
+// signTyp is sign with the typ header typ (a string or any other JSON
+// value), or none when typ is nil.
+func signTyp(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, typ any, c tokens.Claims) string {
 	t.Helper()
 	opts := &jose.SignerOptions{}
 	if kid != "" {
 		opts.WithHeader("kid", kid)
+	}
+	if typ != nil {
+		opts.WithHeader(jose.HeaderType, typ)
 	}
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
 	if err != nil {
@@ -123,6 +139,9 @@ func wire(c tokens.Claims) map[string]any {
 	if !c.NotBefore.IsZero() {
 		m["nbf"] = c.NotBefore.Unix()
 	}
+	if !c.IssuedAt.IsZero() {
+		m["iat"] = c.IssuedAt.Unix()
+	}
 	if c.Thumbprint != "" {
 		m["cnf"] = map[string]string{"x5t#S256": c.Thumbprint}
 	}
@@ -136,7 +155,8 @@ func TestVerify(t *testing.T) {
 	key := devKey(t)
 	iss := newIssuer(t, key.KeyFile)
 	v := newVerifier(t, tokens.Config{Issuer: tokens.DevIssuer, Audience: audience, JWKSFile: key.JWKSFile})
-	alice, bob := newLeaf(t, aliceID), newLeaf(t, "spiffe://shop.example/user/bob")
+	alice, bob := newLeaf(t, aliceID), newLeaf(t, bobID)
+	noID := newLeaf(t, "")
 
 	good := tokens.Claims{Subject: aliceID, Audience: []string{audience}, NotBefore: now.Add(-time.Minute), Expiry: now.Add(15 * time.Minute), Thumbprint: tokens.Thumbprint(alice)}
 	signed := func(edit func(*tokens.Claims)) string {
@@ -168,6 +188,7 @@ func TestVerify(t *testing.T) {
 	}
 	goodWire := good
 	goodWire.Issuer = tokens.DevIssuer
+	issuerKey := readKey(t, key.KeyFile)
 
 	testCases := []struct {
 		name  string
@@ -191,6 +212,22 @@ func TestVerify(t *testing.T) {
 		{"signed by an unknown key", sign(t, jose.ES256, forger, "forger", goodWire), alice, `tokens: no issuer key with kid "forger"`},
 		{"no kid, one key", sign(t, jose.ES256, forger, "", goodWire), alice, "tokens: bad signature"},
 		{"bound to another certificate", goodToken, bob, "tokens: token is bound to another certificate"},
+		// A token for bob bound to alice's certificate is no token for alice.
+		{"minted for bob, bound to alice's certificate", signed(func(c *tokens.Claims) { c.Subject = bobID }), alice,
+			`tokens: token is for subject "spiffe://shop.example/user/bob", not the certificate's "spiffe://shop.example/user/alice"`},
+		{"no subject", signed(func(c *tokens.Claims) { c.Subject = "" }), alice, "tokens: token has no subject (sub)"},
+		{"certificate without a SPIFFE ID", signed(func(c *tokens.Claims) { c.Thumbprint = tokens.Thumbprint(noID) }), noID,
+			"tokens: client certificate has no SPIFFE ID to check the token's subject against: certificate contains no URI SAN"},
+		{"issued in the future", signed(func(c *tokens.Claims) { c.IssuedAt = now.Add(time.Minute) }), alice, "tokens: token was issued in the future, at 2030-06-01T10:01:00Z"},
+		{"issued now", signed(func(c *tokens.Claims) { c.IssuedAt = now }), alice, ""},
+		// RFC 9068: the typ of an access token is at+jwt, compared without
+		// regard to case, with or without "application/".
+		{"typ JWT", signTyp(t, jose.ES256, issuerKey, iss.KeyID(), "JWT", goodWire), alice, `tokens: token typ "JWT" is not an access token's (want "at+jwt", RFC 9068)`},
+		{"no typ", signTyp(t, jose.ES256, issuerKey, iss.KeyID(), nil, goodWire), alice, `tokens: token has no typ header (want "at+jwt", RFC 9068)`},
+		{"typ application/at+jwt", signTyp(t, jose.ES256, issuerKey, iss.KeyID(), "application/at+jwt", goodWire), alice, ""},
+		{"typ in upper case", signTyp(t, jose.ES256, issuerKey, iss.KeyID(), "Application/AT+JWT", goodWire), alice, ""},
+		{"typ at+jwt in upper case", signTyp(t, jose.ES256, issuerKey, iss.KeyID(), "AT+JWT", goodWire), alice, ""},
+		{"typ not a string", signTyp(t, jose.ES256, issuerKey, iss.KeyID(), 1, goodWire), alice, `tokens: token typ 1 is not an access token's (want "at+jwt", RFC 9068)`},
 		{"not bound", signed(func(c *tokens.Claims) { c.Thumbprint = "" }), alice, "tokens: token is not bound to a certificate (no cnf x5t#S256 claim)"},
 		{"no certificate", goodToken, nil, "tokens: no client certificate to check the token's binding against"},
 		{"alg none", b64(`{"alg":"none","typ":"JWT"}`) + "." + parts[1] + ".", alice, `tokens: alg "none" is not accepted (want ES256, RS256 or EdDSA)`},
@@ -223,8 +260,9 @@ func TestVerifyLeeway(t *testing.T) {
 	alice := newLeaf(t, aliceID)
 	v := newVerifier(t, tokens.Config{Issuer: tokens.DevIssuer, Audience: audience, JWKSFile: key.JWKSFile, Leeway: 30 * time.Second})
 	for name, c := range map[string]tokens.Claims{
-		"expired within the leeway":       {Audience: []string{audience}, Expiry: now.Add(-29 * time.Second), Thumbprint: tokens.Thumbprint(alice)},
-		"not yet valid within the leeway": {Audience: []string{audience}, NotBefore: now.Add(29 * time.Second), Expiry: now.Add(time.Hour), Thumbprint: tokens.Thumbprint(alice)},
+		"expired within the leeway":       {Subject: aliceID, Audience: []string{audience}, Expiry: now.Add(-29 * time.Second), Thumbprint: tokens.Thumbprint(alice)},
+		"not yet valid within the leeway": {Subject: aliceID, Audience: []string{audience}, NotBefore: now.Add(29 * time.Second), Expiry: now.Add(time.Hour), Thumbprint: tokens.Thumbprint(alice)},
+		"issued within the leeway":        {Subject: aliceID, Audience: []string{audience}, IssuedAt: now.Add(29 * time.Second), Expiry: now.Add(time.Hour), Thumbprint: tokens.Thumbprint(alice)},
 	} {
 		raw, err := iss.Sign(c)
 		if err != nil {
@@ -234,7 +272,7 @@ func TestVerifyLeeway(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	raw, err := iss.Sign(tokens.Claims{Audience: []string{audience}, Expiry: now.Add(-31 * time.Second), Thumbprint: tokens.Thumbprint(alice)})
+	raw, err := iss.Sign(tokens.Claims{Subject: aliceID, Audience: []string{audience}, Expiry: now.Add(-31 * time.Second), Thumbprint: tokens.Thumbprint(alice)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +307,24 @@ func TestVerifyKeyFile(t *testing.T) {
 			t.Errorf("%s without kid: %v", alg, err)
 		}
 	}
+}
+
+// readKey reads the PEM PKCS#8 private key of a development issuer.
+func readKey(t testing.TB, file string) crypto.Signer {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s: no PEM block", file)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key.(crypto.Signer)
 }
 
 func thumbprint(t testing.TB, key crypto.PublicKey) string {

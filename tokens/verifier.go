@@ -5,11 +5,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // MaxTokenSize is the length, in bytes, of the longest token a [Verifier]
@@ -29,8 +31,11 @@ type Config struct {
 	// JWKSFile is a JSON Web Key Set file of the issuer's public keys (what
 	// [InitDev] writes). Exactly one of KeyFile and JWKSFile is set.
 	JWKSFile string
-	// Leeway is the clock skew tolerated when checking exp and nbf. The
-	// default, zero, tolerates none.
+	// Leeway is the clock skew tolerated when checking exp, nbf and iat: a
+	// token is accepted until Leeway after its expiry, from Leeway before
+	// its nbf, and with an iat up to Leeway in the future. The default,
+	// zero, tolerates none; 30 seconds is a common choice between hosts
+	// whose clocks are kept by NTP (the sample mesh's services use it).
 	Leeway time.Duration
 }
 
@@ -89,11 +94,15 @@ type confirmation struct {
 // connection whose verified client certificate is leaf, and returns its
 // claims. It checks, in this order: the signature algorithm (ES256, RS256
 // or EdDSA; never "none" nor an HMAC), the signature with the issuer's key
-// named by the token's kid (or its only key), the issuer, the audience,
-// the expiry (required), the start of validity, and that the token is
-// bound to leaf (cnf x5t#S256 equal to [Thumbprint](leaf)). The claims are
-// looked at only once the signature is good. Every error is one line
-// starting with "tokens: ".
+// named by the token's kid (or its only key), the typ header (an access
+// token's, RFC 9068: "at+jwt" or "application/at+jwt", in any case), the
+// issuer (iss), the audience (aud), the start of validity (nbf), the expiry
+// (exp, required), that it was not issued in the future (iat), that the
+// token is bound to leaf (cnf x5t#S256 equal to [Thumbprint](leaf)), and
+// that it is for the holder of leaf (sub equal to leaf's SPIFFE ID, read
+// from its one URI SAN). Times are compared with the configured
+// [Config.Leeway] of clock skew. The claims are looked at only once the
+// signature is good. Every error is one line starting with "tokens: ".
 func (v *Verifier) Verify(raw string, leaf *x509.Certificate, now time.Time) (Claims, error) {
 	switch {
 	case raw == "":
@@ -126,6 +135,9 @@ func (v *Verifier) Verify(raw string, leaf *x509.Certificate, now time.Time) (Cl
 		}
 		return Claims{}, fmt.Errorf("tokens: malformed claims: %s", joseMessage(err))
 	}
+	if err := checkType(header); err != nil {
+		return Claims{}, err
+	}
 	out := Claims{
 		Issuer:    c.Issuer,
 		Subject:   c.Subject,
@@ -141,24 +153,73 @@ func (v *Verifier) Verify(raw string, leaf *x509.Certificate, now time.Time) (Cl
 	switch {
 	case c.Issuer == "":
 		return Claims{}, errors.New("tokens: token has no issuer (iss)")
-	case c.Issuer != v.issuer:
-		return Claims{}, fmt.Errorf("tokens: token is from issuer %q, not %q", c.Issuer, v.issuer)
 	case len(c.Audience) == 0:
 		return Claims{}, errors.New("tokens: token has no audience (aud)")
-	case !c.Audience.Contains(v.audience):
-		return Claims{}, fmt.Errorf("tokens: token is for audience %q, not %q", strings.Join(c.Audience, ", "), v.audience)
 	case c.Expiry == nil:
 		return Claims{}, errors.New("tokens: token has no expiry (exp)")
-	case now.After(out.Expiry.Add(v.leeway)):
-		return Claims{}, fmt.Errorf("tokens: token expired at %s", formatTime(out.Expiry))
-	case c.NotBefore != nil && now.Add(v.leeway).Before(out.NotBefore):
-		return Claims{}, fmt.Errorf("tokens: token is not valid before %s", formatTime(out.NotBefore))
+	}
+	expected := jwt.Expected{Issuer: v.issuer, AnyAudience: jwt.Audience{v.audience}, Time: now}
+	if err := c.Claims.ValidateWithLeeway(expected, v.leeway); err != nil {
+		return Claims{}, v.claimsError(out, err)
+	}
+	switch {
 	case out.Thumbprint == "":
 		return Claims{}, errors.New("tokens: token is not bound to a certificate (no cnf x5t#S256 claim)")
 	case subtle.ConstantTimeCompare([]byte(out.Thumbprint), []byte(Thumbprint(leaf))) != 1:
 		return Claims{}, errors.New("tokens: token is bound to another certificate")
+	case c.Subject == "":
+		return Claims{}, errors.New("tokens: token has no subject (sub)")
+	}
+	holder, err := x509svid.IDFromCert(leaf)
+	if err != nil {
+		return Claims{}, fmt.Errorf("tokens: client certificate has no SPIFFE ID to check the token's subject against: %w", err)
+	}
+	if c.Subject != holder.String() {
+		return Claims{}, fmt.Errorf("tokens: token is for subject %q, not the certificate's %q", clip(c.Subject), holder)
 	}
 	return out, nil
+}
+
+// accessTokenType is the media type of a JWT access token (RFC 9068, 4),
+// which the typ header names with or without its "application/" prefix.
+const accessTokenType = "application/" + TokenType
+
+// checkType fails unless the typ header of a token says it is a JWT access
+// token. RFC 9068 requires resource servers to check it, so that an ID
+// token or another JWT of the same issuer is not taken for one; media types
+// compare without regard to case (RFC 7515, 4.1.9).
+func checkType(h jose.Header) error {
+	typ, ok := h.ExtraHeaders[jose.HeaderType]
+	if !ok {
+		return fmt.Errorf("tokens: token has no typ header (want %q, RFC 9068)", TokenType)
+	}
+	s, isString := typ.(string)
+	if isString && (strings.EqualFold(s, TokenType) || strings.EqualFold(s, accessTokenType)) {
+		return nil
+	}
+	shown := clip(fmt.Sprint(typ)) // a JSON number, object, ...
+	if isString {
+		shown = strconv.Quote(clip(s))
+	}
+	return fmt.Errorf("tokens: token typ %s is not an access token's (want %q, RFC 9068)", shown, TokenType)
+}
+
+// claimsError says which of go-jose's checks of c failed, as err.
+func (v *Verifier) claimsError(c Claims, err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return fmt.Errorf("tokens: token is from issuer %q, not %q", clip(c.Issuer), v.issuer)
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return fmt.Errorf("tokens: token is for audience %q, not %q", clip(strings.Join(c.Audience, ", ")), v.audience)
+	case errors.Is(err, jwt.ErrNotValidYet):
+		return fmt.Errorf("tokens: token is not valid before %s", formatTime(c.NotBefore))
+	case errors.Is(err, jwt.ErrExpired):
+		return fmt.Errorf("tokens: token expired at %s", formatTime(c.Expiry))
+	case errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return fmt.Errorf("tokens: token was issued in the future, at %s", formatTime(c.IssuedAt))
+	default:
+		return fmt.Errorf("tokens: invalid claims: %s", joseMessage(err))
+	}
 }
 
 // key returns the issuer's key named kid; with no kid, the issuer's only
