@@ -5,6 +5,7 @@
 // to the binaries, which get them from telemetry/otelenv and
 // telemetry/tracetree.
 //
-// testdata/interceptorsize and testdata/attributesize are the two programs
-// whose sizes BENCHMARKS.md compares ("A lean core").
+// testdata/ holds the programs whose sizes BENCHMARKS.md compares ("A lean
+// core"): interceptorsize imports interceptors, attributesize only
+// otel/attribute, stacksize the RPC stacks without trustmesh.
 package leancore
