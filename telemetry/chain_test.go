@@ -15,6 +15,13 @@ import (
 	"github.com/trustmesh/trustmesh/telemetry"
 )
 
+// SPIFFE IDs of the sample's callers, as the tests' peers and chain hops.
+const (
+	user    = "spiffe://shop.example/user/alice"
+	gateway = "spiffe://shop.example/ns/shop/sa/gateway"
+	orders  = "spiffe://shop.example/ns/shop/sa/orders"
+)
+
 // withChain returns a context whose baggage holds the raw chain value v and
 // another member that must survive.
 func withChain(t *testing.T, v string) context.Context {

@@ -1,20 +1,18 @@
-// Package telemetry sets up OpenTelemetry for trustmesh services and makes
-// their traces readable.
+// Package telemetry is the small part of trustmesh's OpenTelemetry support
+// that the interceptors need, and all that importing them links: the span
+// attribute schema shared by the grpc-go and connect-go stacks and the
+// caller chain. It depends on the OpenTelemetry API only (attribute, trace,
+// baggage), never on an SDK exporter.
 //
-// [Setup] builds a tracer provider and a meter provider from the standard
-// OTEL_* environment (exporters through
-// go.opentelemetry.io/contrib/exporters/autoexport, the sampler from
-// OTEL_TRACES_SAMPLER, the resource from OTEL_SERVICE_NAME and
-// OTEL_RESOURCE_ATTRIBUTES) with W3C trace context and baggage propagation,
-// and [Providers.Shutdown] flushes both.
+// attributes.go holds the schema: the verified peer's SPIFFE ID, the
+// authorization decision and the rule that made it ([RecordDecision]), and
+// the caller chain ([RecordChain]). The caller chain travels in W3C baggage
+// ([AppendChain], [ChainFromContext]); it is informational only and never
+// used to authorize.
 //
-// The span attribute schema shared by the grpc-go and connect-go stacks lives
-// in attributes.go: the verified peer's SPIFFE ID, the authorization decision
-// and the rule that made it ([RecordDecision]), and the caller chain
-// ([RecordChain]). The caller chain travels in W3C baggage ([AppendChain],
-// [ChainFromContext]); it is informational only and never used to authorize.
-//
-// For local runs, a [TreePrinter] prints each finished trace as an indented
-// tree, one line per span, and [ServeReceiver] accepts OTLP (gRPC and
-// HTTP/protobuf) from other processes and prints their traces the same way.
+// What a binary needs on top lives apart, so that a library user does not
+// link it: [github.com/trustmesh/trustmesh/telemetry/otelenv] builds tracer
+// and meter providers from the OTEL_* environment (with the exporters), and
+// [github.com/trustmesh/trustmesh/telemetry/tracetree] prints traces as
+// trees, in process or received over OTLP.
 package telemetry

@@ -6,8 +6,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestMain fails the package when a test leaves a goroutine behind (the
-// receiver, the printer's timer, an exporter).
+// TestMain fails the package when a test leaves a goroutine behind (nothing
+// in the package starts one, and it should stay that way).
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/version"
 	"github.com/trustmesh/trustmesh/services/shop"
-	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/otelenv"
 )
 
 // checkServeConfig is `shop serve NAME --check-config`: everything serve
@@ -111,7 +111,7 @@ func checkServeConfig(ctx context.Context, stdout io.Writer, name, listen string
 	add("step-interval", cmpDefault(cfg.StepInterval != 0, cfg.StepInterval.String()))
 
 	// Telemetry: the same Setup serve runs, so a bad OTEL_* value fails here.
-	p, err := telemetry.Setup(ctx, name, version.Version, telemetry.WithoutGlobal())
+	p, err := otelenv.Setup(ctx, name, version.Version, otelenv.WithoutGlobal())
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

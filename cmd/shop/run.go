@@ -16,7 +16,8 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/version"
 	"github.com/trustmesh/trustmesh/services/shop"
-	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/otelenv"
+	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 	"github.com/trustmesh/trustmesh/tokens"
 )
 
@@ -227,14 +228,14 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// One tree printer for the four services: a request's spans from all of
 	// them print as one tree (unless OTEL_* sends them elsewhere).
-	printer := telemetry.NewTreePrinter(stdout)
+	printer := tracetree.NewPrinter(stdout)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = printer.Shutdown(sctx)
 	}()
-	cfg.Telemetry = func(name string) (*telemetry.Providers, error) {
-		return telemetry.Setup(ctx, name, version.Version, telemetry.WithoutGlobal(), telemetry.DefaultToConsoleTree(printer))
+	cfg.Telemetry = func(name string) (*otelenv.Providers, error) {
+		return otelenv.Setup(ctx, name, version.Version, otelenv.WithoutGlobal(), otelenv.DefaultToConsoleTree(printer))
 	}
 	m, err := shop.Start(ctx, cfg)
 	if err != nil {
@@ -278,14 +279,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *checkConfig {
 		return checkServeConfig(ctx, stdout, name, addr, cfg)
 	}
-	printer := telemetry.NewTreePrinter(os.Stdout)
+	printer := tracetree.NewPrinter(os.Stdout)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = printer.Shutdown(sctx)
 	}()
-	cfg.Telemetry = func(name string) (*telemetry.Providers, error) {
-		return telemetry.Setup(ctx, name, version.Version, telemetry.DefaultToConsoleTree(printer))
+	cfg.Telemetry = func(name string) (*otelenv.Providers, error) {
+		return otelenv.Setup(ctx, name, version.Version, otelenv.DefaultToConsoleTree(printer))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

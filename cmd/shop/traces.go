@@ -6,7 +6,7 @@ import (
 	"io"
 	"net"
 
-	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 )
 
 const tracesHelp = `Usage: shop traces [flags]
@@ -42,5 +42,5 @@ func tracesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("traces: listen: %w", err)
 	}
 	fmt.Fprintf(stderr, "shop traces: receiving OTLP (gRPC and HTTP/protobuf, plaintext) on %s; set OTEL_EXPORTER_OTLP_ENDPOINT=http://%s\n", ln.Addr(), ln.Addr())
-	return telemetry.ServeReceiver(ctx, ln, stdout)
+	return tracetree.ServeReceiver(ctx, ln, stdout)
 }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/mesh"
-	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/otelenv"
 )
 
 // The services of the sample mesh.
@@ -92,9 +92,9 @@ type Config struct {
 	// zero audits only denials.
 	AuditAllows uint64
 	// Telemetry, when set, returns the OpenTelemetry providers of service
-	// name (see telemetry.Setup); Serve shuts them down, flushing every
+	// name (see otelenv.Setup); Serve shuts them down, flushing every
 	// span, when the service stops. Nil: no telemetry.
-	Telemetry func(name string) (*telemetry.Providers, error)
+	Telemetry func(name string) (*otelenv.Providers, error)
 	// Log receives every service's logs, each line tagged with the service.
 	// The default discards them.
 	Log *slog.Logger

@@ -22,10 +22,11 @@ import (
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
 	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/otelenv"
 )
 
 // startTracedMesh runs the sample mesh with telemetry from setup.
-func startTracedMesh(t *testing.T, setup func(name string) (*telemetry.Providers, error)) *shop.Mesh {
+func startTracedMesh(t *testing.T, setup func(name string) (*otelenv.Providers, error)) *shop.Mesh {
 	t.Helper()
 	return startMesh(t, func(c *shop.Config) { c.StepInterval, c.Telemetry = time.Hour, setup })
 }
@@ -65,8 +66,8 @@ func TestOneTraceAcrossTheMesh(t *testing.T) {
 	t.Setenv("OTEL_TRACES_EXPORTER", "none")
 	t.Setenv("OTEL_METRICS_EXPORTER", "none")
 	rec := tracetest.NewSpanRecorder()
-	m := startTracedMesh(t, func(name string) (*telemetry.Providers, error) {
-		return telemetry.Setup(context.Background(), name, "test", telemetry.WithoutGlobal(), telemetry.WithSpanProcessor(rec))
+	m := startTracedMesh(t, func(name string) (*otelenv.Providers, error) {
+		return otelenv.Setup(context.Background(), name, "test", otelenv.WithoutGlobal(), otelenv.WithSpanProcessor(rec))
 	})
 	placeOrderAs(t, m, "alice")
 
@@ -249,8 +250,8 @@ func TestOTLPExport(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-	m := startTracedMesh(t, func(name string) (*telemetry.Providers, error) {
-		return telemetry.Setup(context.Background(), name, "test", telemetry.WithoutGlobal())
+	m := startTracedMesh(t, func(name string) (*otelenv.Providers, error) {
+		return otelenv.Setup(context.Background(), name, "test", otelenv.WithoutGlobal())
 	})
 	placeOrderAs(t, m, "alice")
 

@@ -1,4 +1,4 @@
-package telemetry
+package tracetree
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trustmesh/trustmesh/telemetry"
 )
 
 // spanRecord is the part of a span that a tree shows. Spans from the SDK and
@@ -65,11 +67,11 @@ func recordFromSpan(s sdktrace.ReadOnlySpan) spanRecord {
 // setAttribute keeps the attributes a tree line shows.
 func (r *spanRecord) setAttribute(key, value string) {
 	switch key {
-	case string(PeerSPIFFEIDKey):
+	case string(telemetry.PeerSPIFFEIDKey):
 		r.caller = value
-	case string(AuthzDecisionKey):
+	case string(telemetry.AuthzDecisionKey):
 		r.decision = value
-	case string(AuthzRuleKey):
+	case string(telemetry.AuthzRuleKey):
 		r.rule = value
 	}
 }
@@ -80,7 +82,7 @@ func isHealthCheck(name string) bool {
 	return strings.HasPrefix(strings.TrimPrefix(name, "/"), "grpc.health.v1.Health/")
 }
 
-// FormatTree returns spans as readable trees, one per trace, traces in the
+// Format returns spans as readable trees, one per trace, traces in the
 // order they started, separated by a blank line. Each tree starts with a
 // line "trace TRACE_ID"; then comes one line per span:
 //
@@ -90,7 +92,7 @@ func isHealthCheck(name string) bool {
 // aligned and the fields that a span lacks are left out. A span whose parent
 // is not among spans starts a tree of its own. Health-check spans are left
 // out. The output depends only on spans, so tests can compare it verbatim.
-func FormatTree(spans []sdktrace.ReadOnlySpan) string {
+func Format(spans []sdktrace.ReadOnlySpan) string {
 	recs := make([]spanRecord, 0, len(spans))
 	for _, s := range spans {
 		if !isHealthCheck(s.Name()) {

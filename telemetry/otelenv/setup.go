@@ -1,4 +1,4 @@
-package telemetry
+package otelenv
 
 import (
 	"context"
@@ -16,11 +16,13 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+
+	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 )
 
 // Exporter names reported in [Providers.TraceExporter].
 const (
-	// ExporterTree means spans go only to the [TreePrinter] given to
+	// ExporterTree means spans go only to the [tracetree.Printer] given to
 	// [DefaultToConsoleTree].
 	ExporterTree = "tree"
 	// ExporterNone means OTEL_TRACES_EXPORTER=none.
@@ -81,7 +83,7 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 		resource.WithFromEnv(), // last: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
 	)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: resource: %w", err)
+		return nil, fmt.Errorf("otelenv: resource: %w", err)
 	}
 
 	p := &Providers{
@@ -102,7 +104,7 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 	} else {
 		exp, err = autoexport.NewSpanExporter(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("telemetry: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
+			return nil, fmt.Errorf("otelenv: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
 		}
 		p.TraceExporter = os.Getenv("OTEL_TRACES_EXPORTER")
 		if p.TraceExporter == "" {
@@ -120,7 +122,7 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 	if !metricsDefault {
 		reader, err := autoexport.NewMetricReader(ctx)
 		if err != nil {
-			err = fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
+			err = fmt.Errorf("otelenv: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
 			if exp != nil {
 				err = errors.Join(err, exp.Shutdown(ctx))
 			}
@@ -144,25 +146,26 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 // Shutdown flushes every batched span and metric to the exporters and stops
 // them; ctx bounds how long that may take. Call it on SIGTERM before exiting.
 // Only the first call does the work; later calls return its result. A
-// [TreePrinter] given to [DefaultToConsoleTree] is flushed, not shut down.
+// [tracetree.Printer] given to [DefaultToConsoleTree] is flushed, not shut
+// down.
 func (p *Providers) Shutdown(ctx context.Context) error {
 	p.shutdownOnce.Do(func() {
 		var errs []error
 		if err := p.TracerProvider.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("telemetry: shut down tracer provider: %w", err))
+			errs = append(errs, fmt.Errorf("otelenv: shut down tracer provider: %w", err))
 		}
 		if err := p.MeterProvider.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("telemetry: shut down meter provider: %w", err))
+			errs = append(errs, fmt.Errorf("otelenv: shut down meter provider: %w", err))
 		}
 		p.shutdownErr = errors.Join(errs...)
 	})
 	return p.shutdownErr
 }
 
-// sharedProcessor hands spans to a TreePrinter that outlives the provider:
-// shutting the provider down flushes the printer but leaves it open for the
-// other providers that share it.
-type sharedProcessor struct{ *TreePrinter }
+// sharedProcessor hands spans to a tracetree.Printer that outlives the
+// provider: shutting the provider down flushes the printer but leaves it open
+// for the other providers that share it.
+type sharedProcessor struct{ *tracetree.Printer }
 
 func (s sharedProcessor) Shutdown(ctx context.Context) error { return s.ForceFlush(ctx) }
 
@@ -186,14 +189,14 @@ func checkSampler() error {
 	}
 	ratio, ok := samplers[name]
 	if !ok {
-		return fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", os.Getenv("OTEL_TRACES_SAMPLER"))
+		return fmt.Errorf("otelenv: OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", os.Getenv("OTEL_TRACES_SAMPLER"))
 	}
 	arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
 	if !ratio || arg == "" {
 		return nil
 	}
 	if v, err := strconv.ParseFloat(arg, 64); err != nil || !(v >= 0 && v <= 1) { // NaN too
-		return fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER_ARG=%q: want a ratio from 0 to 1", os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+		return fmt.Errorf("otelenv: OTEL_TRACES_SAMPLER_ARG=%q: want a ratio from 0 to 1", os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
 	}
 	return nil
 }

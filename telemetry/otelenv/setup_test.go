@@ -1,4 +1,4 @@
-package telemetry_test
+package otelenv_test
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/internal/oteltest"
+	"github.com/trustmesh/trustmesh/telemetry/otelenv"
+	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 )
 
 // These tests set environment variables, so none of them runs in parallel.
@@ -33,14 +35,14 @@ func TestSetupFromEnvironment(t *testing.T) {
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			clearOTelEnv(t)
+			oteltest.ClearOTelEnv(t)
 			t.Setenv("OTEL_TRACES_EXPORTER", "none")
 			t.Setenv("OTEL_METRICS_EXPORTER", "none")
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
 			rec := tracetest.NewSpanRecorder()
-			p, err := telemetry.Setup(context.Background(), "orders", "1.2.3", telemetry.WithSpanProcessor(rec), telemetry.WithoutGlobal())
+			p, err := otelenv.Setup(context.Background(), "orders", "1.2.3", otelenv.WithSpanProcessor(rec), otelenv.WithoutGlobal())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,25 +81,25 @@ func TestSetupErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown-sampler", map[string]string{"OTEL_TRACES_SAMPLER": "sometimes"},
-			`telemetry: OTEL_TRACES_SAMPLER="sometimes": want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio`},
+			`otelenv: OTEL_TRACES_SAMPLER="sometimes": want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio`},
 		{"ratio-too-big", map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
-			`telemetry: OTEL_TRACES_SAMPLER_ARG="1.5": want a ratio from 0 to 1`},
+			`otelenv: OTEL_TRACES_SAMPLER_ARG="1.5": want a ratio from 0 to 1`},
 		{"ratio-not-a-number", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "NaN"},
-			`telemetry: OTEL_TRACES_SAMPLER_ARG="NaN": want a ratio from 0 to 1`},
+			`otelenv: OTEL_TRACES_SAMPLER_ARG="NaN": want a ratio from 0 to 1`},
 		{"unknown-traces-exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"},
-			`telemetry: OTEL_TRACES_EXPORTER="zipkin": unknown exporter`},
+			`otelenv: OTEL_TRACES_EXPORTER="zipkin": unknown exporter`},
 		{"unknown-protocol", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"},
-			`telemetry: OTEL_TRACES_EXPORTER="otlp": invalid OTLP protocol`},
+			`otelenv: OTEL_TRACES_EXPORTER="otlp": invalid OTLP protocol`},
 		{"unknown-metrics-exporter", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "statsd"},
-			`telemetry: OTEL_METRICS_EXPORTER="statsd": unknown exporter`},
+			`otelenv: OTEL_METRICS_EXPORTER="statsd": unknown exporter`},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			clearOTelEnv(t)
+			oteltest.ClearOTelEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			p, err := telemetry.Setup(context.Background(), "orders", "1.2.3", telemetry.WithoutGlobal())
+			p, err := otelenv.Setup(context.Background(), "orders", "1.2.3", otelenv.WithoutGlobal())
 			if err == nil {
 				_ = p.Shutdown(context.Background())
 				t.Fatalf("Setup succeeded, want error %q", tc.want)
@@ -110,7 +112,7 @@ func TestSetupErrors(t *testing.T) {
 }
 
 func TestSetupGlobals(t *testing.T) {
-	clearOTelEnv(t)
+	oteltest.ClearOTelEnv(t)
 	t.Setenv("OTEL_TRACES_EXPORTER", "none")
 	t.Setenv("OTEL_METRICS_EXPORTER", "none")
 	tp, mp, prop := otel.GetTracerProvider(), otel.GetMeterProvider(), otel.GetTextMapPropagator()
@@ -120,7 +122,7 @@ func TestSetupGlobals(t *testing.T) {
 		otel.SetTextMapPropagator(prop)
 	})
 
-	p, err := telemetry.Setup(context.Background(), "orders", "1.2.3", telemetry.WithoutGlobal())
+	p, err := otelenv.Setup(context.Background(), "orders", "1.2.3", otelenv.WithoutGlobal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func TestSetupGlobals(t *testing.T) {
 	}
 	_ = p.Shutdown(context.Background())
 
-	p, err = telemetry.Setup(context.Background(), "orders", "1.2.3")
+	p, err = otelenv.Setup(context.Background(), "orders", "1.2.3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,25 +156,25 @@ func TestDefaultToConsoleTree(t *testing.T) {
 		wantExporter string
 		wantTree     bool
 	}{
-		{"nothing-set", nil, telemetry.ExporterTree, true},
+		{"nothing-set", nil, otelenv.ExporterTree, true},
 		{"otlp-endpoint-set", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_METRICS_EXPORTER": "none"}, "otlp", false},
 		{"otlp-traces-endpoint-set", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1/v1/traces"}, "otlp", false},
 		{"exporter-none", map[string]string{"OTEL_TRACES_EXPORTER": "none"}, "none", false},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
-			clearOTelEnv(t)
+			oteltest.ClearOTelEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			var out syncBuffer
-			tree := telemetry.NewTreePrinter(&out)
+			var out oteltest.SyncBuffer
+			tree := tracetree.NewPrinter(&out)
 			// Two services share the printer, as in `shop up`.
-			gw, err := telemetry.Setup(context.Background(), "gateway", "1.2.3", telemetry.DefaultToConsoleTree(tree), telemetry.WithoutGlobal())
+			gw, err := otelenv.Setup(context.Background(), "gateway", "1.2.3", otelenv.DefaultToConsoleTree(tree), otelenv.WithoutGlobal())
 			if err != nil {
 				t.Fatal(err)
 			}
-			ord, err := telemetry.Setup(context.Background(), "orders", "1.2.3", telemetry.DefaultToConsoleTree(tree), telemetry.WithoutGlobal())
+			ord, err := otelenv.Setup(context.Background(), "orders", "1.2.3", otelenv.DefaultToConsoleTree(tree), otelenv.WithoutGlobal())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +199,7 @@ func TestDefaultToConsoleTree(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.wantTree {
-				waitFor(t, "the tree", func() bool { return strings.Contains(out.String(), "└─ orders") })
+				oteltest.WaitFor(t, "the tree", func() bool { return strings.Contains(out.String(), "└─ orders") })
 				_, late := gw.TracerProvider.Tracer("test").Start(context.Background(), "after-orders-shut-down")
 				late.End()
 			}

@@ -1,4 +1,4 @@
-package telemetry_test
+package tracetree_test
 
 import (
 	"bytes"
@@ -6,10 +6,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,52 +16,23 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/internal/oteltest"
+	"github.com/trustmesh/trustmesh/telemetry/otelenv"
+	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// clearOTelEnv unsets every OTEL_* variable for the test, so the
-// developer's environment cannot change the results.
-func clearOTelEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
-			t.Setenv(k, "")
-		}
-	}
-	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"} {
-		t.Setenv(k, "")
-	}
-}
 
 // startReceiver runs ServeReceiver on a loopback port until the test ends
 // and returns its address and output.
-func startReceiver(t *testing.T, opts ...telemetry.TreeOption) (string, *syncBuffer) {
+func startReceiver(t *testing.T, opts ...tracetree.Option) (string, *oteltest.SyncBuffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out oteltest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- telemetry.ServeReceiver(ctx, ln, &out, opts...) }()
+	go func() { done <- tracetree.ServeReceiver(ctx, ln, &out, opts...) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -76,18 +45,6 @@ func startReceiver(t *testing.T, opts ...telemetry.TreeOption) (string, *syncBuf
 		}
 	})
 	return ln.Addr().String(), &out
-}
-
-// waitFor polls until cond holds or 10 seconds have passed.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 var durationSuffix = regexp.MustCompile(`  [0-9.]+(ns|µs|ms|s)$`)
@@ -106,19 +63,19 @@ func TestReceiverOverOTLP(t *testing.T) {
 	}
 	for _, tc := range testCases {
 		t.Run(strings.ReplaceAll(tc.protocol, "/", "-")+"-"+tc.compression, func(t *testing.T) {
-			clearOTelEnv(t)
-			addr, out := startReceiver(t, telemetry.WithQuietPeriod(100*time.Millisecond))
+			oteltest.ClearOTelEnv(t)
+			addr, out := startReceiver(t, tracetree.WithQuietPeriod(100*time.Millisecond))
 			t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
 			t.Setenv("OTEL_METRICS_EXPORTER", "otlp")
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+addr)
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", tc.protocol)
 			t.Setenv("OTEL_EXPORTER_OTLP_COMPRESSION", tc.compression)
 			ctx := context.Background()
-			gw, err := telemetry.Setup(ctx, "gateway", "1.2.3", telemetry.WithoutGlobal())
+			gw, err := otelenv.Setup(ctx, "gateway", "1.2.3", otelenv.WithoutGlobal())
 			if err != nil {
 				t.Fatal(err)
 			}
-			ord, err := telemetry.Setup(ctx, "orders", "1.2.3", telemetry.WithoutGlobal())
+			ord, err := otelenv.Setup(ctx, "orders", "1.2.3", otelenv.WithoutGlobal())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +102,7 @@ func TestReceiverOverOTLP(t *testing.T) {
 			counter.Add(ctx, 1)
 
 			// The children arrive first, then the root; the metrics too.
-			for _, p := range []*telemetry.Providers{ord, gw} {
+			for _, p := range []*otelenv.Providers{ord, gw} {
 				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				err := p.Shutdown(sctx)
 				cancel()
@@ -154,7 +111,7 @@ func TestReceiverOverOTLP(t *testing.T) {
 				}
 			}
 
-			waitFor(t, "a tree", func() bool { return strings.HasSuffix(out.String(), "\n\n") })
+			oteltest.WaitFor(t, "a tree", func() bool { return strings.HasSuffix(out.String(), "\n\n") })
 			lines := strings.Split(strings.TrimSuffix(out.String(), "\n\n"), "\n")
 			for i := range lines {
 				lines[i] = durationSuffix.ReplaceAllString(lines[i], "  DURATION")
@@ -217,8 +174,8 @@ func TestServeReceiverListenerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = ln.Close()
-	err = telemetry.ServeReceiver(context.Background(), ln, &bytes.Buffer{})
-	if !errors.Is(err, net.ErrClosed) || !strings.HasPrefix(err.Error(), "telemetry: receiver: ") {
-		t.Errorf("ServeReceiver on a closed listener = %v, want a telemetry: receiver: error wrapping net.ErrClosed", err)
+	err = tracetree.ServeReceiver(context.Background(), ln, &bytes.Buffer{})
+	if !errors.Is(err, net.ErrClosed) || !strings.HasPrefix(err.Error(), "tracetree: receiver: ") {
+		t.Errorf("ServeReceiver on a closed listener = %v, want a tracetree: receiver: error wrapping net.ErrClosed", err)
 	}
 }

@@ -1,7 +1,6 @@
-package telemetry
+package tracetree
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -9,27 +8,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trustmesh/trustmesh/telemetry/internal/oteltest"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// fakeClock drives a TreePrinter whose timers are too long to fire during a
+// fakeClock drives a Printer whose timers are too long to fire during a
 // test; the test calls flushDue itself.
 type fakeClock struct {
 	mu  sync.Mutex
@@ -48,12 +31,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newTestPrinter(t *testing.T, opts ...TreeOption) (*TreePrinter, *fakeClock, *syncBuffer) {
+func newTestPrinter(t *testing.T, opts ...Option) (*Printer, *fakeClock, *oteltest.SyncBuffer) {
 	t.Helper()
-	var out syncBuffer
+	var out oteltest.SyncBuffer
 	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	opts = append([]TreeOption{WithQuietPeriod(time.Hour), WithMaxWait(10 * time.Hour)}, opts...)
-	p := NewTreePrinter(&out, opts...)
+	opts = append([]Option{WithQuietPeriod(time.Hour), WithMaxWait(10 * time.Hour)}, opts...)
+	p := NewPrinter(&out, opts...)
 	p.now = clock.Now
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 	return p, clock, &out
@@ -67,7 +50,7 @@ func rec(tid, id, parent byte, name string) spanRecord {
 	}
 }
 
-func TestTreePrinterWaitsForRootAndQuietPeriod(t *testing.T) {
+func TestPrinterWaitsForRootAndQuietPeriod(t *testing.T) {
 	t.Parallel()
 	p, clock, out := newTestPrinter(t)
 	p.add(rec(1, 2, 1, "child"))
@@ -104,7 +87,7 @@ func TestTreePrinterWaitsForRootAndQuietPeriod(t *testing.T) {
 	}
 }
 
-func TestTreePrinterMaxWaitPrintsIncomplete(t *testing.T) {
+func TestPrinterMaxWaitPrintsIncomplete(t *testing.T) {
 	t.Parallel()
 	p, clock, out := newTestPrinter(t)
 	p.add(rec(1, 2, 1, "orphan"))
@@ -116,7 +99,7 @@ func TestTreePrinterMaxWaitPrintsIncomplete(t *testing.T) {
 	}
 }
 
-func TestTreePrinterBounds(t *testing.T) {
+func TestPrinterBounds(t *testing.T) {
 	t.Parallel()
 	p, clock, out := newTestPrinter(t, WithMaxTraces(2), WithMaxSpans(2))
 	p.add(rec(1, 1, 0, "first")) // oldest: evicted by trace 3
@@ -146,7 +129,7 @@ func TestTreePrinterBounds(t *testing.T) {
 	}
 }
 
-func TestTreePrinterShutdown(t *testing.T) {
+func TestPrinterShutdown(t *testing.T) {
 	t.Parallel()
 	p, _, out := newTestPrinter(t)
 	p.add(rec(1, 1, 0, "root"))

@@ -1,4 +1,4 @@
-package telemetry
+package tracetree
 
 import (
 	"compress/gzip"
@@ -29,7 +29,7 @@ import (
 const maxHTTPBody = 4 << 20
 
 // Receiver is an OTLP trace receiver that prints what it receives as trees
-// through a [TreePrinter]. It implements the official OTLP collector trace
+// through a [Printer]. It implements the official OTLP collector trace
 // service ([coltracepb.TraceServiceServer]) for gRPC and, as an
 // [http.Handler], OTLP/HTTP with protobuf bodies (POST /v1/traces). It also
 // accepts metric exports (gRPC [Receiver.MetricsService], POST /v1/metrics)
@@ -37,7 +37,7 @@ const maxHTTPBody = 4 << 20
 // same endpoint sees no errors.
 type Receiver struct {
 	coltracepb.UnimplementedTraceServiceServer
-	printer  *TreePrinter
+	printer  *Printer
 	spans    atomic.Uint64
 	rejected atomic.Uint64
 	metrics  atomic.Uint64
@@ -46,7 +46,7 @@ type Receiver struct {
 var _ coltracepb.TraceServiceServer = (*Receiver)(nil)
 
 // NewReceiver returns a Receiver that hands the spans it receives to p.
-func NewReceiver(p *TreePrinter) *Receiver {
+func NewReceiver(p *Printer) *Receiver {
 	return &Receiver{printer: p}
 }
 
@@ -91,7 +91,7 @@ func (r *Receiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceR
 		r.rejected.Add(uint64(rejected))
 		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{
 			RejectedSpans: rejected,
-			ErrorMessage:  "telemetry: spans with a malformed trace, span or parent ID rejected",
+			ErrorMessage:  "tracetree: spans with a malformed trace, span or parent ID rejected",
 		}
 	}
 	return resp, nil
@@ -139,16 +139,16 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		mreq := &colmetricspb.ExportMetricsServiceRequest{}
 		in, export = mreq, func() (proto.Message, error) { return r.MetricsService().Export(req.Context(), mreq) }
 	default:
-		http.Error(w, "telemetry: not an OTLP path (want /v1/traces or /v1/metrics)", http.StatusNotFound)
+		http.Error(w, "tracetree: not an OTLP path (want /v1/traces or /v1/metrics)", http.StatusNotFound)
 		return
 	}
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "telemetry: OTLP/HTTP wants POST", http.StatusMethodNotAllowed)
+		http.Error(w, "tracetree: OTLP/HTTP wants POST", http.StatusMethodNotAllowed)
 		return
 	}
 	if ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); ct != "application/x-protobuf" {
-		http.Error(w, "telemetry: OTLP/HTTP content type must be application/x-protobuf (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc)", http.StatusUnsupportedMediaType)
+		http.Error(w, "tracetree: OTLP/HTTP content type must be application/x-protobuf (set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf or grpc)", http.StatusUnsupportedMediaType)
 		return
 	}
 	body := io.Reader(http.MaxBytesReader(w, req.Body, maxHTTPBody))
@@ -157,13 +157,13 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case "gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			http.Error(w, "telemetry: bad gzip body: "+err.Error(), http.StatusBadRequest)
+			http.Error(w, "tracetree: bad gzip body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		http.Error(w, fmt.Sprintf("telemetry: unsupported Content-Encoding %q (want gzip or none)", enc), http.StatusUnsupportedMediaType)
+		http.Error(w, fmt.Sprintf("tracetree: unsupported Content-Encoding %q (want gzip or none)", enc), http.StatusUnsupportedMediaType)
 		return
 	}
 	data, err := io.ReadAll(io.LimitReader(body, maxHTTPBody+1))
@@ -174,17 +174,17 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		err = proto.Unmarshal(data, in)
 	}
 	if err != nil {
-		http.Error(w, "telemetry: bad OTLP body: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "tracetree: bad OTLP body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	out, err = export()
 	if err != nil {
-		http.Error(w, "telemetry: "+err.Error(), http.StatusInternalServerError)
+		http.Error(w, "tracetree: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	resp, err := proto.Marshal(out)
 	if err != nil {
-		http.Error(w, "telemetry: "+err.Error(), http.StatusInternalServerError)
+		http.Error(w, "tracetree: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-protobuf")
@@ -192,7 +192,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 }
 
 // ServeReceiver receives OTLP on ln and prints each trace as a tree on w
-// (see [TreePrinter]; the quiet period defaults to
+// (see [Printer]; the quiet period defaults to
 // [DefaultReceiverQuietPeriod], opts override it) until ctx is done, then
 // prints what is still buffered and returns nil. It serves OTLP/gRPC and
 // OTLP/HTTP (protobuf) on the same port, so either
@@ -203,8 +203,8 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // exporters' "http://" endpoints) and authenticates no one. It is a
 // development tool for loopback or a private compose network, not a mesh
 // service: do not expose it.
-func ServeReceiver(ctx context.Context, ln net.Listener, w io.Writer, opts ...TreeOption) error {
-	p := NewTreePrinter(w, append([]TreeOption{WithQuietPeriod(DefaultReceiverQuietPeriod)}, opts...)...)
+func ServeReceiver(ctx context.Context, ln net.Listener, w io.Writer, opts ...Option) error {
+	p := NewPrinter(w, append([]Option{WithQuietPeriod(DefaultReceiverQuietPeriod)}, opts...)...)
 	r := NewReceiver(p)
 	gs := grpc.NewServer()
 	r.Register(gs)
@@ -235,7 +235,7 @@ func ServeReceiver(ctx context.Context, ln net.Listener, w io.Writer, opts ...Tr
 		}
 		<-errc
 	case err = <-errc:
-		err = fmt.Errorf("telemetry: receiver: %w", err)
+		err = fmt.Errorf("tracetree: receiver: %w", err)
 	}
 	gs.Stop()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

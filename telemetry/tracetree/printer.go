@@ -1,4 +1,4 @@
-package telemetry
+package tracetree
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// recentTraces is how many printed trace IDs a TreePrinter remembers, so that
+// recentTraces is how many printed trace IDs a Printer remembers, so that
 // spans arriving after their trace was printed are printed promptly as late.
 const recentTraces = 256
 
-// TreePrinter is an [sdktrace.SpanProcessor] that prints each finished trace
-// as a readable tree (the format of [FormatTree]). It buffers ended spans per
+// Printer is an [sdktrace.SpanProcessor] that prints each finished trace
+// as a readable tree (the format of [Format]). It buffers ended spans per
 // trace; once a root span (one without a parent) has ended and no further span
 // of its trace has ended for the quiet period ([WithQuietPeriod]), it prints
 // the trace. A trace whose root never ends here is printed, marked
@@ -29,13 +29,13 @@ const recentTraces = 256
 // Memory is bounded: at most [WithMaxTraces] traces of at most [WithMaxSpans]
 // spans are buffered, and only the few fields a tree line shows are kept.
 // When a new trace would exceed the bound, the oldest one is dropped;
-// [TreePrinter.Dropped] counts the spans lost either way.
+// [Printer.Dropped] counts the spans lost either way.
 //
 // Trees are written from a timer goroutine, whole trees per Write call, so
 // ending a span never waits for the writer.
-type TreePrinter struct {
+type Printer struct {
 	w   io.Writer
-	cfg treeConfig
+	cfg config
 	now func() time.Time // replaced in tests
 
 	mu      sync.Mutex
@@ -59,21 +59,21 @@ type pendingTrace struct {
 	late        bool // the trace was printed before
 }
 
-var _ sdktrace.SpanProcessor = (*TreePrinter)(nil)
+var _ sdktrace.SpanProcessor = (*Printer)(nil)
 
-// NewTreePrinter returns a TreePrinter that writes to w. Shut it down (or the
+// NewPrinter returns a Printer that writes to w. Shut it down (or the
 // tracer provider it is registered with) to print the traces still buffered.
-func NewTreePrinter(w io.Writer, opts ...TreeOption) *TreePrinter {
-	cfg := treeConfig{
+func NewPrinter(w io.Writer, opts ...Option) *Printer {
+	cfg := config{
 		quiet:     DefaultQuietPeriod,
 		maxWait:   DefaultMaxWait,
 		maxTraces: DefaultMaxTraces,
 		maxSpans:  DefaultMaxSpans,
 	}
 	for _, o := range opts {
-		o.applyToTree(&cfg)
+		o.applyToPrinter(&cfg)
 	}
-	return &TreePrinter{
+	return &Printer{
 		w:      w,
 		cfg:    cfg,
 		now:    time.Now,
@@ -83,10 +83,10 @@ func NewTreePrinter(w io.Writer, opts ...TreeOption) *TreePrinter {
 }
 
 // OnStart does nothing; it is part of [sdktrace.SpanProcessor].
-func (*TreePrinter) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (*Printer) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
 // OnEnd buffers s if it is sampled; it is part of [sdktrace.SpanProcessor].
-func (p *TreePrinter) OnEnd(s sdktrace.ReadOnlySpan) {
+func (p *Printer) OnEnd(s sdktrace.ReadOnlySpan) {
 	if !s.SpanContext().IsSampled() || isHealthCheck(s.Name()) {
 		return
 	}
@@ -95,10 +95,10 @@ func (p *TreePrinter) OnEnd(s sdktrace.ReadOnlySpan) {
 
 // Dropped returns how many spans were never printed because a buffer bound
 // was reached.
-func (p *TreePrinter) Dropped() uint64 { return p.dropped.Load() }
+func (p *Printer) Dropped() uint64 { return p.dropped.Load() }
 
 // ForceFlush prints every buffered trace now, complete or not.
-func (p *TreePrinter) ForceFlush(ctx context.Context) error {
+func (p *Printer) ForceFlush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (p *TreePrinter) ForceFlush(ctx context.Context) error {
 
 // Shutdown prints every buffered trace, waits for trees being written, and
 // stops the printer: later spans are ignored. It is idempotent.
-func (p *TreePrinter) Shutdown(ctx context.Context) error {
+func (p *Printer) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -143,7 +143,7 @@ func (p *TreePrinter) Shutdown(ctx context.Context) error {
 }
 
 // add buffers one span.
-func (p *TreePrinter) add(r spanRecord) {
+func (p *Printer) add(r spanRecord) {
 	if isHealthCheck(r.name) {
 		return
 	}
@@ -177,7 +177,7 @@ func (p *TreePrinter) add(r spanRecord) {
 }
 
 // deadline returns when t is due for printing.
-func (p *TreePrinter) deadline(t *pendingTrace) time.Time {
+func (p *Printer) deadline(t *pendingTrace) time.Time {
 	at := t.first.Add(p.cfg.maxWait)
 	if t.rootEnded || t.late {
 		if q := t.last.Add(p.cfg.quiet); q.Before(at) {
@@ -187,7 +187,7 @@ func (p *TreePrinter) deadline(t *pendingTrace) time.Time {
 	return at
 }
 
-func (p *TreePrinter) armLocked(at, now time.Time) {
+func (p *Printer) armLocked(at, now time.Time) {
 	p.nextAt = at
 	d := at.Sub(now)
 	if p.timer == nil {
@@ -197,7 +197,7 @@ func (p *TreePrinter) armLocked(at, now time.Time) {
 	}
 }
 
-func (p *TreePrinter) evictOldestLocked() {
+func (p *Printer) evictOldestLocked() {
 	var oldest trace.TraceID
 	var first time.Time
 	for id, t := range p.traces {
@@ -210,7 +210,7 @@ func (p *TreePrinter) evictOldestLocked() {
 }
 
 // flushDue prints the traces that are due and re-arms the timer for the rest.
-func (p *TreePrinter) flushDue() {
+func (p *Printer) flushDue() {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -234,7 +234,7 @@ func (p *TreePrinter) flushDue() {
 
 // takeLocked removes the traces for which due is true and returns them,
 // oldest first. Unless closed, the caller must pass the result to p.write.
-func (p *TreePrinter) takeLocked(due func(*pendingTrace) bool) []*pendingTrace {
+func (p *Printer) takeLocked(due func(*pendingTrace) bool) []*pendingTrace {
 	var taken []*pendingTrace
 	for id, t := range p.traces {
 		if !due(t) {
@@ -256,7 +256,7 @@ func (p *TreePrinter) takeLocked(due func(*pendingTrace) bool) []*pendingTrace {
 
 // write prints the trees of traces taken by takeLocked, each followed by a
 // blank line, and marks that work done.
-func (p *TreePrinter) write(traces []*pendingTrace) {
+func (p *Printer) write(traces []*pendingTrace) {
 	defer p.writing.Done()
 	if len(traces) == 0 {
 		return

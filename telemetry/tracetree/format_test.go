@@ -1,4 +1,4 @@
-package telemetry_test
+package tracetree_test
 
 import (
 	"fmt"
@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 )
 
 var (
@@ -74,9 +75,9 @@ func placeOrder() tracetest.SpanStubs {
 	}
 }
 
-func TestFormatTree(t *testing.T) {
+func TestFormat(t *testing.T) {
 	t.Parallel()
-	got := telemetry.FormatTree(placeOrder().Snapshots())
+	got := tracetree.Format(placeOrder().Snapshots())
 	want := `trace 4bf92f3577b34da6a3ce929d0e0e4736
 gateway                server  shop.gateway.v1.StorefrontService/PlaceOrder  caller=spiffe://shop.example/user/alice  decision=allow (users)  7.75ms
 └─ gateway             client  shop.orders.v1.OrderService/CreateOrder       6.25ms
@@ -87,11 +88,11 @@ gateway                server  shop.gateway.v1.StorefrontService/PlaceOrder  cal
          └─ payments   server  shop.payments.v1.PaymentService/Charge        caller=spiffe://shop.example/ns/shop/sa/orders  decision=dry_run_deny  error="card declined"  2.25ms
 `
 	if got != want {
-		t.Errorf("FormatTree:\n%s\nwant:\n%s", got, want)
+		t.Errorf("Format:\n%s\nwant:\n%s", got, want)
 	}
 }
 
-func TestFormatTreeEdgeCases(t *testing.T) {
+func TestFormatEdgeCases(t *testing.T) {
 	t.Parallel()
 	other := trace.TraceID{15: 1}
 	orphan := stub(2, 1, "orders", trace.SpanKindServer, "a/B", 5, 1)
@@ -125,14 +126,14 @@ func TestFormatTreeEdgeCases(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := telemetry.FormatTree(tc.spans.Snapshots()); got != tc.want {
-				t.Errorf("FormatTree:\n%q\nwant:\n%q", got, tc.want)
+			if got := tracetree.Format(tc.spans.Snapshots()); got != tc.want {
+				t.Errorf("Format:\n%q\nwant:\n%q", got, tc.want)
 			}
 		})
 	}
 }
 
-func ExampleFormatTree() {
+func ExampleFormat() {
 	id := trace.SpanContextConfig{TraceID: trace.TraceID{15: 0xab}, TraceFlags: trace.FlagsSampled}
 	root, child := id, id
 	root.SpanID, child.SpanID = trace.SpanID{7: 1}, trace.SpanID{7: 2}
@@ -156,7 +157,7 @@ func ExampleFormatTree() {
 			Resource: resource.NewSchemaless(semconv.ServiceName("orders")),
 		},
 	}
-	fmt.Print(telemetry.FormatTree(spans.Snapshots()))
+	fmt.Print(tracetree.Format(spans.Snapshots()))
 	// Output:
 	// trace 000000000000000000000000000000ab
 	// orders       client  shop.payments.v1.PaymentService/Charge  4ms

@@ -1,0 +1,16 @@
+// Package otelenv sets up OpenTelemetry for a trustmesh binary from the
+// standard OTEL_* environment.
+//
+// [Setup] builds a tracer provider and a meter provider (exporters through
+// go.opentelemetry.io/contrib/exporters/autoexport, the sampler from
+// OTEL_TRACES_SAMPLER, the resource from OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES) with W3C trace context and baggage propagation,
+// and [Providers.Shutdown] flushes both. [DefaultToConsoleTree] prints traces
+// as trees ([github.com/trustmesh/trustmesh/telemetry/tracetree]) when the
+// environment names no exporter, as `shop up` does.
+//
+// It links the OTLP, stdout and Prometheus exporters, so it is for main
+// packages (cmd/shop, the sample's services); the toolkit's packages
+// (identity, policy, interceptors, mesh) do not import it and take their
+// providers as parameters.
+package otelenv
