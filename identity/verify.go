@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -120,32 +119,6 @@ func VerifyChains(chain []*x509.Certificate, bundles x509bundle.Source, role Rol
 			role, describe(leaf, id), describeCA(refusedBy), usageName(role.usage())))
 	}
 	return Principal{ID: id, Leaf: leaf}, permitted, nil
-}
-
-// FromConnectionState returns the Principal of the peer of a connection whose
-// certificates were already verified by [Verify] during the handshake (the
-// mesh's TLS configurations guarantee that). It re-reads the SPIFFE ID from
-// the leaf without re-verifying the chain, so call it once per connection.
-//
-// Warning: FromConnectionState verifies nothing. It trusts that cs comes
-// from a handshake whose tls.Config ran [Verify] (or [VerifyChains]) on the
-// peer's certificates, as the mesh package's configurations do; given the
-// state of any other connection (a tls.Config with RequireAnyClientCert, or
-// one verified against some other CA), it turns a certificate that nobody
-// verified into a Principal. Use [Verify] wherever that is not certain.
-func FromConnectionState(cs *tls.ConnectionState) (Principal, error) {
-	if cs == nil || len(cs.PeerCertificates) == 0 {
-		return Principal{}, wrapErr(errNoCertificate)
-	}
-	leaf := cs.PeerCertificates[0]
-	id, err := x509svid.IDFromCert(leaf)
-	if err == nil {
-		err = checkCanonical(leaf, id)
-	}
-	if err != nil {
-		return Principal{}, wrapErr(fmt.Errorf("peer certificate serial %s: %w", leaf.SerialNumber, err))
-	}
-	return Principal{ID: id, Leaf: leaf}, nil
 }
 
 // oidSubjectAltName is the OID of the subjectAltName extension (RFC 5280,

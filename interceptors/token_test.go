@@ -189,7 +189,7 @@ func TestTokenForAnotherSubjectThroughTheMesh(t *testing.T) {
 		opts := []mesh.ServerOption{mesh.WithAuthorizer(a), mesh.WithCoverageWarnings()}
 		t.Run(vc.name+"/connect-go", func(t *testing.T) {
 			t.Parallel()
-			srv, err := mesh.NewConnectServer(server, opts...)
+			srv, err := mesh.NewConnectServer(server, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +221,7 @@ func TestTokenForAnotherSubjectThroughTheMesh(t *testing.T) {
 		})
 		t.Run(vc.name+"/grpc-go", func(t *testing.T) {
 			t.Parallel()
-			srv, err := mesh.NewGRPCServer(server, opts...)
+			srv, err := mesh.NewGRPCServer(server, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}

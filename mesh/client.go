@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
 )
 
@@ -116,14 +118,15 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPC
 	if err := checkDialOptions(cfg.dialOptions); err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 	}
-	tlsCfg, err := ClientTLSConfig(creds, authorizeServer(server))
+	sv := &serverVerify{bundles: creds.Bundles, authorize: authorizeServer(server)}
+	tlsCfg, err := ClientTLSConfig(creds, sv.authorize)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 	}
 	// The caller's options go first and the mesh's credentials last, so
 	// that the mesh's mTLS is what the connection uses in any case.
 	dopts := append(cfg.dialOptions[:len(cfg.dialOptions):len(cfg.dialOptions)],
-		grpc.WithTransportCredentials(newTransportCredentials(tlsCfg, nil, nil)))
+		grpc.WithTransportCredentials(newClientCredentials(tlsCfg, sv)))
 	if cfg.telemetry != nil {
 		self, err := creds.SVID.GetX509SVID()
 		if err != nil {
@@ -218,15 +221,39 @@ func NewHTTPClient(creds Credentials, server spiffeid.ID) (*http.Client, error) 
 	if server.IsZero() {
 		return nil, fmt.Errorf("mesh: http client: no expected server SPIFFE ID")
 	}
-	tlsCfg, err := ClientTLSConfig(creds, authorizeServer(server))
+	sv := &serverVerify{bundles: creds.Bundles, authorize: authorizeServer(server)}
+	tlsCfg, err := ClientTLSConfig(creds, sv.authorize)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: http client for %s: %w", server, err)
 	}
+	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
-		TLSClientConfig:     tlsCfg,
-		ForceAttemptHTTP2:   true,
-		TLSHandshakeTimeout: 10 * time.Second,
-		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2: true,
+		IdleConnTimeout:   90 * time.Second,
+		// The TLS handshake is done here rather than by the transport, so
+		// that each connection is closed when the server's certificate
+		// expires (the transport then dials again for the next call).
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			tc := tls.Client(raw, tlsCfg)
+			if err := tc.HandshakeContext(hctx); err != nil {
+				_ = raw.Close()
+				return nil, err
+			}
+			_, chains, err := verifyChain(tc.ConnectionState().PeerCertificates, sv.bundles, identity.Server, sv.authorize)
+			if err != nil { // VerifyConnection passed a moment ago: only a concurrent bundle change gets here
+				_ = tc.Close()
+				return nil, err
+			}
+			time.AfterFunc(time.Until(chainsExpiry(chains)), func() { _ = tc.Close() })
+			return tc, nil
+		},
 	}
 	return &http.Client{Transport: t}, nil
 }

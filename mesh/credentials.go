@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/trustmesh/trustmesh/identity"
@@ -20,17 +22,27 @@ import (
 // the server's certificate expires.
 type transportCredentials struct {
 	credentials.TransportCredentials
-	log   *slog.Logger
-	peers *peers // server side only
+	log    *slog.Logger
+	peers  *peers        // server side only
+	server *serverVerify // client side only
 }
 
-// newTransportCredentials returns the credentials of cfg; a server passes
-// peers, whose tlsConfig cfg must come from.
-func newTransportCredentials(cfg *tls.Config, log *slog.Logger, peers *peers) credentials.TransportCredentials {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+// serverVerify is how a client verifies its server.
+type serverVerify struct {
+	bundles   x509bundle.Source
+	authorize tlsconfig.Authorizer
+}
+
+// newServerCredentials returns a server's credentials; cfg must come from
+// peers.tlsConfig.
+func newServerCredentials(cfg *tls.Config, log *slog.Logger, peers *peers) credentials.TransportCredentials {
 	return &transportCredentials{TransportCredentials: credentials.NewTLS(cfg), log: log, peers: peers}
+}
+
+// newClientCredentials returns a client's credentials; cfg must verify the
+// server as sv does.
+func newClientCredentials(cfg *tls.Config, sv *serverVerify) credentials.TransportCredentials {
+	return &transportCredentials{TransportCredentials: credentials.NewTLS(cfg), log: slog.New(slog.DiscardHandler), server: sv}
 }
 
 var (
@@ -73,18 +85,19 @@ func (c *transportCredentials) ClientHandshake(ctx context.Context, authority st
 		_ = conn.Close()
 		return nil, nil, errNotTLS
 	}
-	// The server's chain was verified in VerifyConnection during the
-	// handshake that just succeeded; read its ID for the AuthInfo.
-	p, err := identity.FromConnectionState(&tlsInfo.State)
+	// VerifyConnection refused a bad server during the handshake; verify
+	// again here (once per connection) for the Principal and the chains
+	// whose expiry ends the connection.
+	p, chains, err := verifyChain(tlsInfo.State.PeerCertificates, c.server.bundles, identity.Server, c.server.authorize)
 	if err != nil {
 		_ = conn.Close()
 		return nil, nil, err
 	}
-	return newExpiringConn(conn, tlsInfo.State.PeerCertificates), authn.AuthInfo{TLSInfo: tlsInfo, Principal: p}, nil
+	return newExpiringConn(conn, chains), authn.AuthInfo{TLSInfo: tlsInfo, Principal: p}, nil
 }
 
 func (c *transportCredentials) Clone() credentials.TransportCredentials {
-	return &transportCredentials{TransportCredentials: c.TransportCredentials.Clone(), log: c.log, peers: c.peers}
+	return &transportCredentials{TransportCredentials: c.TransportCredentials.Clone(), log: c.log, peers: c.peers, server: c.server}
 }
 
 // trackedConn is a server connection whose entry in peers is dropped when

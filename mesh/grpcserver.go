@@ -69,7 +69,7 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	// options, then the mesh's own, which win: no option can swap mTLS for
 	// something weaker or unhook authorization.
 	gopts := slices.Concat(keepaliveDefaults, cfg.grpcOptions, []grpc.ServerOption{
-		grpc.Creds(newTransportCredentials(tlsCfg, cfg.log, s.peers)),
+		grpc.Creds(newServerCredentials(tlsCfg, cfg.log, s.peers)),
 		grpc.MaxConcurrentStreams(cfg.maxStreams),
 	})
 	if t := cfg.telemetry; t != nil {

@@ -114,11 +114,11 @@ func (p *peers) tlsConfig(base *tls.Config, role identity.Role) *tls.Config {
 		pc := p.conn(hello.Conn)
 		c := base.Clone()
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			pr, err := verifyState(cs, p.bundles, role, p.authorize)
+			pr, chains, err := verifyState(cs, p.bundles, role, p.authorize)
 			if err != nil {
 				return err
 			}
-			pc.admit(pr, cs.PeerCertificates, p.log)
+			pc.admit(pr, cs.PeerCertificates, chains, p.log)
 			return nil
 		}
 		return c, nil
@@ -127,10 +127,10 @@ func (p *peers) tlsConfig(base *tls.Config, role identity.Role) *tls.Config {
 }
 
 // admit records the verified peer and schedules the end of the connection
-// at the earliest NotAfter of its chain.
-func (pc *peerConn) admit(pr identity.Principal, chain []*x509.Certificate, log *slog.Logger) {
+// at the earliest NotAfter of the chains that verified it.
+func (pc *peerConn) admit(pr identity.Principal, chain []*x509.Certificate, verified [][]*x509.Certificate, log *slog.Logger) {
 	pc.state.SetPrincipal(pr)
-	notAfter := earliestNotAfter(chain)
+	notAfter := chainsExpiry(verified)
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	pc.chain = chain
@@ -164,11 +164,7 @@ func (p *peers) recheck(role identity.Role) {
 		if chain == nil {
 			continue // handshake not done yet
 		}
-		pr, err := identity.Verify(chain, p.bundles, role, time.Time{})
-		if err == nil {
-			err = p.authorize(pr.ID, [][]*x509.Certificate{chain})
-		}
-		if err != nil {
+		if _, _, err := verifyChain(chain, p.bundles, role, p.authorize); err != nil {
 			p.log.Warn("mesh: closing connection: the peer no longer verifies",
 				slog.String("remote", pc.raw.RemoteAddr().String()), slog.String("error", err.Error()))
 			_ = pc.raw.Close()
@@ -190,15 +186,22 @@ func (p *peers) watch(ctx context.Context, interval time.Duration, role identity
 	}
 }
 
-// earliestNotAfter is when the first certificate of chain expires.
-func earliestNotAfter(chain []*x509.Certificate) time.Time {
-	var t time.Time
-	for _, c := range chain {
-		if t.IsZero() || c.NotAfter.Before(t) {
-			t = c.NotAfter
+// chainsExpiry is when the peer stops verifying by time alone: the latest,
+// over the verified chains, of each chain's earliest NotAfter.
+func chainsExpiry(chains [][]*x509.Certificate) time.Time {
+	var latest time.Time
+	for _, chain := range chains {
+		var first time.Time
+		for _, c := range chain {
+			if first.IsZero() || c.NotAfter.Before(first) {
+				first = c.NotAfter
+			}
+		}
+		if first.After(latest) {
+			latest = first
 		}
 	}
-	return t
+	return latest
 }
 
 // expiringConn closes itself when the peer's certificate expires: the
@@ -208,9 +211,9 @@ type expiringConn struct {
 	timer *time.Timer
 }
 
-func newExpiringConn(conn net.Conn, chain []*x509.Certificate) *expiringConn {
+func newExpiringConn(conn net.Conn, verified [][]*x509.Certificate) *expiringConn {
 	ec := &expiringConn{Conn: conn}
-	ec.timer = time.AfterFunc(time.Until(earliestNotAfter(chain)), func() { _ = conn.Close() })
+	ec.timer = time.AfterFunc(time.Until(chainsExpiry(verified)), func() { _ = conn.Close() })
 	return ec
 }
 

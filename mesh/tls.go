@@ -86,22 +86,27 @@ func ClientTLSConfig(creds Credentials, authorize tlsconfig.Authorizer) (*tls.Co
 // change of bundle or authorizer reaches every new connection.
 func verifyPeer(bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		_, err := verifyState(cs, bundles, role, authorize)
+		_, _, err := verifyState(cs, bundles, role, authorize)
 		return err
 	}
 }
 
 // verifyState verifies the peer of a handshake and returns the Principal it
-// proves.
-func verifyState(cs tls.ConnectionState, bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) (identity.Principal, error) {
-	p, err := identity.Verify(cs.PeerCertificates, bundles, role, time.Time{})
+// proves and the chains that verified (leaf first), which the authorizer
+// is given too: never the certificates merely presented.
+func verifyState(cs tls.ConnectionState, bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) (identity.Principal, [][]*x509.Certificate, error) {
+	return verifyChain(cs.PeerCertificates, bundles, role, authorize)
+}
+
+func verifyChain(presented []*x509.Certificate, bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) (identity.Principal, [][]*x509.Certificate, error) {
+	p, chains, err := identity.VerifyChains(presented, bundles, role, time.Time{})
 	if err != nil {
-		return identity.Principal{}, err
+		return identity.Principal{}, nil, err
 	}
-	if err := authorize(p.ID, [][]*x509.Certificate{cs.PeerCertificates}); err != nil {
-		return identity.Principal{}, fmt.Errorf("mesh: %s %q not authorized: %w", role, p.ID, err)
+	if err := authorize(p.ID, chains); err != nil {
+		return identity.Principal{}, nil, fmt.Errorf("mesh: %s %q not authorized: %w", role, p.ID, err)
 	}
-	return p, nil
+	return p, chains, nil
 }
 
 // serverTLS builds the TLS configuration shared by both server kinds, and
