@@ -18,9 +18,9 @@ import (
 	"github.com/trustmesh/trustmesh/services/inventory"
 )
 
-// maxMessage bounds the message of a refused oversized ID: short enough
-// for any client's header limit, whatever the ID's length.
-const maxMessage = 128
+// maxMessage bounds the message of a refused oversized field, whatever the
+// field's length: far below any client's header limit (16 KiB for grpcio).
+const maxMessage = 256
 
 // An oversized ID, sent over mTLS as orders or the operator would, is
 // refused at once with InvalidArgument and a short message that repeats
