@@ -14,4 +14,10 @@
 // payments keep their code and message, so a short stock is
 // FailedPrecondition "insufficient stock for product ..." and a declined
 // payment is FailedPrecondition "payment declined: ...".
+//
+// Every customer, product and order ID has 1 to [MaxIDBytes] (128) bytes: a
+// longer one is InvalidArgument ("customer_id: must be at most 128 bytes,
+// got 1048576"), refused before any downstream call. An ID a caller sent is
+// repeated in an error message cut to 64 bytes ("…(N bytes)" marks the
+// cut).
 package orders

@@ -23,7 +23,12 @@ import (
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/services/internal/input"
 )
+
+// MaxIDBytes is the longest customer, product or order ID that the server
+// accepts, in bytes: a longer one is InvalidArgument.
+const MaxIDBytes = input.MaxIDBytes
 
 // DefaultStepInterval is the step between an order's statuses that the
 // sample mesh uses.
@@ -125,7 +130,8 @@ var errClosed = status.Error(codes.Unavailable, "orders service is shutting down
 // returns the CONFIRMED order. When the reservation fails nothing is stored
 // and the inventory error is returned. When the charge fails the stock is
 // released, the order is kept as PAYMENT_DECLINED (a decline) or CANCELLED
-// (any other failure), and the payments error is returned.
+// (any other failure), and the payments error is returned. The customer ID
+// and every product ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
 	if err := validateCreate(req); err != nil {
 		return nil, err
@@ -191,21 +197,22 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 }
 
 func validateCreate(req *ordersv1.CreateOrderRequest) error {
-	if req.GetCustomerId() == "" {
-		return status.Error(codes.InvalidArgument, "customer_id: must not be empty")
+	if err := input.CheckID(req.GetCustomerId()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "customer_id: %v", err)
 	}
 	if len(req.GetItems()) == 0 {
 		return status.Error(codes.InvalidArgument, "items: must contain at least one item")
 	}
 	seen := make(map[string]bool, len(req.GetItems()))
 	for i, item := range req.GetItems() {
+		if err := input.CheckID(item.GetProductId()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: %v", i, err)
+		}
 		switch {
-		case item.GetProductId() == "":
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: must not be empty", i)
 		case item.GetQuantity() <= 0:
 			return status.Errorf(codes.InvalidArgument, "items[%d].quantity: must be positive, got %d", i, item.GetQuantity())
 		case seen[item.GetProductId()]:
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, item.GetProductId())
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, input.Clip(item.GetProductId()))
 		}
 		seen[item.GetProductId()] = true
 	}
@@ -288,10 +295,11 @@ func connectMessage(err error) string {
 	return err.Error()
 }
 
-// GetOrder returns the order as it is now.
+// GetOrder returns the order as it is now. The order ID must have 1 to
+// [MaxIDBytes] bytes.
 func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
-	if req.GetOrderId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	if err := input.CheckID(req.GetOrderId()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "order_id: %v", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -304,10 +312,11 @@ func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*or
 
 // WatchOrder sends the order as it is now and then every later state of it,
 // none skipped, until the order reaches a final status (the stream then ends
-// with OK), the caller cancels, or the server is closed (Unavailable).
+// with OK), the caller cancels, or the server is closed (Unavailable). The
+// order ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
-	if req.GetOrderId() == "" {
-		return status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	if err := input.CheckID(req.GetOrderId()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "order_id: %v", err)
 	}
 	s.mu.Lock()
 	rec, ok := s.orders[req.GetOrderId()]
@@ -357,7 +366,7 @@ func final(st ordersv1.OrderStatus) bool {
 }
 
 func notFound(id string) error {
-	return status.Errorf(codes.NotFound, "order %q not found", id)
+	return status.Errorf(codes.NotFound, "order %q not found", input.Clip(id))
 }
 
 func (s *Server) isClosed() bool {
