@@ -18,4 +18,11 @@
 // got 0"); a downstream gRPC status becomes the connect error with the same
 // code and message (the code numbers are identical), so a short stock stays
 // FailedPrecondition "insufficient stock for product ...".
+//
+// Every customer, product and order ID has at most [MaxIDBytes] (128) bytes
+// (customer_id may be empty, the others may not): a longer one is
+// CodeInvalidArgument ("customer_id: must be at most 128 bytes, got
+// 1048576"), refused before any downstream call, and so is a v2 page token
+// longer than any ListProducts returns. An ID a caller sent is repeated in
+// an error message cut to 64 bytes ("…(N bytes)" marks the cut).
 package gateway
