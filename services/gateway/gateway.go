@@ -64,7 +64,7 @@ func New(cfg Config, orders ordersv1.OrderServiceClient, inv inventoryv1.Invento
 func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[gatewayv1.ListProductsRequest]) (*connect.Response[gatewayv1.ListProductsResponse], error) {
 	res, err := s.inv.ListProducts(ctx, &inventoryv1.ListProductsRequest{})
 	if err != nil {
-		return nil, s.downstream("inventory.ListProducts", err)
+		return nil, downstreamError(ctx, s.log, "inventory.ListProducts", err)
 	}
 	products := make([]*gatewayv1.Product, 0, len(res.GetProducts()))
 	for _, p := range res.GetProducts() {
@@ -99,7 +99,7 @@ func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.
 	}
 	res, err := s.orders.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: who.String(), Items: items})
 	if err != nil {
-		return nil, s.downstream("orders.CreateOrder", err)
+		return nil, downstreamError(ctx, s.log, "orders.CreateOrder", err)
 	}
 	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: toGateway(res.GetOrder())}), nil
 }
@@ -138,7 +138,7 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 	}
 	res, err := s.orders.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: req.Msg.GetOrderId()})
 	if err != nil {
-		return nil, s.downstream("orders.GetOrder", err)
+		return nil, downstreamError(ctx, s.log, "orders.GetOrder", err)
 	}
 	if err := checkOwner(res.GetOrder(), who, req.Msg.GetOrderId()); err != nil {
 		return nil, err
@@ -168,7 +168,7 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 	defer cancel() // ends the downstream stream if we stop first
 	upstream, err := s.orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: orderID})
 	if err != nil {
-		return s.downstream("orders.WatchOrder", err)
+		return downstreamError(ctx, s.log, "orders.WatchOrder", err)
 	}
 	for {
 		res, err := upstream.Recv()
@@ -176,7 +176,7 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 			return nil
 		}
 		if err != nil {
-			return s.downstream("orders.WatchOrder", err)
+			return downstreamError(ctx, s.log, "orders.WatchOrder", err)
 		}
 		if err := checkOwner(res.GetOrder(), who, orderID); err != nil {
 			return err
@@ -185,14 +185,6 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 			return err
 		}
 	}
-}
-
-// downstream logs a failed downstream call and returns its error as a
-// connect error.
-func (s *Server) downstream(call string, err error) error {
-	cerr := fromGRPC(err)
-	s.log.Debug("downstream call failed", slog.String("call", call), slog.Any("error", cerr))
-	return cerr
 }
 
 // toGateway converts an order of the orders service to the storefront's.

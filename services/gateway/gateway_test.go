@@ -252,7 +252,7 @@ func (fakeOrders) GetOrder(ctx context.Context, _ *ordersv1.GetOrderRequest, _ .
 	if !ok {
 		return nil, status.Error(codes.FailedPrecondition, "no deadline")
 	}
-	return nil, status.Errorf(codes.Aborted, "deadline in %s", time.Until(d).Round(time.Hour))
+	return nil, status.Errorf(codes.FailedPrecondition, "deadline in %s", time.Until(d).Round(time.Hour)) // a code whose message is relayed
 }
 
 func TestDeadlineReachesDownstream(t *testing.T) {
@@ -266,5 +266,5 @@ func TestDeadlineReachesDownstream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
 	_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv1.GetOrderRequest{OrderId: "ord_x"}))
-	wantError(t, err, connect.CodeAborted, "deadline in 1h0m0s")
+	wantError(t, err, connect.CodeFailedPrecondition, "deadline in 1h0m0s")
 }

@@ -78,7 +78,7 @@ func (v *V2Server) ListProducts(ctx context.Context, req *connect.Request[gatewa
 	}
 	res, err := v.v1.inv.ListProducts(ctx, &inventoryv1.ListProductsRequest{})
 	if err != nil {
-		return nil, v.v1.downstream("inventory.ListProducts", err)
+		return nil, downstreamError(ctx, v.v1.log, "inventory.ListProducts", err)
 	}
 	all := slices.SortedFunc(slices.Values(res.GetProducts()), func(a, b *inventoryv1.Product) int {
 		return strings.Compare(a.GetId(), b.GetId())
