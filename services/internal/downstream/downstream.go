@@ -32,9 +32,10 @@ func Public(service string, err error) (codes.Code, string) {
 		return codes.OK, ""
 	}
 	code, msg := codeAndMessage(err)
-	switch code {
-	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.OutOfRange:
+	if Relayed(code) {
 		return code, input.ClipTo(msg, MaxRelayedBytes)
+	}
+	switch code {
 	case codes.Unavailable:
 		return code, service + " unavailable"
 	case codes.DeadlineExceeded:
@@ -51,19 +52,35 @@ func Public(service string, err error) (codes.Code, string) {
 	return codes.Internal, service + " failed"
 }
 
-// Log records that call (such as "orders.CreateOrder") failed with err, in
-// full (up to [MaxLoggedBytes]) and with the trace ID of ctx's span: at
-// Warn, or at Debug for the downstream answers that [Public] relays and for
-// a cancelled call, which are routine.
+// Relayed reports whether [Public] passes a downstream's message on for
+// code: whether code is one of a downstream's answers about the request.
+func Relayed(code codes.Code) bool {
+	switch code {
+	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+// Log records that call (such as "orders.CreateOrder") failed with err:
+// one "downstream call failed" line with the call, the code, the whole
+// error ([ErrorAttr]) and the trace ID of ctx's span ([TraceID]). It logs
+// at Warn, or at Debug for the downstream answers that [Public] relays and
+// for a cancelled call, which are routine.
 func Log(ctx context.Context, log *slog.Logger, call string, err error) {
 	code, _ := codeAndMessage(err)
 	level := slog.LevelWarn
-	switch code {
-	case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.FailedPrecondition, codes.OutOfRange, codes.Canceled:
+	if Relayed(code) || code == codes.Canceled {
 		level = slog.LevelDebug
 	}
 	log.LogAttrs(ctx, level, "downstream call failed", slog.String("call", call),
-		slog.String("code", code.String()), slog.String("error", input.ClipTo(err.Error(), MaxLoggedBytes)), TraceID(ctx))
+		slog.String("code", code.String()), ErrorAttr(err), TraceID(ctx))
+}
+
+// ErrorAttr returns the log attribute error with err's text, cut to
+// [MaxLoggedBytes].
+func ErrorAttr(err error) slog.Attr {
+	return slog.String("error", input.ClipTo(err.Error(), MaxLoggedBytes))
 }
 
 // TraceID returns the log attribute trace_id with the trace ID of ctx's

@@ -3,6 +3,7 @@ package meshtest
 import (
 	"context"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -44,4 +45,20 @@ func (tr *Traces) ServerTraceIDs() []string {
 		}
 	}
 	return ids
+}
+
+// WaitServerTraceIDs waits until n server spans have ended (a server ends
+// its span as it answers, so a client may see the answer first) and returns
+// their trace IDs. It fails the test if that takes longer than 10 seconds.
+func (tr *Traces) WaitServerTraceIDs(t testing.TB, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ids := tr.ServerTraceIDs()
+		if len(ids) >= n {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("meshtest: %d server spans ended, want %d", len(ids), n)
+		}
+	}
 }
