@@ -28,11 +28,11 @@ const maxMessage = 256
 
 // serveOrders serves srv over mTLS as orders until the test ends and returns
 // a client that calls it as the gateway.
-func serveOrders(t *testing.T, m *meshtest.Mesh, srv *orders.Server, log *meshtest.Log) ordersv1.OrderServiceClient {
+func serveOrders(t *testing.T, m *meshtest.Mesh, srv *orders.Server, log *meshtest.Log, opts ...mesh.ServerOption) ordersv1.OrderServiceClient {
 	t.Helper()
 	addr := m.ServeGRPC(meshtest.Orders, func(r grpc.ServiceRegistrar) {
 		ordersv1.RegisterOrderServiceServer(r, srv)
-	}, mesh.WithLogger(log.Logger))
+	}, append([]mesh.ServerOption{mesh.WithLogger(log.Logger)}, opts...)...)
 	return ordersv1.NewOrderServiceClient(m.DialGRPC(addr, meshtest.Gateway, meshtest.Orders))
 }
 

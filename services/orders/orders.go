@@ -23,6 +23,7 @@ import (
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/services/internal/downstream"
 	"github.com/trustmesh/trustmesh/services/internal/input"
 )
 
@@ -140,7 +141,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 		return nil, errClosed
 	}
 	id := newID("ord_")
-	log := s.log.With(slog.String("order_id", id))
+	log := s.log.With(slog.String("order_id", id), downstream.TraceID(ctx))
 
 	items := make([]*inventoryv1.StockItem, 0, len(req.GetItems()))
 	for _, item := range req.GetItems() {
@@ -148,13 +149,13 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 	}
 	res, err := s.inv.Reserve(ctx, &inventoryv1.ReserveRequest{OrderId: id, Items: items})
 	if err != nil {
-		st := status.Convert(err)
-		log.Info("order rejected: reservation failed", slog.String("code", st.Code().String()), slog.String("error", st.Message()))
-		if !definitive(st.Code()) {
+		code := status.Code(err)
+		log.Log(ctx, failureLevel(code), "order rejected: reservation failed", slog.String("code", code.String()), downstream.ErrorAttr(err))
+		if !definitive(code) {
 			// The reservation may have been made all the same.
 			s.release(ctx, id, log)
 		}
-		return nil, status.Error(st.Code(), st.Message())
+		return nil, status.Error(downstream.Public("inventory", err))
 	}
 
 	now := timestamppb.New(s.now())
@@ -174,16 +175,19 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 
 	charge, err := s.pay.Charge(ctx, connect.NewRequest(&paymentsv1.ChargeRequest{OrderId: id, Amount: order.GetTotal()}))
 	if err != nil {
-		code, msg := connect.CodeOf(err), connectMessage(err)
+		code := codes.Code(connect.CodeOf(err)) // the two code sets number their codes identically
 		s.release(ctx, id, log)
-		next, reason := ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, "payment failed: "+msg
-		if code == connect.CodeFailedPrecondition {
-			next, reason = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED, msg
+		// The reason is shown to people (GetOrder), so it is the caller's
+		// message, not the downstream's error.
+		pubCode, pubMsg := downstream.Public("payments", err)
+		next, reason := ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, "payment failed: "+pubMsg
+		if code == codes.FailedPrecondition {
+			next, reason = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED, pubMsg
 		}
 		s.update(id, func(o *ordersv1.Order) { o.Status, o.StatusReason = next, reason })
-		log.Info("order failed: charge failed", slog.String("code", code.String()), slog.String("error", msg),
+		log.Log(ctx, failureLevel(code), "order failed: charge failed", slog.String("code", code.String()), downstream.ErrorAttr(err),
 			slog.String("status", next.String()))
-		return nil, status.Error(codes.Code(code), msg)
+		return nil, status.Error(pubCode, pubMsg)
 	}
 
 	confirmed := s.update(id, func(o *ordersv1.Order) {
@@ -217,6 +221,16 @@ func validateCreate(req *ordersv1.CreateOrderRequest) error {
 		seen[item.GetProductId()] = true
 	}
 	return nil
+}
+
+// failureLevel is the level at which a downstream failure with code is
+// logged: Info for a downstream's answer about the request (a short stock,
+// a declined payment), which is routine, Warn for anything else.
+func failureLevel(code codes.Code) slog.Level {
+	if downstream.Relayed(code) {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }
 
 // definitive reports whether an inventory Reserve that failed with code
@@ -282,17 +296,8 @@ func (s *Server) release(ctx context.Context, id string, log *slog.Logger) {
 	case status.Code(err) == codes.NotFound:
 		log.Debug("no stock to release")
 	default:
-		log.Error("compensation failed: stock stays reserved", slog.Any("error", err))
+		log.Error("compensation failed: stock stays reserved", downstream.ErrorAttr(err))
 	}
-}
-
-// connectMessage returns the message of a connect error without its code
-// prefix.
-func connectMessage(err error) string {
-	if ce := new(connect.Error); errors.As(err, &ce) {
-		return ce.Message()
-	}
-	return err.Error()
 }
 
 // GetOrder returns the order as it is now. The order ID must have 1 to
