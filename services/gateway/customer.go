@@ -11,6 +11,7 @@ import (
 
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/services/internal/input"
 )
 
 // Orders belong to the person who placed them, as the mesh verified them:
@@ -34,14 +35,14 @@ func checkClaimedCustomer(claimed string, caller spiffeid.ID) error {
 		return nil
 	}
 	return connect.NewError(connect.CodePermissionDenied,
-		fmt.Errorf("customer_id %q is not the caller %s: orders are placed for the caller", claimed, caller))
+		fmt.Errorf("customer_id %q is not the caller %s: orders are placed for the caller", input.Clip(claimed), caller))
 }
 
 // checkOwner hides an order that is not the caller's behind the same
 // NotFound as an order that does not exist.
 func checkOwner(o *ordersv1.Order, caller spiffeid.ID, orderID string) error {
 	if o.GetCustomerId() != caller.String() {
-		return connect.NewError(connect.CodeNotFound, fmt.Errorf("order %q not found", orderID))
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("order %q not found", input.Clip(orderID)))
 	}
 	return nil
 }

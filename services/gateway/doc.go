@@ -15,7 +15,21 @@
 //
 // Errors are [connect.Error]s. The gateway's own validation is
 // CodeInvalidArgument naming the field ("items[0].quantity: must be positive,
-// got 0"); a downstream gRPC status becomes the connect error with the same
-// code and message (the code numbers are identical), so a short stock stays
-// FailedPrecondition "insufficient stock for product ...".
+// got 0"). A downstream's answer about the request keeps its code and
+// message (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
+// OutOfRange), so a short stock stays FailedPrecondition "insufficient stock
+// for product ...". Any other downstream failure reaches the caller with a
+// generic message that keeps a sensible code and names only the service
+// called: with orders down, Unavailable "orders unavailable", never the dial
+// error with its address, nor a refused handshake with its SPIFFE IDs (see
+// services/internal/downstream for the whole table). The details go to the
+// gateway's log, one "downstream call failed" line with the call, the code,
+// the whole error and the trace ID.
+//
+// Every customer, product and order ID has at most [MaxIDBytes] (128) bytes
+// (customer_id may be empty, the others may not): a longer one is
+// CodeInvalidArgument ("customer_id: must be at most 128 bytes, got
+// 1048576"), refused before any downstream call, and so is a v2 page token
+// longer than any ListProducts returns. An ID a caller sent is repeated in
+// an error message cut to 64 bytes ("…(N bytes)" marks the cut).
 package gateway

@@ -3,27 +3,26 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 
 	"connectrpc.com/connect"
-	"google.golang.org/grpc/status"
+
+	"github.com/trustmesh/trustmesh/services/internal/downstream"
 )
 
-// fromGRPC turns an error from a grpc-go client into a connect error with the
-// same code and message. The two code sets number their codes identically.
-func fromGRPC(err error) error {
-	if err == nil {
-		return nil
-	}
-	if st, ok := status.FromError(err); ok {
-		return connect.NewError(connect.Code(st.Code()), errors.New(st.Message()))
-	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, err)
-	}
-	return connect.NewError(connect.CodeUnknown, err)
+// downstreamError logs the failed downstream call (such as
+// "orders.CreateOrder") in full with the trace ID of ctx, and returns the
+// connect error the gateway's caller gets instead: the downstream's own code
+// and message for its answers about the request (a short stock stays
+// FailedPrecondition "insufficient stock for product ..."), a generic
+// message that keeps a sensible code otherwise (orders down is Unavailable
+// "orders unavailable"). See services/internal/downstream for the table.
+func downstreamError(ctx context.Context, log *slog.Logger, call string, err error) error {
+	downstream.Log(ctx, log, call, err)
+	service, _, _ := strings.Cut(call, ".")
+	code, msg := downstream.Public(service, err)
+	return connect.NewError(connect.Code(code), errors.New(msg)) // the two code sets number their codes identically
 }
 
 func invalid(msg string) error {

@@ -14,10 +14,15 @@ import (
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
+	"github.com/trustmesh/trustmesh/services/internal/input"
 )
 
 // DefaultMaxItems is the most line items one order may have by default.
 const DefaultMaxItems = 50
+
+// MaxIDBytes is the longest customer, product or order ID that the gateway
+// accepts, in bytes: a longer one is InvalidArgument.
+const MaxIDBytes = input.MaxIDBytes
 
 // Config configures a [Server].
 type Config struct {
@@ -59,7 +64,7 @@ func New(cfg Config, orders ordersv1.OrderServiceClient, inv inventoryv1.Invento
 func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[gatewayv1.ListProductsRequest]) (*connect.Response[gatewayv1.ListProductsResponse], error) {
 	res, err := s.inv.ListProducts(ctx, &inventoryv1.ListProductsRequest{})
 	if err != nil {
-		return nil, s.downstream("inventory.ListProducts", err)
+		return nil, downstreamError(ctx, s.log, "inventory.ListProducts", err)
 	}
 	products := make([]*gatewayv1.Product, 0, len(res.GetProducts()))
 	for _, p := range res.GetProducts() {
@@ -74,7 +79,8 @@ func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[gatewayv1.
 }
 
 // PlaceOrder validates the request and creates the order with the orders
-// service.
+// service. customer_id may be empty; it and every product ID have at most
+// [MaxIDBytes] bytes.
 func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.PlaceOrderRequest]) (*connect.Response[gatewayv1.PlaceOrderResponse], error) {
 	msg := req.Msg
 	if err := s.validatePlace(msg); err != nil {
@@ -93,12 +99,15 @@ func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.
 	}
 	res, err := s.orders.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: who.String(), Items: items})
 	if err != nil {
-		return nil, s.downstream("orders.CreateOrder", err)
+		return nil, downstreamError(ctx, s.log, "orders.CreateOrder", err)
 	}
 	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: toGateway(res.GetOrder())}), nil
 }
 
 func (s *Server) validatePlace(msg *gatewayv1.PlaceOrderRequest) error {
+	if err := input.CheckOptionalID(msg.GetCustomerId()); err != nil {
+		return invalid("customer_id: " + err.Error())
+	}
 	switch {
 	case len(msg.GetItems()) == 0:
 		return invalid("items: must contain at least one item")
@@ -106,9 +115,10 @@ func (s *Server) validatePlace(msg *gatewayv1.PlaceOrderRequest) error {
 		return invalid(fmt.Sprintf("items: at most %d items per order, got %d", s.maxItems, len(msg.GetItems())))
 	}
 	for i, item := range msg.GetItems() {
+		if err := input.CheckID(item.GetProductId()); err != nil {
+			return invalid(fmt.Sprintf("items[%d].product_id: %v", i, err))
+		}
 		switch {
-		case item.GetProductId() == "":
-			return invalid(fmt.Sprintf("items[%d].product_id: must not be empty", i))
 		case item.GetQuantity() <= 0:
 			return invalid(fmt.Sprintf("items[%d].quantity: must be positive, got %d", i, item.GetQuantity()))
 		}
@@ -116,10 +126,11 @@ func (s *Server) validatePlace(msg *gatewayv1.PlaceOrderRequest) error {
 	return nil
 }
 
-// GetOrder returns the order from the orders service.
+// GetOrder returns the order from the orders service. The order ID must
+// have 1 to [MaxIDBytes] bytes.
 func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.GetOrderRequest]) (*connect.Response[gatewayv1.GetOrderResponse], error) {
-	if req.Msg.GetOrderId() == "" {
-		return nil, invalid("order_id: must not be empty")
+	if err := input.CheckID(req.Msg.GetOrderId()); err != nil {
+		return nil, invalid("order_id: " + err.Error())
 	}
 	who, err := customer(ctx)
 	if err != nil {
@@ -127,7 +138,7 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 	}
 	res, err := s.orders.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: req.Msg.GetOrderId()})
 	if err != nil {
-		return nil, s.downstream("orders.GetOrder", err)
+		return nil, downstreamError(ctx, s.log, "orders.GetOrder", err)
 	}
 	if err := checkOwner(res.GetOrder(), who, req.Msg.GetOrderId()); err != nil {
 		return nil, err
@@ -137,6 +148,7 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 
 // WatchOrder relays the orders service's stream of the order's states. It
 // ends when that stream ends, and the caller's cancellation ends that stream.
+// The order ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.WatchOrderRequest], stream *connect.ServerStream[gatewayv1.WatchOrderResponse]) error {
 	return s.watch(ctx, req.Msg.GetOrderId(), func(o *ordersv1.Order) error {
 		return stream.Send(&gatewayv1.WatchOrderResponse{Order: toGateway(o)})
@@ -145,8 +157,8 @@ func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.
 
 // watch relays the states of the caller's order orderID to send.
 func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.Order) error) error {
-	if orderID == "" {
-		return invalid("order_id: must not be empty")
+	if err := input.CheckID(orderID); err != nil {
+		return invalid("order_id: " + err.Error())
 	}
 	who, err := customer(ctx)
 	if err != nil {
@@ -156,7 +168,7 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 	defer cancel() // ends the downstream stream if we stop first
 	upstream, err := s.orders.WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: orderID})
 	if err != nil {
-		return s.downstream("orders.WatchOrder", err)
+		return downstreamError(ctx, s.log, "orders.WatchOrder", err)
 	}
 	for {
 		res, err := upstream.Recv()
@@ -164,7 +176,7 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 			return nil
 		}
 		if err != nil {
-			return s.downstream("orders.WatchOrder", err)
+			return downstreamError(ctx, s.log, "orders.WatchOrder", err)
 		}
 		if err := checkOwner(res.GetOrder(), who, orderID); err != nil {
 			return err
@@ -173,14 +185,6 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 			return err
 		}
 	}
-}
-
-// downstream logs a failed downstream call and returns its error as a
-// connect error.
-func (s *Server) downstream(call string, err error) error {
-	cerr := fromGRPC(err)
-	s.log.Debug("downstream call failed", slog.String("call", call), slog.Any("error", cerr))
-	return cerr
 }
 
 // toGateway converts an order of the orders service to the storefront's.

@@ -31,6 +31,11 @@ const (
 // silently misread.
 const pageTokenPrefix = "gateway.v2/after:"
 
+// maxPageTokenBytes is the length of the longest page token ListProducts
+// returns, the one after a product ID of [MaxIDBytes] bytes (inventory
+// refuses longer ones); a longer token is refused without decoding it.
+const maxPageTokenBytes = ((len(pageTokenPrefix)+MaxIDBytes)*8 + 5) / 6 // base64.RawURLEncoding.EncodedLen
+
 // V2Server implements [gatewayv2connect.StorefrontServiceHandler],
 // shop.gateway.v2.StorefrontService. It differs from v1 in ListProducts
 // only, which returns the catalogue in pages; the other methods are v1's,
@@ -54,7 +59,9 @@ func NewV2(s *Server) *V2Server {
 // ListProducts returns one page of inventory's catalogue, ordered by
 // product ID. The page token holds the ID of the last product of the page
 // it follows, so the next page starts after that product even if products
-// were added or removed in between.
+// were added or removed in between. A page token longer than any that
+// ListProducts returns is InvalidArgument, like any other token it did not
+// return.
 func (v *V2Server) ListProducts(ctx context.Context, req *connect.Request[gatewayv2.ListProductsRequest]) (*connect.Response[gatewayv2.ListProductsResponse], error) {
 	size := int(req.Msg.GetPageSize())
 	switch {
@@ -71,7 +78,7 @@ func (v *V2Server) ListProducts(ctx context.Context, req *connect.Request[gatewa
 	}
 	res, err := v.v1.inv.ListProducts(ctx, &inventoryv1.ListProductsRequest{})
 	if err != nil {
-		return nil, v.v1.downstream("inventory.ListProducts", err)
+		return nil, downstreamError(ctx, v.v1.log, "inventory.ListProducts", err)
 	}
 	all := slices.SortedFunc(slices.Values(res.GetProducts()), func(a, b *inventoryv1.Product) int {
 		return strings.Compare(a.GetId(), b.GetId())
@@ -110,6 +117,9 @@ func encodePageToken(afterID string) string {
 func decodePageToken(token string) (string, error) {
 	if token == "" {
 		return "", nil
+	}
+	if len(token) > maxPageTokenBytes {
+		return "", invalid("page_token: not a token returned by ListProducts")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
 	after, ok := strings.CutPrefix(string(b), pageTokenPrefix)

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -16,21 +15,24 @@ import (
 	gatewayv2 "github.com/trustmesh/trustmesh/gen/shop/gateway/v2"
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v2/gatewayv2connect"
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
+	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/gateway"
 	"github.com/trustmesh/trustmesh/services/internal/inproc"
+	"github.com/trustmesh/trustmesh/services/internal/meshtest"
 	"github.com/trustmesh/trustmesh/services/inventory"
 	"github.com/trustmesh/trustmesh/services/orders"
 	"github.com/trustmesh/trustmesh/services/payments"
 )
 
-// newV2Client serves srv's v2 storefront over HTTP/2 with TLS on loopback
-// and returns a client for it.
+// newV2Client serves srv's v2 storefront over the mesh's mTLS on loopback
+// and returns a client for it that calls as alice.
 func newV2Client(t *testing.T, srv gatewayv2connect.StorefrontServiceHandler, opts ...connect.ClientOption) gatewayv2connect.StorefrontServiceClient {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.Handle(gatewayv2connect.NewStorefrontServiceHandler(srv))
-	url, client := serveAs(t, mux, aliceID)
-	return gatewayv2connect.NewStorefrontServiceClient(client, url, opts...)
+	m := meshtest.New(t)
+	addr := m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) {
+		cs.Handle(gatewayv2connect.NewStorefrontServiceHandler(srv, cs.HandlerOptions()...))
+	})
+	return gatewayv2connect.NewStorefrontServiceClient(m.HTTPClient(meshtest.Alice, meshtest.Gateway), "https://"+addr, opts...)
 }
 
 // newV2Shop is newShop for the v2 storefront.

@@ -7,4 +7,10 @@
 // InvalidArgument names the offending field ("items[0].quantity: must be
 // positive, got 0"), NotFound names the unknown product or order, and
 // FailedPrecondition says which product is short and by how much.
+//
+// Every order ID, product ID and product name has 1 to [MaxIDBytes] (128)
+// bytes: a longer one in a request is InvalidArgument
+// ("order_id: must be at most 128 bytes, got 1048576"), and in the
+// catalogue an error from [New]. An ID a caller sent is repeated in an error
+// message or a log line cut to 64 bytes ("…(N bytes)" marks the cut).
 package inventory

@@ -18,14 +18,20 @@ import (
 
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+	"github.com/trustmesh/trustmesh/services/internal/input"
 )
+
+// MaxIDBytes is the longest order or product ID, and product name, that
+// the server accepts, in bytes: a longer one is InvalidArgument.
+const MaxIDBytes = input.MaxIDBytes
 
 // Config configures a [Server].
 type Config struct {
 	// Catalogue is the products the server starts with; their
 	// AvailableQuantity is the initial stock. Each needs a unique non-empty
-	// ID, a name, a price with a currency code and a non-negative amount, and
-	// non-negative stock. By default (nil or empty), [DefaultCatalogue].
+	// ID and a name, both of at most [MaxIDBytes] bytes, a price with a
+	// currency code and a non-negative amount, and non-negative stock. By
+	// default (nil or empty), [DefaultCatalogue].
 	Catalogue []*inventoryv1.Product
 }
 
@@ -91,8 +97,12 @@ func checkProduct(p *inventoryv1.Product) error {
 	switch {
 	case p.GetId() == "":
 		return errors.New("id must not be empty")
+	case len(p.GetId()) > MaxIDBytes:
+		return fmt.Errorf("id: %w", input.CheckID(p.GetId()))
 	case p.GetName() == "":
 		return fmt.Errorf("product %q: name must not be empty", p.GetId())
+	case len(p.GetName()) > MaxIDBytes:
+		return fmt.Errorf("product %q: name: %w", p.GetId(), input.CheckID(p.GetName()))
 	case p.GetPrice().GetCurrencyCode() == "":
 		return fmt.Errorf("product %q: price needs a currency code", p.GetId())
 	case p.GetPrice().GetUnitsMinor() < 0:
@@ -120,6 +130,7 @@ func (s *Server) ListProducts(context.Context, *inventoryv1.ListProductsRequest)
 // taken. Reserving again for the same order with the same items returns the
 // existing reservation; with other items it is AlreadyExists, and after the
 // reservation was released it is FailedPrecondition (order IDs are single use).
+// The order ID and every product ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
 	if err := validateReserve(req); err != nil {
 		return nil, err
@@ -130,10 +141,10 @@ func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*i
 	defer s.mu.Unlock()
 	if r, ok := s.reservations[orderID]; ok {
 		if r.GetReleaseTime() != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "reservation for order %q was released", orderID)
+			return nil, status.Errorf(codes.FailedPrecondition, "reservation for order %q was released", input.Clip(orderID))
 		}
 		if !sameItems(r, req.GetItems()) {
-			return nil, status.Errorf(codes.AlreadyExists, "order %q already has a reservation for other items", orderID)
+			return nil, status.Errorf(codes.AlreadyExists, "order %q already has a reservation for other items", input.Clip(orderID))
 		}
 		return &inventoryv1.ReserveResponse{Reservation: proto.CloneOf(r)}, nil
 	}
@@ -141,7 +152,7 @@ func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*i
 	for i, item := range req.GetItems() {
 		p, ok := s.products[item.GetProductId()]
 		if !ok {
-			return nil, status.Errorf(codes.NotFound, "items[%d].product_id: unknown product %q", i, item.GetProductId())
+			return nil, status.Errorf(codes.NotFound, "items[%d].product_id: unknown product %q", i, input.Clip(item.GetProductId()))
 		}
 		if want := int64(item.GetQuantity()); want > p.GetAvailableQuantity() {
 			return nil, status.Errorf(codes.FailedPrecondition,
@@ -165,26 +176,27 @@ func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*i
 		})
 	}
 	s.reservations[orderID] = r
-	s.log.Info("stock reserved", slog.String("order_id", orderID), slog.Int("lines", len(r.Lines)))
+	s.log.Info("stock reserved", slog.String("order_id", input.Clip(orderID)), slog.Int("lines", len(r.Lines)))
 	return &inventoryv1.ReserveResponse{Reservation: proto.CloneOf(r)}, nil
 }
 
 func validateReserve(req *inventoryv1.ReserveRequest) error {
-	if req.GetOrderId() == "" {
-		return status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	if err := input.CheckID(req.GetOrderId()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "order_id: %v", err)
 	}
 	if len(req.GetItems()) == 0 {
 		return status.Error(codes.InvalidArgument, "items: must contain at least one item")
 	}
 	seen := make(map[string]bool, len(req.GetItems()))
 	for i, item := range req.GetItems() {
+		if err := input.CheckID(item.GetProductId()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: %v", i, err)
+		}
 		switch {
-		case item.GetProductId() == "":
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: must not be empty", i)
 		case item.GetQuantity() <= 0:
 			return status.Errorf(codes.InvalidArgument, "items[%d].quantity: must be positive, got %d", i, item.GetQuantity())
 		case seen[item.GetProductId()]:
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, item.GetProductId())
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, input.Clip(item.GetProductId()))
 		}
 		seen[item.GetProductId()] = true
 	}
@@ -211,17 +223,17 @@ func sameItems(r *inventoryv1.Reservation, items []*inventoryv1.StockItem) bool 
 // Release gives the stock of the order's reservation back. Releasing again is
 // a no-op that returns the released reservation; an order without a
 // reservation is NotFound, so that a caller compensating for the wrong order
-// hears about it.
+// hears about it. The order ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
 	orderID := req.GetOrderId()
-	if orderID == "" {
-		return nil, status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	if err := input.CheckID(orderID); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "order_id: %v", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.reservations[orderID]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no reservation for order %q", orderID)
+		return nil, status.Errorf(codes.NotFound, "no reservation for order %q", input.Clip(orderID))
 	}
 	if r.GetReleaseTime() == nil {
 		for _, l := range r.GetLines() {
@@ -229,16 +241,18 @@ func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*i
 			s.products[l.GetProductId()].AvailableQuantity += int64(l.GetQuantity())
 		}
 		r.ReleaseTime = timestamppb.New(s.now())
-		s.log.Info("stock released", slog.String("order_id", orderID))
+		s.log.Info("stock released", slog.String("order_id", input.Clip(orderID)))
 	}
 	return &inventoryv1.ReleaseResponse{Reservation: proto.CloneOf(r)}, nil
 }
 
-// Restock adds req.Quantity units to an existing product's stock.
+// Restock adds req.Quantity units to an existing product's stock. The
+// product ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) Restock(_ context.Context, req *inventoryv1.RestockRequest) (*inventoryv1.RestockResponse, error) {
+	if err := input.CheckID(req.GetProductId()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "product_id: %v", err)
+	}
 	switch {
-	case req.GetProductId() == "":
-		return nil, status.Error(codes.InvalidArgument, "product_id: must not be empty")
 	case req.GetQuantity() <= 0:
 		return nil, status.Errorf(codes.InvalidArgument, "quantity: must be positive, got %d", req.GetQuantity())
 	}
@@ -246,7 +260,7 @@ func (s *Server) Restock(_ context.Context, req *inventoryv1.RestockRequest) (*i
 	defer s.mu.Unlock()
 	p, ok := s.products[req.GetProductId()]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "product_id: unknown product %q", req.GetProductId())
+		return nil, status.Errorf(codes.NotFound, "product_id: unknown product %q", input.Clip(req.GetProductId()))
 	}
 	if p.GetAvailableQuantity() > math.MaxInt64-req.GetQuantity() {
 		return nil, status.Errorf(codes.InvalidArgument, "quantity: restocking %d would overflow the stock of product %q", req.GetQuantity(), p.GetId())

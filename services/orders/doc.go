@@ -10,8 +10,24 @@
 // it stops the status timers and ends open WatchOrder streams.
 //
 // Errors are gRPC statuses. InvalidArgument names the offending field
-// ("items[0].quantity: must be positive, got 0"). Errors from inventory and
-// payments keep their code and message, so a short stock is
-// FailedPrecondition "insufficient stock for product ..." and a declined
-// payment is FailedPrecondition "payment declined: ...".
+// ("items[0].quantity: must be positive, got 0"). Inventory's and payments'
+// answers about the request keep their code and message (InvalidArgument,
+// NotFound, AlreadyExists, FailedPrecondition, OutOfRange), so a short stock
+// is FailedPrecondition "insufficient stock for product ..." and a declined
+// payment is FailedPrecondition "payment declined: ...". Any other
+// downstream failure reaches the caller with a generic message that keeps a
+// sensible code and names only the service called: with payments down,
+// Unavailable "payments unavailable", never the dial error with its address,
+// nor a refused handshake with its SPIFFE IDs (see
+// services/internal/downstream for the whole table); the order is then
+// CANCELLED with the reason "payment failed: payments unavailable". The
+// details go to the log line of the failure ("order rejected: reservation
+// failed", "order failed: charge failed"), with the code, the whole error and
+// the trace ID; every log line of a CreateOrder carries its trace ID.
+//
+// Every customer, product and order ID has 1 to [MaxIDBytes] (128) bytes: a
+// longer one is InvalidArgument ("customer_id: must be at most 128 bytes,
+// got 1048576"), refused before any downstream call. An ID a caller sent is
+// repeated in an error message cut to 64 bytes ("…(N bytes)" marks the
+// cut).
 package orders

@@ -23,7 +23,13 @@ import (
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/services/internal/downstream"
+	"github.com/trustmesh/trustmesh/services/internal/input"
 )
+
+// MaxIDBytes is the longest customer, product or order ID that the server
+// accepts, in bytes: a longer one is InvalidArgument.
+const MaxIDBytes = input.MaxIDBytes
 
 // DefaultStepInterval is the step between an order's statuses that the
 // sample mesh uses.
@@ -125,7 +131,8 @@ var errClosed = status.Error(codes.Unavailable, "orders service is shutting down
 // returns the CONFIRMED order. When the reservation fails nothing is stored
 // and the inventory error is returned. When the charge fails the stock is
 // released, the order is kept as PAYMENT_DECLINED (a decline) or CANCELLED
-// (any other failure), and the payments error is returned.
+// (any other failure), and the payments error is returned. The customer ID
+// and every product ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
 	if err := validateCreate(req); err != nil {
 		return nil, err
@@ -134,7 +141,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 		return nil, errClosed
 	}
 	id := newID("ord_")
-	log := s.log.With(slog.String("order_id", id))
+	log := s.log.With(slog.String("order_id", id), downstream.TraceID(ctx))
 
 	items := make([]*inventoryv1.StockItem, 0, len(req.GetItems()))
 	for _, item := range req.GetItems() {
@@ -142,13 +149,13 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 	}
 	res, err := s.inv.Reserve(ctx, &inventoryv1.ReserveRequest{OrderId: id, Items: items})
 	if err != nil {
-		st := status.Convert(err)
-		log.Info("order rejected: reservation failed", slog.String("code", st.Code().String()), slog.String("error", st.Message()))
-		if !definitive(st.Code()) {
+		code := status.Code(err)
+		log.Log(ctx, failureLevel(code), "order rejected: reservation failed", slog.String("code", code.String()), downstream.ErrorAttr(err))
+		if !definitive(code) {
 			// The reservation may have been made all the same.
 			s.release(ctx, id, log)
 		}
-		return nil, status.Error(st.Code(), st.Message())
+		return nil, status.Error(downstream.Public("inventory", err))
 	}
 
 	now := timestamppb.New(s.now())
@@ -168,16 +175,19 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 
 	charge, err := s.pay.Charge(ctx, connect.NewRequest(&paymentsv1.ChargeRequest{OrderId: id, Amount: order.GetTotal()}))
 	if err != nil {
-		code, msg := connect.CodeOf(err), connectMessage(err)
+		code := codes.Code(connect.CodeOf(err)) // the two code sets number their codes identically
 		s.release(ctx, id, log)
-		next, reason := ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, "payment failed: "+msg
-		if code == connect.CodeFailedPrecondition {
-			next, reason = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED, msg
+		// The reason is shown to people (GetOrder), so it is the caller's
+		// message, not the downstream's error.
+		pubCode, pubMsg := downstream.Public("payments", err)
+		next, reason := ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, "payment failed: "+pubMsg
+		if code == codes.FailedPrecondition {
+			next, reason = ordersv1.OrderStatus_ORDER_STATUS_PAYMENT_DECLINED, pubMsg
 		}
 		s.update(id, func(o *ordersv1.Order) { o.Status, o.StatusReason = next, reason })
-		log.Info("order failed: charge failed", slog.String("code", code.String()), slog.String("error", msg),
+		log.Log(ctx, failureLevel(code), "order failed: charge failed", slog.String("code", code.String()), downstream.ErrorAttr(err),
 			slog.String("status", next.String()))
-		return nil, status.Error(codes.Code(code), msg)
+		return nil, status.Error(pubCode, pubMsg)
 	}
 
 	confirmed := s.update(id, func(o *ordersv1.Order) {
@@ -191,25 +201,36 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 }
 
 func validateCreate(req *ordersv1.CreateOrderRequest) error {
-	if req.GetCustomerId() == "" {
-		return status.Error(codes.InvalidArgument, "customer_id: must not be empty")
+	if err := input.CheckID(req.GetCustomerId()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "customer_id: %v", err)
 	}
 	if len(req.GetItems()) == 0 {
 		return status.Error(codes.InvalidArgument, "items: must contain at least one item")
 	}
 	seen := make(map[string]bool, len(req.GetItems()))
 	for i, item := range req.GetItems() {
+		if err := input.CheckID(item.GetProductId()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: %v", i, err)
+		}
 		switch {
-		case item.GetProductId() == "":
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: must not be empty", i)
 		case item.GetQuantity() <= 0:
 			return status.Errorf(codes.InvalidArgument, "items[%d].quantity: must be positive, got %d", i, item.GetQuantity())
 		case seen[item.GetProductId()]:
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, item.GetProductId())
+			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, input.Clip(item.GetProductId()))
 		}
 		seen[item.GetProductId()] = true
 	}
 	return nil
+}
+
+// failureLevel is the level at which a downstream failure with code is
+// logged: Info for a downstream's answer about the request (a short stock,
+// a declined payment), which is routine, Warn for anything else.
+func failureLevel(code codes.Code) slog.Level {
+	if downstream.Relayed(code) {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }
 
 // definitive reports whether an inventory Reserve that failed with code
@@ -275,23 +296,15 @@ func (s *Server) release(ctx context.Context, id string, log *slog.Logger) {
 	case status.Code(err) == codes.NotFound:
 		log.Debug("no stock to release")
 	default:
-		log.Error("compensation failed: stock stays reserved", slog.Any("error", err))
+		log.Error("compensation failed: stock stays reserved", downstream.ErrorAttr(err))
 	}
 }
 
-// connectMessage returns the message of a connect error without its code
-// prefix.
-func connectMessage(err error) string {
-	if ce := new(connect.Error); errors.As(err, &ce) {
-		return ce.Message()
-	}
-	return err.Error()
-}
-
-// GetOrder returns the order as it is now.
+// GetOrder returns the order as it is now. The order ID must have 1 to
+// [MaxIDBytes] bytes.
 func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
-	if req.GetOrderId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	if err := input.CheckID(req.GetOrderId()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "order_id: %v", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -304,10 +317,11 @@ func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*or
 
 // WatchOrder sends the order as it is now and then every later state of it,
 // none skipped, until the order reaches a final status (the stream then ends
-// with OK), the caller cancels, or the server is closed (Unavailable).
+// with OK), the caller cancels, or the server is closed (Unavailable). The
+// order ID must have 1 to [MaxIDBytes] bytes.
 func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
-	if req.GetOrderId() == "" {
-		return status.Error(codes.InvalidArgument, "order_id: must not be empty")
+	if err := input.CheckID(req.GetOrderId()); err != nil {
+		return status.Errorf(codes.InvalidArgument, "order_id: %v", err)
 	}
 	s.mu.Lock()
 	rec, ok := s.orders[req.GetOrderId()]
@@ -357,7 +371,7 @@ func final(st ordersv1.OrderStatus) bool {
 }
 
 func notFound(id string) error {
-	return status.Errorf(codes.NotFound, "order %q not found", id)
+	return status.Errorf(codes.NotFound, "order %q not found", input.Clip(id))
 }
 
 func (s *Server) isClosed() bool {

@@ -194,7 +194,7 @@ func TestCreateOrderErrors(t *testing.T) {
 		{"empty product id", "alice", cart("sku-apple", 1, "", 1), codes.InvalidArgument, "items[1].product_id: must not be empty"},
 		{"zero quantity", "alice", cart("sku-apple", 0), codes.InvalidArgument, "items[0].quantity: must be positive, got 0"},
 		{"duplicate product", "alice", cart("sku-apple", 1, "sku-apple", 1), codes.InvalidArgument, `items[1].product_id: duplicate product "sku-apple"`},
-		// Inventory's errors pass through with their code and message.
+		// Inventory's answers about the request pass through with their code and message.
 		{"unknown product", "alice", cart("sku-apple", 1, "sku-kiwi", 1), codes.NotFound, `items[1].product_id: unknown product "sku-kiwi"`},
 		{"short stock", "alice", cart("sku-apple", 1, "sku-fig", 21), codes.FailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`},
 	}
@@ -274,9 +274,9 @@ func TestCreateOrderCompensatesFailedCharge(t *testing.T) {
 			pay:    failingPayments{err: connect.NewError(connect.CodeUnavailable, errors.New("connection refused"))},
 			items:  cart("sku-apple", 1),
 			code:   codes.Unavailable,
-			msg:    "connection refused",
+			msg:    "payments unavailable", // not the downstream's error
 			status: ordersv1.OrderStatus_ORDER_STATUS_CANCELLED,
-			reason: "payment failed: connection refused",
+			reason: "payment failed: payments unavailable",
 		},
 	}
 	for _, tc := range testCases {
@@ -311,7 +311,7 @@ func TestCreateOrderReleasesAfterUncertainReserve(t *testing.T) {
 	f := newFixture(t, options{reserveErr: status.Error(codes.DeadlineExceeded, "context deadline exceeded")})
 	before := fmt.Sprint(f.stock(t))
 	_, err := create(f, cart("sku-pear", 5))
-	wantStatus(t, err, codes.DeadlineExceeded, "context deadline exceeded")
+	wantStatus(t, err, codes.DeadlineExceeded, "inventory timed out")
 	if after := fmt.Sprint(f.stock(t)); after != before {
 		t.Fatalf("stock not released: %s -> %s", before, after)
 	}
@@ -324,7 +324,7 @@ func TestCreateOrderCompensatesDespiteCancelledCaller(t *testing.T) {
 	f := newFixture(t, options{pay: cancelFirst{pay, cancel}})
 	before := fmt.Sprint(f.stock(t))
 	_, err := f.srv.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: cart("sku-fig", 1)})
-	wantStatus(t, err, codes.Canceled, "context canceled")
+	wantStatus(t, err, codes.Canceled, "payments call canceled")
 	if after := fmt.Sprint(f.stock(t)); after != before {
 		t.Fatalf("stock not released: %s -> %s", before, after)
 	}

@@ -8,4 +8,10 @@
 // above the limit is CodeFailedPrecondition ("payment declined: amount
 // EUR 1500.00 exceeds limit EUR 1000.00"), and an unknown payment is
 // CodeNotFound.
+//
+// Every order ID and payment ID has 1 to [MaxIDBytes] (128) bytes: a longer
+// one is CodeInvalidArgument ("order_id: must be at most 128 bytes, got
+// 1048576"). Anything a caller sent that is repeated in an error message or
+// a log line (an ID, a currency code) is cut to 64 bytes ("…(N bytes)" marks
+// the cut).
 package payments

@@ -17,6 +17,7 @@ import (
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/services/internal/input"
 )
 
 // DefaultLimit is the largest charge accepted by default, in minor units:
@@ -25,6 +26,10 @@ const DefaultLimit = 100000
 
 // DefaultCurrency is the currency charged by default.
 const DefaultCurrency = "EUR"
+
+// MaxIDBytes is the longest order or payment ID that the server accepts, in
+// bytes: a longer one is CodeInvalidArgument.
+const MaxIDBytes = input.MaxIDBytes
 
 // Config configures a [Server].
 type Config struct {
@@ -77,7 +82,8 @@ func New(cfg Config, log *slog.Logger) *Server {
 // declined with CodeFailedPrecondition and leaves nothing in the ledger, so
 // the same charge is declined again. Charging an order again with the same
 // amount returns the existing payment (also after a refund); with another
-// amount it is CodeAlreadyExists.
+// amount it is CodeAlreadyExists. The order ID must have 1 to [MaxIDBytes]
+// bytes.
 func (s *Server) Charge(_ context.Context, req *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
 	msg := req.Msg
 	if err := s.validateCharge(msg); err != nil {
@@ -90,13 +96,13 @@ func (s *Server) Charge(_ context.Context, req *connect.Request[paymentsv1.Charg
 	if p, ok := s.byOrder[msg.GetOrderId()]; ok {
 		if p.GetAmount().GetUnitsMinor() != amount.GetUnitsMinor() {
 			return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf(
-				"order %q was already charged %s", msg.GetOrderId(), format(p.GetAmount())))
+				"order %q was already charged %s", input.Clip(msg.GetOrderId()), format(p.GetAmount())))
 		}
 		return connect.NewResponse(&paymentsv1.ChargeResponse{Payment: proto.CloneOf(p)}), nil
 	}
 	if amount.GetUnitsMinor() > s.limit {
 		limit := &moneyv1.Money{CurrencyCode: s.currency, UnitsMinor: s.limit}
-		s.log.Info("payment declined", slog.String("order_id", msg.GetOrderId()),
+		s.log.Info("payment declined", slog.String("order_id", input.Clip(msg.GetOrderId())),
 			slog.Int64("amount_minor", amount.GetUnitsMinor()), slog.Int64("limit_minor", s.limit))
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 			"payment declined: amount %s exceeds limit %s", format(amount), format(limit)))
@@ -110,20 +116,21 @@ func (s *Server) Charge(_ context.Context, req *connect.Request[paymentsv1.Charg
 	}
 	s.byID[p.GetId()] = p
 	s.byOrder[p.GetOrderId()] = p
-	s.log.Info("payment captured", slog.String("order_id", p.GetOrderId()),
+	s.log.Info("payment captured", slog.String("order_id", input.Clip(p.GetOrderId())),
 		slog.String("payment_id", p.GetId()), slog.Int64("amount_minor", amount.GetUnitsMinor()))
 	return connect.NewResponse(&paymentsv1.ChargeResponse{Payment: proto.CloneOf(p)}), nil
 }
 
 func (s *Server) validateCharge(msg *paymentsv1.ChargeRequest) error {
+	if err := input.CheckID(msg.GetOrderId()); err != nil {
+		return invalid("order_id: " + err.Error())
+	}
 	amount := msg.GetAmount()
 	switch {
-	case msg.GetOrderId() == "":
-		return invalid("order_id: must not be empty")
 	case amount == nil:
 		return invalid("amount: must be set")
 	case amount.GetCurrencyCode() != s.currency:
-		return invalid(fmt.Sprintf("amount.currency_code: unsupported currency %q, want %q", amount.GetCurrencyCode(), s.currency))
+		return invalid(fmt.Sprintf("amount.currency_code: unsupported currency %q, want %q", input.Clip(amount.GetCurrencyCode()), s.currency))
 	case amount.GetUnitsMinor() <= 0:
 		return invalid(fmt.Sprintf("amount.units_minor: must be positive, got %d", amount.GetUnitsMinor()))
 	}
@@ -131,17 +138,18 @@ func (s *Server) validateCharge(msg *paymentsv1.ChargeRequest) error {
 }
 
 // Refund marks a captured payment refunded. Refunding again returns the
-// refunded payment; an unknown payment is CodeNotFound.
+// refunded payment; an unknown payment is CodeNotFound. The payment ID must
+// have 1 to [MaxIDBytes] bytes.
 func (s *Server) Refund(_ context.Context, req *connect.Request[paymentsv1.RefundRequest]) (*connect.Response[paymentsv1.RefundResponse], error) {
 	id := req.Msg.GetPaymentId()
-	if id == "" {
-		return nil, invalid("payment_id: must not be empty")
+	if err := input.CheckID(id); err != nil {
+		return nil, invalid("payment_id: " + err.Error())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.byID[id]
 	if !ok {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("payment_id: unknown payment %q", id))
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("payment_id: unknown payment %q", input.Clip(id)))
 	}
 	if p.GetStatus() != paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED {
 		p.Status = paymentsv1.PaymentStatus_PAYMENT_STATUS_REFUNDED
