@@ -34,9 +34,11 @@ const maxMessage = 256
 // until the test ends and returns its address.
 func serveGateway(t *testing.T, m *meshtest.Mesh, srv *gateway.Server, opts ...mesh.ServerOption) string {
 	t.Helper()
-	return m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) {
-		cs.Handle(gatewayv1connect.NewStorefrontServiceHandler(srv, cs.HandlerOptions()...))
-		cs.Handle(gatewayv2connect.NewStorefrontServiceHandler(gateway.NewV2(srv), cs.HandlerOptions()...))
+	return m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) error {
+		if err := mesh.Mount(cs, gatewayv1connect.NewStorefrontServiceHandler, srv); err != nil {
+			return err
+		}
+		return mesh.Mount(cs, gatewayv2connect.NewStorefrontServiceHandler, gateway.NewV2(srv))
 	}, opts...)
 }
 

@@ -32,8 +32,8 @@ const testTimeout = 10 * time.Second
 func newClient(t *testing.T, srv gatewayv1connect.StorefrontServiceHandler, opts ...connect.ClientOption) gatewayv1connect.StorefrontServiceClient {
 	t.Helper()
 	m := meshtest.New(t)
-	addr := m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) {
-		cs.Handle(gatewayv1connect.NewStorefrontServiceHandler(srv, cs.HandlerOptions()...))
+	addr := m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) error {
+		return mesh.Mount(cs, gatewayv1connect.NewStorefrontServiceHandler, srv)
 	})
 	return gatewayv1connect.NewStorefrontServiceClient(m.HTTPClient(meshtest.Alice, meshtest.Gateway), "https://"+addr, opts...)
 }

@@ -29,8 +29,8 @@ import (
 func newV2Client(t *testing.T, srv gatewayv2connect.StorefrontServiceHandler, opts ...connect.ClientOption) gatewayv2connect.StorefrontServiceClient {
 	t.Helper()
 	m := meshtest.New(t)
-	addr := m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) {
-		cs.Handle(gatewayv2connect.NewStorefrontServiceHandler(srv, cs.HandlerOptions()...))
+	addr := m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) error {
+		return mesh.Mount(cs, gatewayv2connect.NewStorefrontServiceHandler, srv)
 	})
 	return gatewayv2connect.NewStorefrontServiceClient(m.HTTPClient(meshtest.Alice, meshtest.Gateway), "https://"+addr, opts...)
 }

@@ -76,8 +76,8 @@ func TestMisroutedPayments(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := &recordingInventory{InventoryServiceClient: inproc.InventoryClient(invSrv)}
-	payAddr := m.ServeConnect(meshtest.Payments, func(cs *mesh.ConnectServer) {
-		cs.Handle(paymentsv1connect.NewPaymentServiceHandler(payments.New(payments.Config{}, nil), cs.HandlerOptions()...))
+	payAddr := m.ServeConnect(meshtest.Payments, func(cs *mesh.ConnectServer) error {
+		return mesh.Mount(cs, paymentsv1connect.NewPaymentServiceHandler, payments.New(payments.Config{}, nil))
 	})
 	// The payments client expects inventory's ID at payments' address.
 	pay := paymentsv1connect.NewPaymentServiceClient(m.HTTPClientWith(m.Credentials(meshtest.Orders), meshtest.Inventory),

@@ -32,8 +32,8 @@ func TestLongIDsAreRefused(t *testing.T) {
 	m := meshtest.New(t)
 	log := meshtest.NewLog()
 	impl := payments.New(payments.Config{}, log.Logger)
-	addr := m.ServeConnect(meshtest.Payments, func(srv *mesh.ConnectServer) {
-		srv.Handle(paymentsv1connect.NewPaymentServiceHandler(impl, srv.HandlerOptions()...))
+	addr := m.ServeConnect(meshtest.Payments, func(srv *mesh.ConnectServer) error {
+		return mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, impl)
 	}, mesh.WithLogger(log.Logger))
 	hc := m.HTTPClient(meshtest.Orders, meshtest.Payments)
 

@@ -54,7 +54,7 @@ func (m *Mesh) Credentials(id string) mesh.Credentials {
 // mesh.WithoutAuthorization.
 func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts ...mesh.ServerOption) string {
 	m.t.Helper()
-	srv, err := mesh.NewGRPCServer(m.Credentials(id), append([]mesh.ServerOption{mesh.WithoutAuthorization()}, opts...)...)
+	srv, err := mesh.NewGRPCServer(m.Credentials(id), mesh.WithoutAuthorization(), mesh.WithServerOptions(opts...))
 	if err != nil {
 		m.t.Fatalf("meshtest: %v", err)
 	}
@@ -63,15 +63,17 @@ func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts .
 }
 
 // ServeConnect serves, as id, a mesh connect-go server with what mount
-// mounts (with the server's HandlerOptions), until the test ends, and
-// returns its address. opts come after mesh.WithoutAuthorization.
-func (m *Mesh) ServeConnect(id string, mount func(*mesh.ConnectServer), opts ...mesh.ServerOption) string {
+// mounts (with mesh.Mount), until the test ends, and returns its address.
+// opts come after mesh.WithoutAuthorization.
+func (m *Mesh) ServeConnect(id string, mount func(*mesh.ConnectServer) error, opts ...mesh.ServerOption) string {
 	m.t.Helper()
-	srv, err := mesh.NewConnectServer(m.Credentials(id), append([]mesh.ServerOption{mesh.WithoutAuthorization()}, opts...)...)
+	srv, err := mesh.NewConnectServer(m.Credentials(id), mesh.WithoutAuthorization(), mesh.WithServerOptions(opts...))
 	if err != nil {
 		m.t.Fatalf("meshtest: %v", err)
 	}
-	mount(srv)
+	if err := mount(srv); err != nil {
+		m.t.Fatalf("meshtest: %v", err)
+	}
 	return m.serve(srv.Serve)
 }
 
