@@ -5,7 +5,9 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,13 +46,13 @@ func TestAuditSampling(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for range 2 {
-			if _, err := tapFn(callerContext("spiffe://shop.example/user/alice"), info); status.Code(err) != codes.PermissionDenied {
-				t.Fatalf("alice: %v, want PermissionDenied", err)
+		for _, who := range []string{"alice", "bob"} { // two different refusals: identical ones are summarised
+			if _, err := tapFn(callerContext("spiffe://shop.example/user/"+who), info); status.Code(err) != codes.PermissionDenied {
+				t.Fatalf("%s: %v, want PermissionDenied", who, err)
 			}
 		}
 		allowed := strings.Count(logs.String(), "decision=allow")
-		denied := strings.Count(logs.String(), "level=WARN msg=\"authz decision\" caller=spiffe://shop.example/user/alice")
+		denied := strings.Count(logs.String(), "level=WARN msg=\"authz decision\" caller=spiffe://shop.example/user/")
 		if allowed != tc.wantAllowed || denied != 2 {
 			t.Errorf("WithAuditAllows(%d): %d allow and %d deny events, want %d and 2:\n%s", tc.every, allowed, denied, tc.wantAllowed, logs.String())
 		}
@@ -88,3 +90,69 @@ type fakeStream struct {
 }
 
 func (f fakeStream) Context() context.Context { return f.ctx }
+
+// TestFloodOfRefusalsIsSummarised: a thousand identical refusals make one
+// full audit line and, once the window closes, one summary line with the
+// count; a different refusal in the same window is still written in full.
+func TestFloodOfRefusalsIsSummarised(t *testing.T) {
+	t.Parallel()
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "gateway-calls-orders", Effect: policy.Allow, From: []string{"spiffe://shop.example/ns/shop/sa/gateway"}, To: []string{"/shop.orders.v1.OrderService/*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	a, err := interceptors.NewAuthorizer(e, interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	interceptors.SetRepeatWindow(a, 200*time.Millisecond)
+	tapFn := a.TapHandle()
+	mallory := callerContext("spiffe://shop.example/user/mallory")
+	for range 1000 {
+		if _, err := tapFn(mallory, &tap.Info{FullMethodName: "/shop.orders.v1.OrderService/CreateOrder"}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("mallory: %v, want PermissionDenied", err)
+		}
+	}
+	if _, err := tapFn(mallory, &tap.Info{FullMethodName: "/shop.orders.v1.OrderService/GetOrder"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("mallory GetOrder: %v, want PermissionDenied", err)
+	}
+	const summary = `level=WARN msg="authz decision repeated" caller=spiffe://shop.example/user/mallory method=/shop.orders.v1.OrderService/CreateOrder decision=deny rule=default-deny repeats=999 summary="999 more like this in the last 200ms"`
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), summary) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := logs.String()
+	if !strings.Contains(got, summary) {
+		t.Fatalf("no summary line %q in:\n%s", summary, got)
+	}
+	if n := strings.Count(got, `msg="authz decision" caller=spiffe://shop.example/user/mallory method=/shop.orders.v1.OrderService/CreateOrder`); n != 1 {
+		t.Errorf("%d full lines for the flood, want 1:\n%s", n, got)
+	}
+	if n := strings.Count(got, `msg="authz decision" caller=spiffe://shop.example/user/mallory method=/shop.orders.v1.OrderService/GetOrder`); n != 1 {
+		t.Errorf("%d full lines for the other refusal, want 1", n)
+	}
+	if n := strings.Count(got, "\n"); n != 3 {
+		t.Errorf("%d log lines, want 3 (two refusals in full and one summary):\n%s", n, got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the audit log's concurrent
+// writers (the summary is written when its window closes).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

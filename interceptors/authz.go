@@ -31,6 +31,7 @@ type Authorizer struct {
 	allowCount *atomic.Uint64
 	tracing    *tracing      // nil: no tracing
 	tokens     TokenVerifier // nil: token rules refuse every call
+	repeats    *repeats      // summarises floods of identical refusals
 }
 
 // AuthorizerOption configures an [Authorizer].
@@ -39,6 +40,12 @@ type AuthorizerOption func(*Authorizer)
 // WithAuditLogger sets the logger that receives audit events: every denial
 // and dry-run denial at Warn, and sampled allows at Info (see
 // [WithAuditAllows]). By default audit events are discarded.
+//
+// A flood of identical refusals (same caller, method, decision and rule)
+// is summarised rather than written line by line: the first in each second
+// is written in full, and when the second is over one line
+// ("authz decision repeated", with repeats=N and "N more like this in the
+// last second") counts the rest. Nothing is dropped silently.
 func WithAuditLogger(log *slog.Logger) AuthorizerOption {
 	return func(a *Authorizer) {
 		if log != nil {
@@ -67,6 +74,7 @@ func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, er
 	for _, o := range opts {
 		o(a)
 	}
+	a.repeats = newRepeats(a.log)
 	if err := a.checkPolicyTokens(src.Engine()); err != nil {
 		return nil, err
 	}
@@ -136,6 +144,8 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 	level := slog.LevelWarn
 	if d.Outcome == policy.Allowed {
 		level = slog.LevelInfo
+	} else if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz decision"}) {
+		return // counted; summarised when its window closes
 	}
 	attrs := [7]slog.Attr{
 		slog.String("caller", caller.ID.String()),

@@ -1,6 +1,8 @@
 package interceptors
 
 import (
+	"time"
+
 	"context"
 
 	"google.golang.org/grpc/credentials"
@@ -17,3 +19,7 @@ import (
 func VerifiedPeerContext(p identity.Principal) context.Context {
 	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: authn.AuthInfo{TLSInfo: credentials.TLSInfo{}, Principal: p}})
 }
+
+// SetRepeatWindow shortens the window in which a's identical refusals are
+// counted, for tests.
+func SetRepeatWindow(a *Authorizer, d time.Duration) { a.repeats.window = d }

@@ -142,6 +142,9 @@ func bearer(values []string) (string, error) {
 // auditToken writes the audit event of a call refused for its token, at
 // Warn, with the trace and span IDs when ctx holds a span.
 func (a *Authorizer) auditToken(ctx context.Context, caller identity.Principal, method string, d policy.Decision, err error) {
+	if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz token refused"}) {
+		return // counted; summarised when its window closes
+	}
 	attrs := [8]slog.Attr{
 		slog.String("caller", caller.ID.String()),
 		slog.String("method", method),

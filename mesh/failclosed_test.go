@@ -1,0 +1,259 @@
+package mesh_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/tap"
+
+	greetv1 "github.com/trustmesh/trustmesh/gen/greet/v1"
+	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
+	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/policy"
+)
+
+// The callers of the greet tests: a trust domain and names of their own,
+// nothing of the sample's.
+const (
+	greeterID  = "spiffe://example.org/ns/app/sa/greeter"
+	friendID   = "spiffe://example.org/ns/app/sa/friend"
+	strangerID = "spiffe://example.org/ns/app/sa/stranger"
+)
+
+// greeter counts the calls that reached it.
+type greeter struct {
+	greetv1connect.UnimplementedGreetServiceHandler
+	calls atomic.Int64
+}
+
+func (g *greeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
+	g.calls.Add(1)
+	return connect.NewResponse(&greetv1.GreetResponse{Greeting: "hello " + req.Msg.GetName()}), nil
+}
+
+// greetPolicy lets only the friend greet.
+func greetPolicy(t *testing.T) *interceptors.Authorizer {
+	t.Helper()
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "friend-greets", Effect: policy.Allow, From: []string{friendID}, To: []string{"/greet.v1.GreetService/Greet"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := interceptors.NewAuthorizer(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestMountedHandlerIsAuthorizedWhateverItsOptions: a handler built without
+// the server's handler options (here: a constructor that drops them, as
+// mounting NewGreetServiceHandler(impl) with no options once did) is still
+// authorized before it runs, on every protocol connect-go serves.
+func TestMountedHandlerIsAuthorizedWhateverItsOptions(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
+		mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	impl := &greeter{}
+	withoutOptions := func(h greetv1connect.GreetServiceHandler, _ ...connect.HandlerOption) (string, http.Handler) {
+		return greetv1connect.NewGreetServiceHandler(h)
+	}
+	if err := mesh.Mount(srv, withoutOptions, impl); err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, srv.Serve)
+	protocols := map[string][]connect.ClientOption{
+		"connect":     nil,
+		"connect-get": {connect.WithHTTPGet()},
+		"grpc":        {connect.WithGRPC()},
+		"grpc-web":    {connect.WithGRPCWeb()},
+	}
+	for name, opts := range protocols {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			call := func(caller string) (*connect.Response[greetv1.GreetResponse], error) {
+				hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer hc.CloseIdleConnections()
+				client := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, opts...)
+				return client.Greet(context.Background(), connect.NewRequest(&greetv1.GreetRequest{Name: caller}))
+			}
+			_, err := call(strangerID)
+			if want := "permission_denied: " + strangerID + " may not call /greet.v1.GreetService/Greet"; err == nil || err.Error() != want {
+				t.Errorf("stranger: error %v, want %s", err, want)
+			}
+			resp, err := call(friendID)
+			if err != nil || resp.Msg.GetGreeting() != "hello "+friendID {
+				t.Errorf("friend: %v, %v; want a greeting", resp, err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		// One allowed call per protocol reached the handler, no denied one.
+		if got := impl.calls.Load(); got != int64(len(protocols)) {
+			t.Errorf("handler ran %d times, want %d (the friend's calls only)", got, len(protocols))
+		}
+	})
+}
+
+// TestHandlerBehindAnotherServerIdentifiesNoOne: the server's handler,
+// served by an http.Server the caller configured (here one that asks for a
+// client certificate but verifies none), turns no certificate into an
+// identity: every call is Unauthenticated, even with authorization off.
+func TestHandlerBehindAnotherServerIdentifiesNoOne(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithoutAuthorization())
+	if err != nil {
+		t.Fatal(err)
+	}
+	impl := &greeter{}
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, impl); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.EnableHTTP2 = true
+	hs.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	rogue := testpki.New(t, "example.org").SVID(t, friendID) // the friend's name, from a CA nobody trusts
+	client := hs.Client()
+	client.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{*tlsCert(rogue.PrivateKey, rogue.Certificates...)}
+	_, err = greetv1connect.NewGreetServiceClient(client, hs.URL).Greet(context.Background(), connect.NewRequest(&greetv1.GreetRequest{}))
+	if want := "unauthenticated: no verified peer certificate on this connection"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+	if n := impl.calls.Load(); n != 0 {
+		t.Errorf("handler ran %d times, want 0", n)
+	}
+}
+
+// TestMountRefusesWhatItCannotServe: Mount's errors, each naming the cause.
+func TestMountRefusesWhatItCannotServe(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithoutAuthorization())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, struct{}{}); err == nil ||
+		err.Error() != "mesh: Mount: struct {} does not implement greetv1connect.GreetServiceHandler" {
+		t.Errorf("wrong impl type: %v", err)
+	}
+	unregistered := func(struct{}, ...connect.HandlerOption) (string, http.Handler) {
+		return "/no.such.v1.Service/", http.NotFoundHandler()
+	}
+	if err := mesh.Mount(srv, unregistered, struct{}{}); err == nil ||
+		!strings.HasPrefix(err.Error(), "mesh: Mount: mesh: service no.such.v1.Service: no descriptor registered") {
+		t.Errorf("unregistered service: %v", err)
+	}
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, &greeter{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, &greeter{}); err == nil ||
+		err.Error() != "mesh: Mount greet.v1.GreetService: already mounted" {
+		t.Errorf("mounted twice: %v", err)
+	}
+	srv.Handler()
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, &greeter{}); err == nil ||
+		err.Error() != "mesh: Mount greet.v1.GreetService: the server has started" {
+		t.Errorf("mounted after start: %v", err)
+	}
+}
+
+// TestDialOptionsCannotReplaceMTLS: credentials among the dial options are
+// an error at dial time, never a plaintext (or otherwise weaker) connection.
+func TestDialOptionsCannotReplaceMTLS(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	creds := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
+	server := spiffeid.RequireFromString(greeterID)
+	const want = "mesh: dial 127.0.0.1:1: WithDialOptions: transport credentials are the mesh's mTLS; remove grpc.WithTransportCredentials / grpc.WithCredentialsBundle (or grpc.WithInsecure) from the dial options"
+	conn, err := mesh.DialGRPC("127.0.0.1:1", creds, server, mesh.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	if err == nil || err.Error() != want {
+		t.Errorf("insecure credentials: %v, %v; want %s", conn, err, want)
+	}
+	// Options that leave the credentials alone are fine.
+	conn, err = mesh.DialGRPC("127.0.0.1:1", creds, server, mesh.WithDialOptions(grpc.WithUserAgent("greeter-test")))
+	if err != nil {
+		t.Fatalf("harmless option: %v", err)
+	}
+	_ = conn.Close()
+}
+
+// TestOptionsBelongToOneStack: an option of one stack cannot be given to the
+// other (it does not compile), and options for both apply to both.
+func TestOptionsBelongToOneStack(t *testing.T) {
+	t.Parallel()
+	grpcOnly := map[string]any{
+		"WithGRPCServerOptions": mesh.WithGRPCServerOptions(),
+		"WithGRPCInterceptors":  mesh.WithGRPCInterceptors(nil, nil),
+	}
+	for name, o := range grpcOnly {
+		if reflect.TypeOf(o).Implements(reflect.TypeFor[mesh.ConnectServerOption]()) {
+			t.Errorf("%s is a ConnectServerOption: NewConnectServer would accept and ignore it", name)
+		}
+	}
+	if reflect.TypeOf(mesh.WithConnectHandlerOptions()).Implements(reflect.TypeFor[mesh.GRPCServerOption]()) {
+		t.Error("WithConnectHandlerOptions is a GRPCServerOption: NewGRPCServer would accept and ignore it")
+	}
+	if reflect.TypeOf(mesh.WithDialOptions()).Implements(reflect.TypeFor[mesh.ConnectClientOption]()) {
+		t.Error("WithDialOptions is a ConnectClientOption: ConnectClientOptions would accept and ignore it")
+	}
+	if !reflect.TypeOf(mesh.WithLogger(nil)).Implements(reflect.TypeFor[mesh.ServerOption]()) {
+		t.Error("WithLogger applies to one stack only")
+	}
+}
+
+// TestOptionValuesAreChecked: an option given a value it cannot use is an
+// error from the constructor, not a silent default.
+func TestOptionValuesAreChecked(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+	testCases := []struct {
+		opt  mesh.ServerOption
+		want string
+	}{
+		{mesh.WithLogger(nil), "mesh: WithLogger(nil): pass a logger (slog.New(slog.DiscardHandler) to log nothing)"},
+		{mesh.WithShutdownTimeout(0), "mesh: WithShutdownTimeout(0s): must be positive"},
+		{mesh.WithRecheckInterval(-time.Second), "mesh: WithRecheckInterval(-1s): must be positive"},
+		{mesh.WithMaxConcurrentStreams(0), "mesh: WithMaxConcurrentStreams(0): must be at least 1"},
+		{mesh.WithAuthorizer(nil), "mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"},
+		{mesh.WithRateLimiter(nil), "mesh: WithRateLimiter(nil): build one with interceptors.NewRateLimiter"},
+		{mesh.WithServerOptions(nil), "mesh: WithServerOptions: nil option"},
+	}
+	for _, tc := range testCases {
+		_, gerr := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), tc.opt)
+		_, cerr := mesh.NewConnectServer(creds, mesh.WithoutAuthorization(), tc.opt)
+		for stack, err := range map[string]error{"grpc-go": gerr, "connect-go": cerr} {
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("%s: %v, want %s", stack, err, tc.want)
+			}
+		}
+	}
+	if _, err := mesh.NewGRPCServer(creds, mesh.WithAuthorizer(greetPolicy(t)), mesh.WithGRPCServerOptions(grpc.InTapHandle(func(ctx context.Context, _ *tap.Info) (context.Context, error) { return ctx, nil }))); err == nil ||
+		!strings.Contains(err.Error(), "do not pass grpc.InTapHandle in WithGRPCServerOptions") {
+		t.Errorf("a second InTapHandle: %v", err)
+	}
+}
