@@ -1,10 +1,13 @@
 package mesh_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -64,9 +67,27 @@ func TestRateLimit(t *testing.T) {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not say %q", err, want)
 			}
+			// Every path the server answers is limited, known or not.
+			if err := callUnknown(t, addr, gateway); connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Errorf("unknown procedure over the limit: %v, want resource_exhausted", err)
+			}
 			if err := st.check(t, addr, other, serverID); err != nil {
 				t.Errorf("another caller was limited too: %v", err)
 			}
 		})
 	}
+}
+
+// callUnknown calls a procedure no server serves, over gRPC.
+func callUnknown(t *testing.T, addr string, creds mesh.Credentials) error {
+	t.Helper()
+	hc, err := mesh.NewHTTPClient(creds, spiffeid.RequireFromString(serverID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.CloseIdleConnections()
+	client := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](hc,
+		"https://"+addr+"/no.such.Service/Method", connect.WithGRPC())
+	_, err = client.CallUnary(context.Background(), connect.NewRequest(&healthpb.HealthCheckRequest{}))
+	return err
 }

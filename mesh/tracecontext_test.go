@@ -1,0 +1,68 @@
+package mesh_test
+
+import (
+	"context"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	greetv1 "github.com/trustmesh/trustmesh/gen/greet/v1"
+	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
+	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/mesh"
+)
+
+// TestDeniedCallsFollowTheEdgeTraceRule: at an edge (a connect-go server
+// that does not trust remote trace context), a caller's traceparent does
+// not choose the trace of its calls: allowed calls start a new trace linked
+// to the caller's, and so, now, do denied ones (before, a denied call was
+// audited under the trace ID the caller sent). With TrustRemote both
+// continue the caller's trace.
+func TestDeniedCallsFollowTheEdgeTraceRule(t *testing.T) {
+	t.Parallel()
+	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const traceparent = "00-" + callerTrace + "-00f067aa0ba902b7-01"
+	for _, trustRemote := range []bool{false, true} {
+		pki := testpki.New(t, "example.org")
+		spans := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+		srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
+			mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings(),
+			mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}, TrustRemote: trustRemote}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, &greeter{}); err != nil {
+			t.Fatal(err)
+		}
+		addr := serve(t, srv.Serve)
+		for _, caller := range []string{friendID, strangerID} {
+			hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := connect.NewRequest(&greetv1.GreetRequest{})
+			req.Header().Set("traceparent", traceparent)
+			_, _ = greetv1connect.NewGreetServiceClient(hc, "https://"+addr).Greet(context.Background(), req)
+			hc.CloseIdleConnections()
+		}
+		ended := spans.Ended()
+		if len(ended) != 2 {
+			t.Fatalf("trustRemote=%v: %d spans, want 2 (one allowed, one denied)", trustRemote, len(ended))
+		}
+		for _, s := range ended {
+			continued := s.SpanContext().TraceID().String() == callerTrace
+			if continued != trustRemote {
+				t.Errorf("trustRemote=%v: span %q has trace %s (continues the caller's: %v)", trustRemote, s.Name(), s.SpanContext().TraceID(), continued)
+			}
+			if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
+				t.Errorf("span %q: links %v, want one to the caller's trace", s.Name(), s.Links())
+			}
+		}
+	}
+}
