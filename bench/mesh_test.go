@@ -53,9 +53,9 @@ func inventoryAuthorizer(b *testing.B) *interceptors.Authorizer {
 
 // serveInventory serves the real inventory service on a mesh grpc-go server
 // built with opts, and returns a client connection as caller.
-func serveInventory(b *testing.B, pki *testpki.PKI, caller string, opts ...mesh.ServerOption) *grpc.ClientConn {
+func serveInventory(b *testing.B, pki *testpki.PKI, caller string, opts ...mesh.GRPCServerOption) *grpc.ClientConn {
 	b.Helper()
-	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(b, inventoryID), Bundles: pki.Bundle()}, mesh.WithServerOptions(opts...))
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(b, inventoryID), Bundles: pki.Bundle()}, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,13 +100,13 @@ func BenchmarkDeniedCall(b *testing.B) {
 	pki := testpki.New(b, "shop.example")
 	impls := []struct {
 		name string
-		opts func(a *interceptors.Authorizer) []mesh.ServerOption
+		opts func(a *interceptors.Authorizer) []mesh.GRPCServerOption
 	}{
-		{"tap", func(a *interceptors.Authorizer) []mesh.ServerOption {
-			return []mesh.ServerOption{mesh.WithAuthorizer(a)}
+		{"tap", func(a *interceptors.Authorizer) []mesh.GRPCServerOption {
+			return []mesh.GRPCServerOption{mesh.WithAuthorizer(a)}
 		}},
-		{"interceptor", func(a *interceptors.Authorizer) []mesh.ServerOption {
-			return []mesh.ServerOption{mesh.WithoutAuthorization(),
+		{"interceptor", func(a *interceptors.Authorizer) []mesh.GRPCServerOption {
+			return []mesh.GRPCServerOption{mesh.WithoutAuthorization(),
 				mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{a.UnaryServerInterceptor()}, nil)}
 		}},
 	}
@@ -149,7 +149,7 @@ func BenchmarkTracing(b *testing.B) {
 	}
 	for _, impl := range impls {
 		b.Run("impl="+impl.name, func(b *testing.B) {
-			opts := []mesh.ServerOption{mesh.WithAuthorizer(inventoryAuthorizer(b))}
+			opts := []mesh.GRPCServerOption{mesh.WithAuthorizer(inventoryAuthorizer(b))}
 			if impl.tp != nil {
 				opts = append(opts, mesh.WithTelemetry(mesh.Telemetry{TracerProvider: impl.tp, Propagator: prop, TrustRemote: true}))
 			}
