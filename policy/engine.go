@@ -8,11 +8,17 @@ import (
 
 // Engine is a compiled, immutable policy. It is safe for concurrent use;
 // to change the policy, compile a new Engine and swap it in (see [Watcher]).
+//
+// Each rule is indexed at one of three levels: under the exact methods it
+// names, under the services it names with "/pkg.Service/*", or as global
+// for "*". A decision consults its method's index, its service's and the
+// global one, and takes the first matching rule (in policy order) of the
+// three.
 type Engine struct {
 	rules    []compiledRule
-	methods  map[string]*methodIndex // "/pkg.Svc/Method" -> its rules, its service's and the global ones
-	services map[string]*methodIndex // "pkg.Svc" -> its wildcard rules and the global ones
-	global   *methodIndex            // rules for "*"
+	methods  map[string]*methodIndex // "/pkg.Svc/Method" -> the rules naming it exactly
+	services map[string]*methodIndex // "pkg.Svc" -> the rules naming "/pkg.Svc/*"
+	global   *methodIndex            // the rules naming "*"
 	dryRun   bool
 	tokens   []string // names of the rules applying here that require a token
 }
@@ -24,24 +30,44 @@ type compiledRule struct {
 	requireToken bool
 }
 
-// methodIndex holds the rules that apply to one method, by effect, then by
-// caller. allowToken holds the allow rules that require a token (they are
-// in allow too).
+// ruleKind is what a rule does to the calls it matches; allowToken rules
+// are allow rules that require a token (they are in allow too).
+type ruleKind int
+
+const (
+	deny ruleKind = iota
+	dryRunDeny
+	allow
+	allowToken
+	ruleKinds
+)
+
+// methodIndex holds the rules of one level (see [Engine]) for one method,
+// service or all, by kind, then by caller.
 type methodIndex struct {
-	deny, dryRunDeny, allow, allowToken callerIndex
+	kinds [ruleKinds]callerIndex
+	// last is the last rule added plus one (0: none yet), so that a rule
+	// naming the same method twice is indexed once.
+	last int32
+	// service is, for an exact method, the index of its service, or nil.
+	service *methodIndex
 }
 
 func (m *methodIndex) add(rule int32, r compiledRule, callers []callerPattern) {
+	if m.last == rule+1 {
+		return
+	}
+	m.last = rule + 1
 	switch {
 	case r.effect == Allow:
-		m.allow.add(rule, callers)
+		m.kinds[allow].add(rule, callers)
 		if r.requireToken {
-			m.allowToken.add(rule, callers)
+			m.kinds[allowToken].add(rule, callers)
 		}
 	case r.dryRun:
-		m.dryRunDeny.add(rule, callers)
+		m.kinds[dryRunDeny].add(rule, callers)
 	default:
-		m.deny.add(rule, callers)
+		m.kinds[deny].add(rule, callers)
 	}
 }
 
@@ -74,11 +100,11 @@ func (c *callerIndex) add(rule int32, callers []callerPattern) {
 
 func (c *callerIndex) empty() bool { return len(c.exact) == 0 && len(c.patterns) == 0 }
 
-// first returns the index of the first rule matching id, or -1.
-func (c *callerIndex) first(id spiffeid.ID) int32 {
-	best := int32(-1)
+// first returns the index of the first rule matching id, if it comes
+// before best, or else best; -1 is no rule.
+func (c *callerIndex) first(id spiffeid.ID, best int32) int32 {
 	if c.exact != nil {
-		if r, ok := c.exact[id.String()]; ok {
+		if r, ok := c.exact[id.String()]; ok && (best < 0 || r < best) {
 			best = r
 		}
 	}
@@ -93,33 +119,47 @@ func (c *callerIndex) first(id spiffeid.ID) int32 {
 	return best
 }
 
-func (e *Engine) lookup(method string) *methodIndex {
+// levels are the indexes a decision on one method consults: the method's,
+// its service's and the global one. Missing ones are nil.
+type levels [3]*methodIndex
+
+func (e *Engine) lookup(method string) levels {
 	if idx, ok := e.methods[method]; ok {
-		return idx
+		return levels{idx, idx.service, e.global}
 	}
 	if svc, _, ok := splitMethod(method); ok {
-		if idx, ok := e.services[svc]; ok {
-			return idx
+		return levels{nil, e.services[svc], e.global}
+	}
+	return levels{nil, nil, e.global}
+}
+
+// first returns the index of the first rule of kind k matching id, at any
+// level, or -1.
+func (l *levels) first(k ruleKind, id spiffeid.ID) int32 {
+	best := int32(-1)
+	for _, idx := range l {
+		if idx != nil {
+			best = idx.kinds[k].first(id, best)
 		}
 	}
-	return e.global
+	return best
 }
 
 // Decide returns the decision for caller calling method (a gRPC full method
 // name, "/pkg.Service/Method"). A zero caller or an unknown method matches
 // no rule naming them and is denied by default. Decide allocates nothing.
 func (e *Engine) Decide(method string, caller spiffeid.ID) Decision {
-	idx := e.lookup(method)
+	l := e.lookup(method)
 	if !caller.IsZero() {
-		if r := idx.deny.first(caller); r >= 0 {
+		if r := l.first(deny, caller); r >= 0 {
 			return e.deny(e.rules[r].name)
 		}
-		if r := idx.allow.first(caller); r >= 0 {
+		if r := l.first(allow, caller); r >= 0 {
 			token := false
-			if t := idx.allowToken.first(caller); t >= 0 {
+			if t := l.first(allowToken, caller); t >= 0 {
 				r, token = t, true
 			}
-			if d := idx.dryRunDeny.first(caller); d >= 0 {
+			if d := l.first(dryRunDeny, caller); d >= 0 {
 				return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name, RequireToken: token}
 			}
 			return Decision{Outcome: Allowed, Rule: e.rules[r].name, RequireToken: token}
@@ -139,7 +179,12 @@ func (e *Engine) deny(rule string) Decision {
 // some caller: a served method that no allow rule covers can never be
 // called, which is almost always a mistake in the policy.
 func (e *Engine) Covers(method string) bool {
-	return !e.lookup(method).allow.empty()
+	for _, idx := range e.lookup(method) {
+		if idx != nil && !idx.kinds[allow].empty() {
+			return true
+		}
+	}
+	return false
 }
 
 // Rules returns the number of rules in the policy.
