@@ -1,8 +1,10 @@
 package policy_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -171,5 +173,132 @@ func TestWatcherSymlinks(t *testing.T) {
 	rec.until(t, "after the new target was replaced", func(e *policy.Engine) bool { return aliceLists(e) && bobLists(e) })
 	if !strings.HasSuffix(w.Engine().Decide(gwList, bob).Rule, "bob-lists") {
 		t.Errorf("the engine in force is not the last one: %+v", w.Engine().Decide(gwList, bob))
+	}
+}
+
+// chargePolicy is policyFor(users...) plus a rule that lets orders charge.
+func chargePolicy(users ...string) string {
+	return policyFor(users...) + "  - name: orders-charge\n    effect: allow\n    from: [spiffe://shop.example/ns/shop/sa/orders]\n    to: [" + charge + "]\n"
+}
+
+func TestWatcherAddCheck(t *testing.T) {
+	t.Parallel()
+	var (
+		mu  sync.Mutex
+		ran []string
+	)
+	record := func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		ran = append(ran, name)
+	}
+	ranOnce := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := ran
+		ran = nil
+		return out
+	}
+	w, path, updates := watch(t, chargePolicy("alice"), policy.WithCheck(func(*policy.Engine) error {
+		record("with")
+		return nil
+	}))
+	if got := ranOnce(); !slices.Equal(got, []string{"with"}) {
+		t.Fatalf("at the first load, the checks that ran: %v, want [with]", got)
+	}
+	removeCovers := w.AddCheck(func(e *policy.Engine) error {
+		record("covers")
+		if !e.Covers(charge) {
+			return fmt.Errorf("no allow rule for %s", charge)
+		}
+		return nil
+	})
+	removeSecond := w.AddCheck(func(*policy.Engine) error {
+		record("second")
+		return nil
+	})
+	if w.AddCheck(nil) == nil {
+		t.Error("AddCheck(nil) returned a nil remove function")
+	}
+
+	// A reload the added check refuses is rejected; the engine stays.
+	good := w.Engine()
+	writeAtomic(t, path, policyFor("alice", "bob"))
+	u := next(t, updates)
+	if want := path + ": no allow rule for " + charge; u.err == nil || u.err.Error() != want {
+		t.Fatalf("reload error = %v, want %s", u.err, want)
+	}
+	if w.Engine() != good || outcome(w, bob) != policy.Denied {
+		t.Error("a reload an added check refused replaced the engine in force")
+	}
+	if got := ranOnce(); !slices.Equal(got, []string{"with", "covers"}) {
+		t.Errorf("checks that ran on the refused reload: %v, want [with covers]", got)
+	}
+
+	// One it accepts is applied, after every check ran in order.
+	writeAtomic(t, path, chargePolicy("alice", "bob"))
+	if u := next(t, updates); u.err != nil || outcome(w, bob) != policy.Allowed {
+		t.Fatalf("reload: %v; bob %v, want allow", u.err, outcome(w, bob))
+	}
+	if got := ranOnce(); !slices.Equal(got, []string{"with", "covers", "second"}) {
+		t.Errorf("checks that ran on the reload: %v, want [with covers second]", got)
+	}
+
+	// Once removed, the check no longer runs.
+	removeCovers()
+	removeCovers()
+	writeAtomic(t, path, policyFor("bob"))
+	if u := next(t, updates); u.err != nil || outcome(w, alice) != policy.Denied {
+		t.Fatalf("reload after removing the check: %v; alice %v, want deny", u.err, outcome(w, alice))
+	}
+	if got := ranOnce(); !slices.Equal(got, []string{"with", "second"}) {
+		t.Errorf("checks that ran after one was removed: %v, want [with second]", got)
+	}
+	removeSecond()
+}
+
+// TestWatcherAddCheckConcurrent adds and removes checks from several
+// goroutines while the policy reloads; run it with -race. A check that
+// refuses everything is in place only between its AddCheck and remove.
+func TestWatcherAddCheckConcurrent(t *testing.T) {
+	t.Parallel()
+	w, path, updates := watch(t, policyFor("alice"))
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				remove := w.AddCheck(func(*policy.Engine) error { return nil })
+				remove()
+			}
+		})
+	}
+	for i := range 5 {
+		users := []string{"alice"}
+		if i%2 == 0 {
+			users = append(users, "bob")
+		}
+		writeAtomic(t, path, policyFor(users...))
+		if u := next(t, updates); u.err != nil {
+			t.Fatalf("reload %d: %v", i, u.err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	remove := w.AddCheck(func(*policy.Engine) error { return fmt.Errorf("refused") })
+	writeAtomic(t, path, policyFor("bob"))
+	if u := next(t, updates); u.err == nil || u.err.Error() != path+": refused" {
+		t.Fatalf("reload with a refusing check: %v, want %s: refused", u.err, path)
+	}
+	remove()
+	writeAtomic(t, path, policyFor("alice", "bob", "carol"))
+	if u := next(t, updates); u.err != nil {
+		t.Fatalf("reload once the refusing check was removed: %v", u.err)
 	}
 }

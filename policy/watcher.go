@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +32,17 @@ type Watcher struct {
 	cfg    watcherConfig
 	engine atomic.Pointer[Engine]
 
+	mu     sync.Mutex
+	checks []*checkEntry // added by AddCheck, in order
+
 	fw      *filewatch.Watcher
 	reloads metric.Int64Counter
 	gauge   metric.Registration
 }
+
+// checkEntry is one check added by [Watcher.AddCheck]; its address tells
+// it from the others.
+type checkEntry struct{ f func(*Engine) error }
 
 var _ Source = (*Watcher)(nil)
 
@@ -82,7 +91,7 @@ func NewWatcher(ctx context.Context, path string, opts ...WatcherOption) (*Watch
 	if err != nil {
 		return nil, err
 	}
-	e, err := w.build(data)
+	e, err := w.build(data, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +144,31 @@ func (w *Watcher) registerMetrics() error {
 // concurrently with reloads, and after Close.
 func (w *Watcher) Engine() *Engine { return w.engine.Load() }
 
+// AddCheck adds check to the checks that every reload after the first load
+// must pass, after those of [WithCheck], in the order added: a reload that
+// a check refuses is rejected like a policy that does not compile, and the
+// last good engine stays in force. A server uses it to refuse a policy
+// that would leave a method it serves uncovered (see [Engine.Covers]).
+//
+// It returns a function that removes check; calling that more than once
+// does nothing. AddCheck and the remove functions are safe for concurrent
+// use, with each other and with reloads; a reload already running may or
+// may not run a check added or removed meanwhile. A nil check is ignored.
+func (w *Watcher) AddCheck(check func(*Engine) error) (remove func()) {
+	if check == nil {
+		return func() {}
+	}
+	c := &checkEntry{f: check}
+	w.mu.Lock()
+	w.checks = append(w.checks, c)
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		w.checks = slices.DeleteFunc(w.checks, func(o *checkEntry) bool { return o == c })
+		w.mu.Unlock()
+	}
+}
+
 // Close stops watching and waits until the watcher's goroutine has
 // returned. It is safe to call more than once; the engine in force stays
 // available. Close must not be called from the [WithOnUpdate] callback or
@@ -152,7 +186,13 @@ func (w *Watcher) read() ([]byte, []byte, error) {
 
 // reload swaps in the engine compiled from data, or says why not.
 func (w *Watcher) reload(ctx context.Context, data []byte) error {
-	e, err := w.build(data)
+	w.mu.Lock()
+	added := make([]func(*Engine) error, len(w.checks))
+	for i, c := range w.checks {
+		added[i] = c.f
+	}
+	w.mu.Unlock()
+	e, err := w.build(data, added)
 	if err != nil {
 		return err
 	}
@@ -176,8 +216,9 @@ func (w *Watcher) reject(ctx context.Context, err error) {
 	}
 }
 
-// build parses data, merges the base policies, compiles and checks.
-func (w *Watcher) build(data []byte) (*Engine, error) {
+// build parses data, merges the base policies, compiles, and runs the
+// checks of WithCheck, then the added ones.
+func (w *Watcher) build(data []byte, added []func(*Engine) error) (*Engine, error) {
 	p, err := Parse(w.path, data)
 	if err != nil {
 		return nil, err
@@ -186,7 +227,7 @@ func (w *Watcher) build(data []byte) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, check := range w.cfg.checks {
+	for _, check := range slices.Concat(w.cfg.checks, added) {
 		if err := check(e); err != nil {
 			return nil, fmt.Errorf("%s: %w", w.path, err)
 		}
@@ -242,6 +283,7 @@ func WithCompileOptions(opts ...CompileOption) WatcherOption {
 // would. A coverage check (every served method has an allow rule, see
 // [Engine.Covers]) is the usual one. Given more than once, every check
 // runs, in order. By default, there is no check; a nil check is ignored.
+// For a check known only once the watcher exists, see [Watcher.AddCheck].
 func WithCheck(check func(*Engine) error) WatcherOption {
 	return watcherOptionFunc(func(c *watcherConfig) {
 		if check != nil {
