@@ -111,11 +111,15 @@ func indexFor(m map[string]*methodIndex, key string) *methodIndex {
 	return idx
 }
 
-// link points each exact method's index at its service's, so that a
-// decision on a known method takes one map lookup.
+// link makes the plan of every index: what a decision on its method,
+// service or any other method consults, so that it takes one map lookup.
 func (e *Engine) link() {
 	for method, idx := range e.methods {
 		svc, _, _ := splitMethod(method)
-		idx.service = e.services[svc]
+		idx.plan = makePlan(idx, e.services[svc], e.global)
 	}
+	for _, idx := range e.services {
+		idx.plan = makePlan(idx, e.global)
+	}
+	e.global.plan = makePlan(e.global)
 }

@@ -49,8 +49,37 @@ type methodIndex struct {
 	// last is the last rule added plus one (0: none yet), so that a rule
 	// naming the same method twice is indexed once.
 	last int32
-	// service is, for an exact method, the index of its service, or nil.
-	service *methodIndex
+	// plan is what a decision consults, made by [Engine.link].
+	plan plan
+}
+
+// plan lists, for each kind of rule, the caller indexes a decision must
+// consult: the non-empty ones of a method's level, its service's and the
+// global one.
+type plan [ruleKinds][]*callerIndex
+
+// makePlan returns the plan for levels, the most specific first; nil ones
+// are skipped.
+func makePlan(levels ...*methodIndex) plan {
+	var p plan
+	for k := range ruleKinds {
+		for _, l := range levels {
+			if l != nil && !l.kinds[k].empty() {
+				p[k] = append(p[k], &l.kinds[k])
+			}
+		}
+	}
+	return p
+}
+
+// first returns the index of the first rule of kind k matching id, at any
+// level, or -1.
+func (p *plan) first(k ruleKind, id spiffeid.ID) int32 {
+	best := int32(-1)
+	for _, c := range p[k] {
+		best = c.first(id, best)
+	}
+	return best
 }
 
 func (m *methodIndex) add(rule int32, r compiledRule, callers []callerPattern) {
@@ -119,47 +148,34 @@ func (c *callerIndex) first(id spiffeid.ID, best int32) int32 {
 	return best
 }
 
-// levels are the indexes a decision on one method consults: the method's,
-// its service's and the global one. Missing ones are nil.
-type levels [3]*methodIndex
-
-func (e *Engine) lookup(method string) levels {
+// lookup returns the plan for a decision on method.
+func (e *Engine) lookup(method string) *plan {
 	if idx, ok := e.methods[method]; ok {
-		return levels{idx, idx.service, e.global}
+		return &idx.plan
 	}
 	if svc, _, ok := splitMethod(method); ok {
-		return levels{nil, e.services[svc], e.global}
-	}
-	return levels{nil, nil, e.global}
-}
-
-// first returns the index of the first rule of kind k matching id, at any
-// level, or -1.
-func (l *levels) first(k ruleKind, id spiffeid.ID) int32 {
-	best := int32(-1)
-	for _, idx := range l {
-		if idx != nil {
-			best = idx.kinds[k].first(id, best)
+		if idx, ok := e.services[svc]; ok {
+			return &idx.plan
 		}
 	}
-	return best
+	return &e.global.plan
 }
 
 // Decide returns the decision for caller calling method (a gRPC full method
 // name, "/pkg.Service/Method"). A zero caller or an unknown method matches
 // no rule naming them and is denied by default. Decide allocates nothing.
 func (e *Engine) Decide(method string, caller spiffeid.ID) Decision {
-	l := e.lookup(method)
+	p := e.lookup(method)
 	if !caller.IsZero() {
-		if r := l.first(deny, caller); r >= 0 {
+		if r := p.first(deny, caller); r >= 0 {
 			return e.deny(e.rules[r].name)
 		}
-		if r := l.first(allow, caller); r >= 0 {
+		if r := p.first(allow, caller); r >= 0 {
 			token := false
-			if t := l.first(allowToken, caller); t >= 0 {
+			if t := p.first(allowToken, caller); t >= 0 {
 				r, token = t, true
 			}
-			if d := l.first(dryRunDeny, caller); d >= 0 {
+			if d := p.first(dryRunDeny, caller); d >= 0 {
 				return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name, RequireToken: token}
 			}
 			return Decision{Outcome: Allowed, Rule: e.rules[r].name, RequireToken: token}
@@ -179,12 +195,7 @@ func (e *Engine) deny(rule string) Decision {
 // some caller: a served method that no allow rule covers can never be
 // called, which is almost always a mistake in the policy.
 func (e *Engine) Covers(method string) bool {
-	for _, idx := range e.lookup(method) {
-		if idx != nil && !idx.kinds[allow].empty() {
-			return true
-		}
-	}
-	return false
+	return len(e.lookup(method)[allow]) > 0
 }
 
 // Rules returns the number of rules in the policy.
