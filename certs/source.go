@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -21,11 +19,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/filewatch"
 )
 
 // DefaultDebounce is how long a [FileSource] waits after the last change in
-// its directories before it reloads, unless [FileSourceConfig.Debounce]
-// says otherwise.
+// its directories before it reads the files, and then between the two
+// reads that must agree, unless [FileSourceConfig.Debounce] says
+// otherwise.
 const DefaultDebounce = 100 * time.Millisecond
 
 // reloadAttempts is how many times a [FileSource] tries a changed set of
@@ -64,8 +64,11 @@ type FileSourceConfig struct {
 	Logger *slog.Logger
 
 	// Debounce is how long to wait after the last change in the watched
-	// directories before reloading, so that a burst of writes (a rotation
-	// writes two files) is read once. By default, it is [DefaultDebounce].
+	// directories before reading the files, so that a burst of writes (a
+	// rotation writes two files) is read once, and then between the two
+	// reads that must agree before the files are reloaded, so that files
+	// still being written are not. By default, and when 0 or less, it is
+	// [DefaultDebounce].
 	Debounce time.Duration
 
 	// MeterProvider receives the [ExpiryMetric] gauge. By default, it is
@@ -80,13 +83,17 @@ type FileSourceConfig struct {
 // carry on.
 //
 // It watches the directories of its files (not the files), so it sees the
-// atomic renames of [WriteSVID] and the symlink swaps of Kubernetes secret
-// and ConfigMap volumes. After a change settles (see
-// [FileSourceConfig.Debounce]) it re-reads everything and swaps the new
-// material in only if it is sound: the key matches the certificate, the
-// chain verifies against the bundles at the current time under the
-// X.509-SVID rules of [identity.Verify] for both the server and the client
-// role. Otherwise it keeps serving what it had and logs one error line.
+// atomic renames of [WriteSVID], and it follows symlinks all the way: the
+// directory of each link on the way to a file is watched, and the
+// directory of the file they lead to, so it sees the symlink swaps of
+// Kubernetes secret and ConfigMap volumes, a re-pointed link, and an edit
+// of a link's target in another directory. After a change settles (see
+// [FileSourceConfig.Debounce]) it reads everything twice, a debounce
+// apart, and only if both reads agree does it swap the new material in,
+// and then only if it is sound: the key matches the certificate, the chain
+// verifies against the bundles at the current time under the X.509-SVID
+// rules of [identity.Verify] for both the server and the client role.
+// Otherwise it keeps serving what it had and logs one error line.
 //
 // A FileSource is safe for concurrent use. Close it when done.
 type FileSource struct {
@@ -94,8 +101,9 @@ type FileSource struct {
 	log     *slog.Logger
 	current atomic.Pointer[fileMaterial]
 	updated chan struct{}
+	swapped chan struct{} // to the expiry goroutine: new material is in force
 
-	watcher *fsnotify.Watcher
+	watcher *filewatch.Watcher
 	reg     metric.Registration
 
 	closed    atomic.Bool
@@ -137,36 +145,39 @@ func NewFileSource(ctx context.Context, cfg FileSourceConfig) (_ *FileSource, er
 		cfg:     cfg,
 		log:     cfg.Logger,
 		updated: make(chan struct{}, 1),
+		swapped: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	m, err := s.load(time.Now())
+	c, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.parse(c, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	s.current.Store(m)
 
-	if s.watcher, err = fsnotify.NewWatcher(); err != nil {
-		return nil, fmt.Errorf("certs: file source: watch: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, s.watcher.Close())
-			if s.reg != nil {
-				err = errors.Join(err, s.reg.Unregister())
-			}
-		}
-	}()
-	for _, dir := range s.dirs() {
-		if err := s.watcher.Add(dir); err != nil {
-			return nil, fmt.Errorf("certs: file source: watch %s: %w", dir, err)
-		}
-	}
 	if s.reg, err = registerExpiryGauge(cfg.MeterProvider, s.svid); err != nil {
 		return nil, err
 	}
+	if s.watcher, err = filewatch.Start(context.WithoutCancel(ctx), filewatch.Config[fileContents]{
+		Name:    "certs",
+		Files:   s.files(),
+		Dirs:    s.bundleDirs(),
+		Settle:  cfg.Debounce,
+		Retries: reloadAttempts - 1,
+		Loaded:  m.raw,
+		Read:    func() (fileContents, []byte, error) { c, err := s.read(); return c, c.raw(), err },
+		Reload:  s.reload,
+		Reject:  s.reject,
+		Logger:  s.log,
+	}); err != nil {
+		return nil, errors.Join(err, s.reg.Unregister())
+	}
 	s.log.Info("certs: loaded SVID", s.attrs(m)...)
-	go s.run(m)
+	go s.watchExpiry(m)
 	return s, nil
 }
 
@@ -199,9 +210,10 @@ func (s *FileSource) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		err = s.watcher.Close()
 		close(s.stop)
 		<-s.done
-		err = errors.Join(s.watcher.Close(), s.reg.Unregister())
+		err = errors.Join(err, s.reg.Unregister())
 	})
 	return err
 }
@@ -214,85 +226,65 @@ func (s *FileSource) svid() *x509svid.SVID {
 	return s.current.Load().svid
 }
 
-// dirs returns the directories to watch, without duplicates.
-func (s *FileSource) dirs() []string {
-	var dirs []string
-	for _, f := range []string{s.cfg.CertFile, s.cfg.KeyFile, s.cfg.BundleFile} {
-		if f != "" {
-			dirs = append(dirs, filepath.Clean(filepath.Dir(f)))
-		}
+// files returns the files to watch.
+func (s *FileSource) files() []string {
+	files := []string{s.cfg.CertFile, s.cfg.KeyFile}
+	if s.cfg.BundleFile != "" {
+		files = append(files, s.cfg.BundleFile)
 	}
-	if s.cfg.BundleDir != "" {
-		dirs = append(dirs, filepath.Clean(s.cfg.BundleDir))
-	}
-	slices.Sort(dirs)
-	return slices.Compact(dirs)
+	return files
 }
 
-// run watches for changes until Close.
-func (s *FileSource) run(m *fileMaterial) {
+// bundleDirs returns the directory of bundles to watch, if any.
+func (s *FileSource) bundleDirs() []string {
+	if s.cfg.BundleDir == "" {
+		return nil
+	}
+	return []string{s.cfg.BundleDir}
+}
+
+// reload swaps in the material in c if it is sound, or says why not. It
+// runs on the file watcher's goroutine.
+func (s *FileSource) reload(_ context.Context, c fileContents) error {
+	now := time.Now()
+	if bytes.Equal(c.raw(), s.current.Load().raw) {
+		return nil // back to what is in force
+	}
+	m, err := s.parse(c, now)
+	if err != nil {
+		return err
+	}
+	s.current.Store(m)
+	for _, ch := range []chan struct{}{s.updated, s.swapped} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	s.log.Info("certs: reloaded SVID", s.attrs(m)...)
+	return nil
+}
+
+// reject logs files that could not be read, or were not sound.
+func (s *FileSource) reject(_ context.Context, err error) {
+	s.log.Error("certs: rejected new SVID files; still serving the previous SVID",
+		slog.String("error", err.Error()),
+		slog.String("serving_serial", s.current.Load().svid.Certificates[0].SerialNumber.Text(16)))
+}
+
+// watchExpiry logs, until Close, when the SVID in force (m at first) is
+// about to expire and when it has.
+func (s *FileSource) watchExpiry(m *fileMaterial) {
 	defer close(s.done)
 	expiry := newExpiryMonitor(s.log, s.cfg.CertFile)
 	defer expiry.stop()
 	expiry.reset(m.svid, time.Now())
-
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	defer debounce.Stop()
-	attempts := 0
-	var lastBad []byte // raw bytes of the last rejected files, logged once
 	for {
 		select {
 		case <-s.stop:
 			return
-		case ev, ok := <-s.watcher.Events:
-			if !ok {
-				return
-			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			attempts = 0
-			debounce.Reset(s.cfg.Debounce)
-		case err, ok := <-s.watcher.Errors:
-			if !ok {
-				return
-			}
-			s.log.Warn("certs: file watch error", slog.String("file", s.cfg.CertFile), slog.String("error", err.Error()))
-		case <-debounce.C:
-			attempts++
-			now := time.Now()
-			c, err := s.read()
-			raw := c.raw()
-			if err == nil && bytes.Equal(raw, s.current.Load().raw) {
-				lastBad = nil // back to what is in force
-				continue
-			}
-			var m *fileMaterial
-			if err == nil {
-				m, err = s.parse(c, now)
-			}
-			if err != nil {
-				if attempts < reloadAttempts {
-					debounce.Reset(s.cfg.Debounce) // maybe caught between the key and the certificate
-					continue
-				}
-				if !bytes.Equal(raw, lastBad) {
-					lastBad = raw
-					s.log.Error("certs: rejected new SVID files; still serving the previous SVID",
-						slog.String("error", err.Error()),
-						slog.String("serving_serial", s.current.Load().svid.Certificates[0].SerialNumber.Text(16)))
-				}
-				continue
-			}
-			lastBad = nil
-			s.current.Store(m)
-			select {
-			case s.updated <- struct{}{}:
-			default:
-			}
-			s.log.Info("certs: reloaded SVID", s.attrs(m)...)
-			expiry.reset(m.svid, now)
+		case <-s.swapped:
+			expiry.reset(s.current.Load().svid, time.Now())
 		case <-expiry.C():
 			expiry.fire(time.Now())
 		}
@@ -342,15 +334,6 @@ func (s *FileSource) read() (fileContents, error) {
 		}
 	}
 	return c, nil
-}
-
-// load reads and checks every file.
-func (s *FileSource) load(now time.Time) (*fileMaterial, error) {
-	c, err := s.read()
-	if err != nil {
-		return nil, err
-	}
-	return s.parse(c, now)
 }
 
 // parse checks the files read, as of now.

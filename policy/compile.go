@@ -1,12 +1,7 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -25,8 +20,30 @@ func ForServer(id spiffeid.ID) CompileOption {
 	return func(c *compileConfig) { c.server = id }
 }
 
+// here reports whether a rule with the server patterns at applies on the
+// server being compiled for.
+func (c *compileConfig) here(at []callerPattern) bool {
+	if len(at) == 0 {
+		return true
+	}
+	if c.server.IsZero() {
+		return false
+	}
+	for i := range at {
+		if at[i].match(c.server) {
+			return true
+		}
+	}
+	return false
+}
+
 // Compile checks p and compiles it into an immutable [Engine]. Every error
 // names the rule and where it was declared: "SOURCE: rule NAME: problem".
+//
+// Compiling takes time and memory in proportion to the number of rules and
+// patterns: each rule is indexed under the methods it names exactly, the
+// services it names with "/pkg.Service/*", or "*", and a decision consults
+// the three.
 func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 	var cfg compileConfig
 	for _, o := range opts {
@@ -35,16 +52,11 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 	e := &Engine{
 		methods:  map[string]*methodIndex{},
 		services: map[string]*methodIndex{},
+		global:   &methodIndex{},
 		dryRun:   p.DryRun,
 	}
-	seen := map[string]string{}
-	type parsedRule struct {
-		callers []callerPattern
-		methods []methodPattern
-		here    bool // the rule applies on this server (At)
-	}
-	parsed := make([]parsedRule, len(p.Rules))
-	for i, r := range p.Rules {
+	names := ruleNames{}
+	for _, r := range p.Rules {
 		where := r.Source
 		if where == "" {
 			where = p.Source
@@ -52,126 +64,62 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 		if where == "" {
 			where = "policy"
 		}
-		fail := func(err error) (*Engine, error) {
+		pr, err := checkRule(r)
+		if err == nil {
+			err = names.add(r.Name, where)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: rule %s: %w", where, ruleName(r.Name), err)
 		}
-		switch {
-		case r.Name == "":
-			return fail(errors.New("has no name"))
-		case !validName(r.Name):
-			return fail(errRuleName)
-		case r.Effect != Allow && r.Effect != Deny:
-			return fail(errors.New("effect must be allow or deny"))
-		case len(r.From) == 0:
-			return fail(errors.New("has no callers (from)"))
-		case len(r.To) == 0:
-			return fail(errors.New("has no methods (to)"))
-		case r.DryRun && r.Effect == Allow:
-			return fail(errors.New("dry_run applies to deny rules only"))
-		case r.RequireToken && r.Effect != Allow:
-			return fail(errRequireTokenOnDeny)
-		}
-		if prev, dup := seen[r.Name]; dup {
-			return fail(fmt.Errorf("duplicate rule name (first declared at %s)", prev))
-		}
-		seen[r.Name] = where
-		for _, f := range r.From {
-			c, err := parseCaller(f)
-			if err != nil {
-				return fail(err)
-			}
-			parsed[i].callers = append(parsed[i].callers, c)
-		}
-		for _, t := range r.To {
-			m, err := parseMethod(t)
-			if err != nil {
-				return fail(err)
-			}
-			parsed[i].methods = append(parsed[i].methods, m)
-		}
-		parsed[i].here = len(r.At) == 0
-		for _, a := range r.At {
-			c, err := parseCaller(a)
-			if err != nil {
-				return fail(fmt.Errorf("at: %w", err))
-			}
-			if !cfg.server.IsZero() && c.match(cfg.server) {
-				parsed[i].here = true
-			}
-		}
-		e.rules = append(e.rules, compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken})
-		if r.RequireToken && parsed[i].here {
-			e.tokens = append(e.tokens, r.Name)
-		}
+		e.add(r, pr, cfg.here(pr.at))
 	}
-
-	// Which rules apply to each exact method, each service wildcard, and
-	// every method? An exact method inherits its service's and the global
-	// rules; a service inherits the global rules.
-	applies := func(m methodPattern, method, service string) bool {
-		switch {
-		case m.all:
-			return true
-		case m.service != "":
-			return m.service == service
-		default:
-			return method != "" && m.method == method
-		}
-	}
-	build := func(method, service string) *methodIndex {
-		idx := &methodIndex{}
-		for i, pr := range parsed {
-			if !pr.here {
-				continue
-			}
-			for _, m := range pr.methods {
-				if applies(m, method, service) {
-					idx.add(int32(i), e.rules[i], pr.callers)
-					break
-				}
-			}
-		}
-		return idx
-	}
-	for _, pr := range parsed {
-		for _, m := range pr.methods {
-			switch {
-			case m.method != "":
-				if _, ok := e.methods[m.method]; !ok {
-					svc, _, _ := splitMethod(m.method)
-					e.methods[m.method] = build(m.method, svc)
-				}
-			case m.service != "":
-				if _, ok := e.services[m.service]; !ok {
-					e.services[m.service] = build("", m.service)
-				}
-			}
-		}
-	}
-	e.global = build("", "")
+	e.link()
 	return e, nil
 }
 
-// ruleName is how errors name a rule: "(unnamed)", its name, or its name
-// quoted when it is not valid (it could hold a line break).
-func ruleName(n string) string {
-	switch {
-	case n == "":
-		return "(unnamed)"
-	case !validName(n):
-		return strconv.Quote(n)
+// add appends r to the engine's rules and, if it applies here, indexes it
+// under every method pattern it names.
+func (e *Engine) add(r Rule, pr parsedRule, here bool) {
+	i := int32(len(e.rules))
+	cr := compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken}
+	e.rules = append(e.rules, cr)
+	if !here {
+		return
 	}
-	return n
+	if r.RequireToken {
+		e.tokens = append(e.tokens, r.Name)
+	}
+	for _, m := range pr.methods {
+		idx := e.global
+		switch {
+		case m.method != "":
+			idx = indexFor(e.methods, m.method)
+		case m.service != "":
+			idx = indexFor(e.services, m.service)
+		}
+		idx.add(i, cr, pr.callers)
+	}
 }
 
-var (
-	errRuleName           = errors.New("name must not contain white space or control characters")
-	errRequireTokenOnDeny = errors.New("require_token applies to allow rules only")
-)
+// indexFor returns the index of key in m, adding an empty one if needed.
+func indexFor(m map[string]*methodIndex, key string) *methodIndex {
+	idx, ok := m[key]
+	if !ok {
+		idx = &methodIndex{}
+		m[key] = idx
+	}
+	return idx
+}
 
-// validName reports whether n is a valid rule name: printable UTF-8 with
-// no white space, so that it reads as one word in errors and audit logs.
-func validName(n string) bool {
-	return n != "" && utf8.ValidString(n) &&
-		strings.IndexFunc(n, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) < 0
+// link makes the plan of every index: what a decision on its method,
+// service or any other method consults, so that it takes one map lookup.
+func (e *Engine) link() {
+	for method, idx := range e.methods {
+		svc, _, _ := splitMethod(method)
+		idx.plan = makePlan(idx, e.services[svc], e.global)
+	}
+	for _, idx := range e.services {
+		idx.plan = makePlan(idx, e.global)
+	}
+	e.global.plan = makePlan(e.global)
 }

@@ -8,11 +8,17 @@ import (
 
 // Engine is a compiled, immutable policy. It is safe for concurrent use;
 // to change the policy, compile a new Engine and swap it in (see [Watcher]).
+//
+// Each rule is indexed at one of three levels: under the exact methods it
+// names, under the services it names with "/pkg.Service/*", or as global
+// for "*". A decision consults its method's index, its service's and the
+// global one, and takes the first matching rule (in policy order) of the
+// three.
 type Engine struct {
 	rules    []compiledRule
-	methods  map[string]*methodIndex // "/pkg.Svc/Method" -> its rules, its service's and the global ones
-	services map[string]*methodIndex // "pkg.Svc" -> its wildcard rules and the global ones
-	global   *methodIndex            // rules for "*"
+	methods  map[string]*methodIndex // "/pkg.Svc/Method" -> the rules naming it exactly
+	services map[string]*methodIndex // "pkg.Svc" -> the rules naming "/pkg.Svc/*"
+	global   *methodIndex            // the rules naming "*"
 	dryRun   bool
 	tokens   []string // names of the rules applying here that require a token
 }
@@ -24,24 +30,73 @@ type compiledRule struct {
 	requireToken bool
 }
 
-// methodIndex holds the rules that apply to one method, by effect, then by
-// caller. allowToken holds the allow rules that require a token (they are
-// in allow too).
+// ruleKind is what a rule does to the calls it matches; allowToken rules
+// are allow rules that require a token (they are in allow too).
+type ruleKind int
+
+const (
+	deny ruleKind = iota
+	dryRunDeny
+	allow
+	allowToken
+	ruleKinds
+)
+
+// methodIndex holds the rules of one level (see [Engine]) for one method,
+// service or all, by kind, then by caller.
 type methodIndex struct {
-	deny, dryRunDeny, allow, allowToken callerIndex
+	kinds [ruleKinds]callerIndex
+	// last is the last rule added plus one (0: none yet), so that a rule
+	// naming the same method twice is indexed once.
+	last int32
+	// plan is what a decision consults, made by [Engine.link].
+	plan plan
+}
+
+// plan lists, for each kind of rule, the caller indexes a decision must
+// consult: the non-empty ones of a method's level, its service's and the
+// global one.
+type plan [ruleKinds][]*callerIndex
+
+// makePlan returns the plan for levels, the most specific first; nil ones
+// are skipped.
+func makePlan(levels ...*methodIndex) plan {
+	var p plan
+	for k := range ruleKinds {
+		for _, l := range levels {
+			if l != nil && !l.kinds[k].empty() {
+				p[k] = append(p[k], &l.kinds[k])
+			}
+		}
+	}
+	return p
+}
+
+// first returns the index of the first rule of kind k matching id, at any
+// level, or -1.
+func (p *plan) first(k ruleKind, id spiffeid.ID) int32 {
+	best := int32(-1)
+	for _, c := range p[k] {
+		best = c.first(id, best)
+	}
+	return best
 }
 
 func (m *methodIndex) add(rule int32, r compiledRule, callers []callerPattern) {
+	if m.last == rule+1 {
+		return
+	}
+	m.last = rule + 1
 	switch {
 	case r.effect == Allow:
-		m.allow.add(rule, callers)
+		m.kinds[allow].add(rule, callers)
 		if r.requireToken {
-			m.allowToken.add(rule, callers)
+			m.kinds[allowToken].add(rule, callers)
 		}
 	case r.dryRun:
-		m.dryRunDeny.add(rule, callers)
+		m.kinds[dryRunDeny].add(rule, callers)
 	default:
-		m.deny.add(rule, callers)
+		m.kinds[deny].add(rule, callers)
 	}
 }
 
@@ -74,11 +129,11 @@ func (c *callerIndex) add(rule int32, callers []callerPattern) {
 
 func (c *callerIndex) empty() bool { return len(c.exact) == 0 && len(c.patterns) == 0 }
 
-// first returns the index of the first rule matching id, or -1.
-func (c *callerIndex) first(id spiffeid.ID) int32 {
-	best := int32(-1)
+// first returns the index of the first rule matching id, if it comes
+// before best, or else best; -1 is no rule.
+func (c *callerIndex) first(id spiffeid.ID, best int32) int32 {
 	if c.exact != nil {
-		if r, ok := c.exact[id.String()]; ok {
+		if r, ok := c.exact[id.String()]; ok && (best < 0 || r < best) {
 			best = r
 		}
 	}
@@ -93,33 +148,34 @@ func (c *callerIndex) first(id spiffeid.ID) int32 {
 	return best
 }
 
-func (e *Engine) lookup(method string) *methodIndex {
+// lookup returns the plan for a decision on method.
+func (e *Engine) lookup(method string) *plan {
 	if idx, ok := e.methods[method]; ok {
-		return idx
+		return &idx.plan
 	}
 	if svc, _, ok := splitMethod(method); ok {
 		if idx, ok := e.services[svc]; ok {
-			return idx
+			return &idx.plan
 		}
 	}
-	return e.global
+	return &e.global.plan
 }
 
 // Decide returns the decision for caller calling method (a gRPC full method
 // name, "/pkg.Service/Method"). A zero caller or an unknown method matches
 // no rule naming them and is denied by default. Decide allocates nothing.
 func (e *Engine) Decide(method string, caller spiffeid.ID) Decision {
-	idx := e.lookup(method)
+	p := e.lookup(method)
 	if !caller.IsZero() {
-		if r := idx.deny.first(caller); r >= 0 {
+		if r := p.first(deny, caller); r >= 0 {
 			return e.deny(e.rules[r].name)
 		}
-		if r := idx.allow.first(caller); r >= 0 {
+		if r := p.first(allow, caller); r >= 0 {
 			token := false
-			if t := idx.allowToken.first(caller); t >= 0 {
+			if t := p.first(allowToken, caller); t >= 0 {
 				r, token = t, true
 			}
-			if d := idx.dryRunDeny.first(caller); d >= 0 {
+			if d := p.first(dryRunDeny, caller); d >= 0 {
 				return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name, RequireToken: token}
 			}
 			return Decision{Outcome: Allowed, Rule: e.rules[r].name, RequireToken: token}
@@ -139,7 +195,7 @@ func (e *Engine) deny(rule string) Decision {
 // some caller: a served method that no allow rule covers can never be
 // called, which is almost always a mistake in the policy.
 func (e *Engine) Covers(method string) bool {
-	return !e.lookup(method).allow.empty()
+	return len(e.lookup(method)[allow]) > 0
 }
 
 // Rules returns the number of rules in the policy.

@@ -277,9 +277,9 @@ func (p *parser) policy(root *yaml.Node) (Policy, error) {
 	if rs.value.Kind != yaml.SequenceNode {
 		return Policy{}, p.fail(rs.value.Line, "", "rules must be a list")
 	}
-	seen := map[string]string{} // rule name -> its Source
+	names := ruleNames{}
 	for _, n := range rs.value.Content {
-		r, err := p.rule(deref(n), seen)
+		r, err := p.rule(deref(n), names)
 		if err != nil {
 			return Policy{}, err
 		}
@@ -288,104 +288,130 @@ func (p *parser) policy(root *yaml.Node) (Policy, error) {
 	return out, nil
 }
 
-func (p *parser) rule(n *yaml.Node, seen map[string]string) (Rule, error) {
+// rule reads one rule. decodeRule checks what only a file can get wrong
+// (the YAML's shapes and types), checkRule the rule itself and names its
+// name against the rules before it; every error points to the line of the
+// field or pattern at fault.
+func (p *parser) rule(n *yaml.Node, names ruleNames) (Rule, error) {
 	if n.Kind != yaml.MappingNode {
 		return Rule{}, p.fail(n.Line, "", "a rule must be a mapping with name, effect, from and to")
 	}
-	r := Rule{Source: fmt.Sprintf("%s:%d", p.file, n.Line)}
-
-	// Name the rule in every error about it, even one that comes before
-	// its name field.
-	label := ruleName("")
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k, v := deref(n.Content[i]), deref(n.Content[i+1]); isString(k) && k.Value == "name" && isString(v) && v.Value != "" {
-			label = ruleName(v.Value)
-			break
-		}
-	}
-	fs, err := p.fields(n, label, "name", "effect", "from", "to", "at", "dry_run", "require_token")
+	label := ruleLabel(n)
+	r, lines, err := p.decodeRule(n, label)
 	if err != nil {
 		return Rule{}, err
 	}
-
-	f, ok := fs["name"]
-	switch {
-	case !ok:
-		return Rule{}, p.fail(n.Line, label, "has no name")
-	case !isString(f.value):
-		return Rule{}, p.fail(f.value.Line, label, "name must be a string")
-	case f.value.Value == "":
-		return Rule{}, p.fail(f.value.Line, label, "has no name")
-	case !validName(f.value.Value):
-		return Rule{}, p.fail(f.value.Line, label, "%v", errRuleName)
+	if _, err := checkRule(r); err != nil {
+		var re *ruleError
+		errors.As(err, &re)
+		return Rule{}, &ParseError{File: p.file, Line: lines.of(re.field, re.entry), Rule: label, Err: re.err}
 	}
-	r.Name = f.value.Value
-	if prev, dup := seen[r.Name]; dup {
-		return Rule{}, p.fail(f.value.Line, label, "duplicate rule name (first declared at %s)", prev)
-	}
-	seen[r.Name] = r.Source
-
-	f, ok = fs["effect"]
-	switch {
-	case !ok:
-		return Rule{}, p.fail(n.Line, label, "has no effect (want allow or deny)")
-	case !isString(f.value):
-		return Rule{}, p.fail(f.value.Line, label, "effect must be allow or deny")
-	}
-	if r.Effect, err = ParseEffect(f.value.Value); err != nil {
-		return Rule{}, p.fail(f.value.Line, label, "%v", err)
-	}
-
-	if r.From, err = p.patterns(n, fs, label, "from", "callers", ParseCaller); err != nil {
-		return Rule{}, err
-	}
-	if r.To, err = p.patterns(n, fs, label, "to", "methods", ParseMethod); err != nil {
-		return Rule{}, err
-	}
-	if _, ok := fs["at"]; ok {
-		if r.At, err = p.patterns(n, fs, label, "at", "servers", func(s string) error {
-			if err := ParseCaller(s); err != nil {
-				return fmt.Errorf("at: %w", err)
-			}
-			return nil
-		}); err != nil {
-			return Rule{}, err
-		}
-	}
-
-	if f, ok := fs["dry_run"]; ok {
-		if r.DryRun, err = p.boolean(f, label); err != nil {
-			return Rule{}, err
-		}
-		if r.DryRun && r.Effect == Allow {
-			return Rule{}, p.fail(f.key.Line, label, "dry_run applies to deny rules only")
-		}
-	}
-	if f, ok := fs["require_token"]; ok {
-		if r.RequireToken, err = p.boolean(f, label); err != nil {
-			return Rule{}, err
-		}
-		if r.RequireToken && r.Effect != Allow {
-			return Rule{}, p.fail(f.key.Line, label, "%v", errRequireTokenOnDeny)
-		}
+	if err := names.add(r.Name, r.Source); err != nil {
+		return Rule{}, &ParseError{File: p.file, Line: lines.of("name", -1), Rule: label, Err: err}
 	}
 	return r, nil
 }
 
-// patterns reads the list of patterns in field key of rule n, checking each
-// with check.
-func (p *parser) patterns(n *yaml.Node, fs map[string]field, label, key, what string, check func(string) error) ([]string, error) {
+// ruleLabel names a rule in every error about it, even one that comes
+// before its name field.
+func ruleLabel(n *yaml.Node) string {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, v := deref(n.Content[i]), deref(n.Content[i+1]); isString(k) && k.Value == "name" && isString(v) && v.Value != "" {
+			return ruleName(v.Value)
+		}
+	}
+	return ruleName("")
+}
+
+// ruleLines says where the parts of a rule are in the file, to point the
+// errors of [checkRule] there.
+type ruleLines struct {
+	rule    int              // the rule's first line, for a missing field
+	fields  map[string]int   // field -> the line for a problem with the whole field
+	entries map[string][]int // field -> the line of each of its patterns
+}
+
+// of returns the line for a problem with field (and its entry, if entry is
+// not -1).
+func (l ruleLines) of(field string, entry int) int {
+	if lines := l.entries[field]; 0 <= entry && entry < len(lines) {
+		return lines[entry]
+	}
+	if line, ok := l.fields[field]; ok {
+		return line
+	}
+	return l.rule
+}
+
+// decodeRule reads the fields of rule n into a Rule, checking what only a
+// file can get wrong: the fields' YAML types, a missing effect, an empty at
+// list. The rest is for [checkRule].
+func (p *parser) decodeRule(n *yaml.Node, label string) (Rule, ruleLines, error) {
+	r := Rule{Source: fmt.Sprintf("%s:%d", p.file, n.Line)}
+	lines := ruleLines{rule: n.Line, fields: map[string]int{}, entries: map[string][]int{}}
+	fs, err := p.fields(n, label, "name", "effect", "from", "to", "at", "dry_run", "require_token")
+	if err != nil {
+		return Rule{}, lines, err
+	}
+	if f, ok := fs["name"]; ok {
+		if !isString(f.value) {
+			return Rule{}, lines, p.fail(f.value.Line, label, "name must be a string")
+		}
+		r.Name, lines.fields["name"] = f.value.Value, f.value.Line
+	}
+	f, ok := fs["effect"]
+	switch {
+	case !ok:
+		return Rule{}, lines, p.fail(n.Line, label, "has no effect (want allow or deny)")
+	case !isString(f.value):
+		return Rule{}, lines, p.fail(f.value.Line, label, "effect must be allow or deny")
+	}
+	if r.Effect, err = ParseEffect(f.value.Value); err != nil {
+		return Rule{}, lines, p.fail(f.value.Line, label, "%v", err)
+	}
+	if r.From, err = p.patterns(fs, label, "from", "caller", &lines); err != nil {
+		return Rule{}, lines, err
+	}
+	if r.To, err = p.patterns(fs, label, "to", "method", &lines); err != nil {
+		return Rule{}, lines, err
+	}
+	if f, ok := fs["at"]; ok {
+		if r.At, err = p.patterns(fs, label, "at", "server", &lines); err != nil {
+			return Rule{}, lines, err
+		}
+		if len(r.At) == 0 {
+			return Rule{}, lines, p.fail(f.key.Line, label, "has no servers (at)")
+		}
+	}
+	flags := []struct {
+		key string
+		b   *bool
+	}{{"dry_run", &r.DryRun}, {"require_token", &r.RequireToken}}
+	for _, flag := range flags {
+		if f, ok := fs[flag.key]; ok {
+			if *flag.b, err = p.boolean(f, label); err != nil {
+				return Rule{}, lines, err
+			}
+			lines.fields[flag.key] = f.key.Line
+		}
+	}
+	return r, lines, nil
+}
+
+// patterns reads the list of patterns in field key, noting the lines of
+// the field and of each entry in lines. A missing or null field is an
+// empty list.
+func (p *parser) patterns(fs map[string]field, label, key, what string, lines *ruleLines) ([]string, error) {
 	f, ok := fs[key]
 	if !ok {
-		return nil, p.fail(n.Line, label, "has no %s (%s)", what, key)
+		return nil, nil
 	}
+	lines.fields[key] = f.key.Line
 	switch {
 	case f.value.Kind == yaml.ScalarNode && f.value.ShortTag() == "!!null":
-		return nil, p.fail(f.key.Line, label, "has no %s (%s)", what, key)
+		return nil, nil
 	case f.value.Kind != yaml.SequenceNode:
-		return nil, p.fail(f.value.Line, label, "%s must be a list of %s patterns", key, strings.TrimSuffix(what, "s"))
-	case len(f.value.Content) == 0:
-		return nil, p.fail(f.key.Line, label, "has no %s (%s)", what, key)
+		return nil, p.fail(f.value.Line, label, "%s must be a list of %s patterns", key, what)
 	}
 	out := make([]string, 0, len(f.value.Content))
 	for _, e := range f.value.Content {
@@ -393,10 +419,8 @@ func (p *parser) patterns(n *yaml.Node, fs map[string]field, label, key, what st
 		if !isString(e) {
 			return nil, p.fail(e.Line, label, "%s entries must be strings", key)
 		}
-		if err := check(e.Value); err != nil {
-			return nil, p.fail(e.Line, label, "%v", err)
-		}
 		out = append(out, e.Value)
+		lines.entries[key] = append(lines.entries[key], e.Line)
 	}
 	return out, nil
 }

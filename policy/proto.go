@@ -109,18 +109,17 @@ func fromServices(types extensionResolver, services []protoreflect.ServiceDescri
 			if !has || len(allow) == 0 {
 				continue
 			}
-			for _, pattern := range allow {
-				if err := ParseCaller(pattern); err != nil {
-					return Policy{}, fmt.Errorf("policy: %s: rule %s: %w", source, name, err)
-				}
-			}
-			p.Rules = append(p.Rules, Rule{
+			r := Rule{
 				Name:   name,
 				Effect: Allow,
 				From:   append([]string(nil), allow...),
 				To:     []string{"/" + string(sd.FullName()) + "/" + string(md.Name())},
 				Source: source,
-			})
+			}
+			if _, err := checkRule(r); err != nil {
+				return Policy{}, fmt.Errorf("policy: %s: rule %s: %w", source, name, err)
+			}
+			p.Rules = append(p.Rules, r)
 		}
 	}
 	return p, nil

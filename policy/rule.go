@@ -1,6 +1,13 @@
 package policy
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Effect is what a rule does to the calls it matches.
 type Effect int
@@ -88,4 +95,115 @@ func Merge(p Policy, others ...Policy) Policy {
 		out.DryRun = out.DryRun || o.DryRun
 	}
 	return out
+}
+
+// parsedRule is a rule that passed [checkRule], with its patterns parsed.
+type parsedRule struct {
+	callers []callerPattern
+	methods []methodPattern
+	at      []callerPattern
+}
+
+// ruleError is what is wrong with one field of a rule. Its text is the
+// problem alone; the caller names the rule and where it was declared.
+type ruleError struct {
+	// field is the field at fault, as it is named in a file: "name",
+	// "effect", "from", "to", "at", "dry_run" or "require_token".
+	field string
+	// entry is the index of the pattern at fault in From, To or At, or -1
+	// when the problem is with the field as a whole.
+	entry int
+	err   error
+}
+
+func (e *ruleError) Error() string { return e.err.Error() }
+
+func (e *ruleError) Unwrap() error { return e.err }
+
+// checkRule checks r on its own, not against the other rules of its policy
+// (see [ruleNames] for that), and parses its patterns. It is the one place
+// where the rules of a rule are enforced: [Parse], [Compile] and
+// [FromServices] all use it.
+func checkRule(r Rule) (parsedRule, error) {
+	fail := func(field string, entry int, err error) (parsedRule, error) {
+		return parsedRule{}, &ruleError{field: field, entry: entry, err: err}
+	}
+	switch {
+	case r.Name == "":
+		return fail("name", -1, errors.New("has no name"))
+	case !validName(r.Name):
+		return fail("name", -1, errRuleName)
+	case r.Effect != Allow && r.Effect != Deny:
+		return fail("effect", -1, errors.New("effect must be allow or deny"))
+	case len(r.From) == 0:
+		return fail("from", -1, errors.New("has no callers (from)"))
+	case len(r.To) == 0:
+		return fail("to", -1, errors.New("has no methods (to)"))
+	}
+	var pr parsedRule
+	var err error
+	if pr.callers, err = parseAll(r.From, parseCaller); err != nil {
+		return fail("from", len(pr.callers), err)
+	}
+	if pr.methods, err = parseAll(r.To, parseMethod); err != nil {
+		return fail("to", len(pr.methods), err)
+	}
+	if pr.at, err = parseAll(r.At, parseCaller); err != nil {
+		return fail("at", len(pr.at), fmt.Errorf("at: %w", err))
+	}
+	switch {
+	case r.DryRun && r.Effect == Allow:
+		return fail("dry_run", -1, errors.New("dry_run applies to deny rules only"))
+	case r.RequireToken && r.Effect != Allow:
+		return fail("require_token", -1, errors.New("require_token applies to allow rules only"))
+	}
+	return pr, nil
+}
+
+// parseAll parses every pattern in list with parse. On an error, the
+// patterns returned are those before the bad one.
+func parseAll[T any](list []string, parse func(string) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(list))
+	for _, s := range list {
+		v, err := parse(s)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// ruleNames holds the names of a policy's rules, each with where it was
+// declared, to refuse a name declared twice.
+type ruleNames map[string]string
+
+// add records name, declared at where, or fails if it was declared before.
+func (n ruleNames) add(name, where string) error {
+	if prev, dup := n[name]; dup {
+		return fmt.Errorf("duplicate rule name (first declared at %s)", prev)
+	}
+	n[name] = where
+	return nil
+}
+
+// ruleName is how errors name a rule: "(unnamed)", its name, or its name
+// quoted when it is not valid (it could hold a line break).
+func ruleName(n string) string {
+	switch {
+	case n == "":
+		return "(unnamed)"
+	case !validName(n):
+		return strconv.Quote(n)
+	}
+	return n
+}
+
+var errRuleName = errors.New("name must not contain white space or control characters")
+
+// validName reports whether n is a valid rule name: printable UTF-8 with
+// no white space, so that it reads as one word in errors and audit logs.
+func validName(n string) bool {
+	return n != "" && utf8.ValidString(n) &&
+		strings.IndexFunc(n, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) < 0
 }

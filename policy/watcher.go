@@ -1,26 +1,26 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/trustmesh/trustmesh/internal/filewatch"
 )
 
 // Watcher holds the engine compiled from a policy file and recompiles it
 // when the file changes (hot reload). A file that does not parse, compile
-// or pass the check is rejected, the error is logged, and the last good
+// or pass the checks is rejected, the error is logged, and the last good
 // engine stays in force. A Watcher is a [Source].
 //
 // Metrics (through the meter provider, see [WithMeterProvider]):
@@ -31,22 +31,24 @@ type Watcher struct {
 	path   string
 	cfg    watcherConfig
 	engine atomic.Pointer[Engine]
-	last   []byte // the contents last tried; owned by the run goroutine
 
-	fsw     *fsnotify.Watcher
+	mu     sync.Mutex
+	checks []*checkEntry // added by AddCheck, in order
+
+	fw      *filewatch.Watcher
 	reloads metric.Int64Counter
 	gauge   metric.Registration
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
-	err     error // from tearing down; set before done is closed
 }
+
+// checkEntry is one check added by [Watcher.AddCheck]; its address tells
+// it from the others.
+type checkEntry struct{ f func(*Engine) error }
 
 var _ Source = (*Watcher)(nil)
 
 // DefaultDebounce is how long a [Watcher] waits after the last change it
-// sees before it reloads, so that a file written in several steps is read
-// once.
+// sees before it reads the file, and then between the two reads that must
+// agree before a change is applied (see [NewWatcher]).
 const DefaultDebounce = 100 * time.Millisecond
 
 const meterName = "github.com/trustmesh/trustmesh/policy"
@@ -58,9 +60,17 @@ const meterName = "github.com/trustmesh/trustmesh/policy"
 // a bad policy.
 //
 // It watches the file's directory, so that a file replaced by a rename (an
-// editor's or an atomic write, a Kubernetes ConfigMap's symlink swap) is
-// seen; any change in the directory leads, after the debounce, to reading
-// the file again, and contents equal to the last ones read are ignored.
+// editor's or an atomic write) is seen, and it follows symlinks all the
+// way: the directory of each link on the way to the file is watched, and
+// the directory of the file the links lead to, so that an edit of the
+// target, a re-pointed link and a Kubernetes ConfigMap's ..data swap are
+// all seen. Once a change has settled (no change for the debounce, see
+// [WithDebounce]) the file is read twice, a debounce apart; only if both
+// reads agree (same bytes, size, modification time and target) is the
+// policy reloaded, so a file still being written is not applied, unless
+// its writer pauses for longer than that: replace the file atomically
+// (write a new file and rename it over the old one, or use a ConfigMap).
+// Contents equal to the last ones tried are ignored.
 //
 // The watcher stops when ctx is done or [Watcher.Close] is called; the
 // engine in force stays available.
@@ -75,114 +85,116 @@ func NewWatcher(ctx context.Context, path string, opts ...WatcherOption) (*Watch
 	if cfg.meterProvider == nil {
 		cfg.meterProvider = otel.GetMeterProvider()
 	}
-	w := &Watcher{path: path, cfg: cfg, done: make(chan struct{})}
+	w := &Watcher{path: path, cfg: cfg}
 
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	e, err := w.build(data)
+	data, _, err := w.read()
 	if err != nil {
 		return nil, err
 	}
-	w.last = data
+	e, err := w.build(data, nil)
+	if err != nil {
+		return nil, err
+	}
 	w.engine.Store(e)
+	if err := w.registerMetrics(); err != nil {
+		return nil, err
+	}
+	if w.fw, err = filewatch.Start(ctx, filewatch.Config[[]byte]{
+		Name:      "policy",
+		Files:     []string{path},
+		Settle:    cfg.debounce,
+		Loaded:    data,
+		Read:      w.read,
+		Reload:    w.reload,
+		Reject:    w.reject,
+		Logger:    cfg.logger,
+		Stopped:   func() error { return w.gauge.Unregister() },
+		AfterRead: cfg.afterRead,
+	}); err != nil {
+		return nil, errors.Join(err, w.gauge.Unregister())
+	}
+	return w, nil
+}
 
-	meter := cfg.meterProvider.Meter(meterName)
+// registerMetrics creates the reload counter and registers the rules gauge.
+func (w *Watcher) registerMetrics() error {
+	meter := w.cfg.meterProvider.Meter(meterName)
+	var err error
 	if w.reloads, err = meter.Int64Counter("trustmesh.policy.reloads",
 		metric.WithDescription("Policy reload attempts after the first load, by result (success or failure)."),
 		metric.WithUnit("{reload}")); err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return fmt.Errorf("policy: %w", err)
 	}
 	rules, err := meter.Int64ObservableGauge("trustmesh.policy.rules",
 		metric.WithDescription("Rules in the policy in force."),
 		metric.WithUnit("{rule}"))
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return fmt.Errorf("policy: %w", err)
 	}
 	if w.gauge, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(rules, int64(w.Engine().Rules()))
 		return nil
 	}, rules); err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return fmt.Errorf("policy: %w", err)
 	}
-
-	if w.fsw, err = fsnotify.NewWatcher(); err != nil {
-		return nil, errors.Join(fmt.Errorf("policy: watch %s: %w", path, err), w.gauge.Unregister())
-	}
-	if err := w.fsw.Add(filepath.Dir(path)); err != nil {
-		return nil, errors.Join(fmt.Errorf("policy: watch %s: %w", path, err), w.fsw.Close(), w.gauge.Unregister())
-	}
-	ctx, w.cancel = context.WithCancel(ctx)
-	go w.run(ctx)
-	return w, nil
+	return nil
 }
 
 // Engine returns the engine in force. It does not lock and is safe to call
 // concurrently with reloads, and after Close.
 func (w *Watcher) Engine() *Engine { return w.engine.Load() }
 
+// AddCheck adds check to the checks that every reload after the first load
+// must pass, after those of [WithCheck], in the order added: a reload that
+// a check refuses is rejected like a policy that does not compile, and the
+// last good engine stays in force. A server uses it to refuse a policy
+// that would leave a method it serves uncovered (see [Engine.Covers]).
+//
+// It returns a function that removes check; calling that more than once
+// does nothing. AddCheck and the remove functions are safe for concurrent
+// use, with each other and with reloads; a reload already running may or
+// may not run a check added or removed meanwhile. A nil check is ignored.
+func (w *Watcher) AddCheck(check func(*Engine) error) (remove func()) {
+	if check == nil {
+		return func() {}
+	}
+	c := &checkEntry{f: check}
+	w.mu.Lock()
+	w.checks = append(w.checks, c)
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		w.checks = slices.DeleteFunc(w.checks, func(o *checkEntry) bool { return o == c })
+		w.mu.Unlock()
+	}
+}
+
 // Close stops watching and waits until the watcher's goroutine has
 // returned. It is safe to call more than once; the engine in force stays
-// available. Close must not be called from the [WithOnUpdate] callback.
-func (w *Watcher) Close() error {
-	w.once.Do(w.cancel)
-	<-w.done
-	return w.err
-}
+// available. Close must not be called from the [WithOnUpdate] callback or
+// a check.
+func (w *Watcher) Close() error { return w.fw.Close() }
 
-func (w *Watcher) run(ctx context.Context) {
-	defer func() {
-		w.err = errors.Join(w.fsw.Close(), w.gauge.Unregister())
-		close(w.done)
-	}()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-w.fsw.Events:
-			if !ok {
-				return
-			}
-			timer.Reset(w.cfg.debounce)
-		case err, ok := <-w.fsw.Errors:
-			if !ok {
-				return
-			}
-			w.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "policy: watching the file failed; reloading it",
-				slog.String("file", w.path), slog.Any("error", err))
-			timer.Reset(w.cfg.debounce)
-		case <-timer.C:
-			w.reload(ctx)
-		}
-	}
-}
-
-// reload reads the file and, if it changed, swaps in the engine compiled
-// from it.
-func (w *Watcher) reload(ctx context.Context) {
+// read reads the file; the contents stand for themselves.
+func (w *Watcher) read() ([]byte, []byte, error) {
 	data, err := os.ReadFile(w.path)
-	if err == nil && w.last != nil && bytes.Equal(data, w.last) {
-		return
-	}
-	w.last = data // nil if the file could not be read: any later contents are new
-	var e *Engine
 	if err != nil {
-		err = fmt.Errorf("policy: %w", err)
-	} else {
-		e, err = w.build(data)
+		return nil, nil, fmt.Errorf("policy: %w", err)
 	}
+	return data, data, nil
+}
+
+// reload swaps in the engine compiled from data, or says why not.
+func (w *Watcher) reload(ctx context.Context, data []byte) error {
+	w.mu.Lock()
+	added := make([]func(*Engine) error, len(w.checks))
+	for i, c := range w.checks {
+		added[i] = c.f
+	}
+	w.mu.Unlock()
+	e, err := w.build(data, added)
 	if err != nil {
-		w.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "failure")))
-		w.cfg.logger.LogAttrs(ctx, slog.LevelError, "policy: reload rejected; the last good policy stays in force",
-			slog.String("file", w.path), slog.String("error", err.Error()))
-		if w.cfg.onUpdate != nil {
-			w.cfg.onUpdate(w.Engine(), err)
-		}
-		return
+		return err
 	}
 	w.engine.Store(e)
 	w.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "success")))
@@ -191,10 +203,22 @@ func (w *Watcher) reload(ctx context.Context) {
 	if w.cfg.onUpdate != nil {
 		w.cfg.onUpdate(e, nil)
 	}
+	return nil
 }
 
-// build parses data, merges the base policies, compiles and checks.
-func (w *Watcher) build(data []byte) (*Engine, error) {
+// reject reports a change that was not put in force.
+func (w *Watcher) reject(ctx context.Context, err error) {
+	w.reloads.Add(ctx, 1, metric.WithAttributes(attribute.String("result", "failure")))
+	w.cfg.logger.LogAttrs(ctx, slog.LevelError, "policy: reload rejected; the last good policy stays in force",
+		slog.String("file", w.path), slog.String("error", err.Error()))
+	if w.cfg.onUpdate != nil {
+		w.cfg.onUpdate(w.Engine(), err)
+	}
+}
+
+// build parses data, merges the base policies, compiles, and runs the
+// checks of WithCheck, then the added ones.
+func (w *Watcher) build(data []byte, added []func(*Engine) error) (*Engine, error) {
 	p, err := Parse(w.path, data)
 	if err != nil {
 		return nil, err
@@ -203,7 +227,7 @@ func (w *Watcher) build(data []byte) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, check := range w.cfg.checks {
+	for _, check := range slices.Concat(w.cfg.checks, added) {
 		if err := check(e); err != nil {
 			return nil, fmt.Errorf("%s: %w", w.path, err)
 		}
@@ -224,6 +248,7 @@ type watcherConfig struct {
 	logger        *slog.Logger
 	onUpdate      func(*Engine, error)
 	meterProvider metric.MeterProvider
+	afterRead     func([]byte) // for tests
 }
 
 type watcherOptionFunc func(*watcherConfig)
@@ -231,8 +256,9 @@ type watcherOptionFunc func(*watcherConfig)
 func (f watcherOptionFunc) applyToWatcher(c *watcherConfig) { f(c) }
 
 // WithDebounce sets how long the watcher waits after the last change it
-// sees before it reads the file. By default, it waits [DefaultDebounce]; 0
-// or less reloads as soon as the pending changes have been seen.
+// sees before it reads the file, and then between the two reads that must
+// agree (see [NewWatcher]). By default, it waits [DefaultDebounce]; 0 or
+// less reads at once, and no longer protects from a half-written file.
 func WithDebounce(d time.Duration) WatcherOption {
 	return watcherOptionFunc(func(c *watcherConfig) { c.debounce = max(d, 0) })
 }
@@ -257,6 +283,7 @@ func WithCompileOptions(opts ...CompileOption) WatcherOption {
 // would. A coverage check (every served method has an allow rule, see
 // [Engine.Covers]) is the usual one. Given more than once, every check
 // runs, in order. By default, there is no check; a nil check is ignored.
+// For a check known only once the watcher exists, see [Watcher.AddCheck].
 func WithCheck(check func(*Engine) error) WatcherOption {
 	return watcherOptionFunc(func(c *watcherConfig) {
 		if check != nil {
