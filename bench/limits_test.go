@@ -23,13 +23,17 @@ const (
 	friendID  = "spiffe://example.org/ns/app/sa/friend"
 )
 
-type grpcGreeter struct{ greetv1.UnimplementedGreetServiceServer }
+type grpcGreeter struct {
+	greetv1.UnimplementedGreetServiceServer
+}
 
 func (grpcGreeter) Greet(_ context.Context, req *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
 	return &greetv1.GreetResponse{Greeting: req.GetName()}, nil
 }
 
-type connectGreeter struct{ greetv1connect.UnimplementedGreetServiceHandler }
+type connectGreeter struct {
+	greetv1connect.UnimplementedGreetServiceHandler
+}
 
 func (connectGreeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
 	return connect.NewResponse(&greetv1.GreetResponse{Greeting: req.Msg.GetName()}), nil

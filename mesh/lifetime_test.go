@@ -26,7 +26,8 @@ func (grpcGreeter) Greet(_ context.Context, req *greetv1.GreetRequest) (*greetv1
 	return &greetv1.GreetResponse{Greeting: "hello " + req.GetName()}, nil
 }
 
-// greetStack serves the greet service on one stack and calls it with that
+// greetStack serves the greet service on one stack (opts must choose
+// authorization) and calls it with that
 // stack's mesh client, over one connection kept for the client's life.
 type greetStack struct {
 	name  string
@@ -40,7 +41,7 @@ var greetStacks = []greetStack{
 	{
 		name: "grpc-go",
 		serve: func(t *testing.T, creds mesh.Credentials, opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithServerOptions(opts...))
+			srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -63,7 +64,7 @@ var greetStacks = []greetStack{
 	{
 		name: "connect-go",
 		serve: func(t *testing.T, creds mesh.Credentials, opts ...mesh.ServerOption) string {
-			srv, err := mesh.NewConnectServer(creds, mesh.WithoutAuthorization(), mesh.WithServerOptions(opts...))
+			srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +125,7 @@ func TestConnectionEndsWithThePeersCertificate(t *testing.T) {
 					serverSVID = pki.SVID(t, greeterID, testpki.WithTTL(ttl))
 					short = serverSVID
 				}
-				addr := st.serve(t, mesh.Credentials{SVID: serverSVID, Bundles: pki.Bundle()})
+				addr := st.serve(t, mesh.Credentials{SVID: serverSVID, Bundles: pki.Bundle()}, mesh.WithoutAuthorization())
 				greet := st.client(t, addr, mesh.Credentials{SVID: clientSVID, Bundles: pki.Bundle()})
 				if err := greet(context.Background()); err != nil {
 					t.Fatalf("first call: %v", err)
@@ -160,7 +161,7 @@ func TestConnectionEndsWhenThePeerNoLongerVerifies(t *testing.T) {
 				}
 			}
 			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: serverBundle},
-				mesh.WithRecheckInterval(50*time.Millisecond))
+				mesh.WithoutAuthorization(), mesh.WithRecheckInterval(50*time.Millisecond))
 			greet := st.client(t, addr, mesh.Credentials{SVID: other.SVID(t, friendID), Bundles: pki.Bundle()})
 			if err := greet(context.Background()); err != nil {
 				t.Fatalf("first call: %v", err)

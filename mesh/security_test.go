@@ -238,6 +238,18 @@ func TestSecurityMatrixClientCertificates(t *testing.T) {
 			reason: []string{"identity: client certificate " + leafID + ": leaf lacks the clientAuth extended key usage"},
 		},
 		{
+			name:   "only-any-extended-key-usage",
+			cert:   leaf(pki, testpki.OnlyAnyExtKeyUsage),
+			want:   refusedWith("bad certificate"),
+			reason: []string{"identity: client certificate " + leafID + ": leaf lacks the clientAuth extended key usage"},
+		},
+		{
+			name:   "uri-san-not-canonical",
+			cert:   leaf(pki, testpki.UppercaseScheme),
+			want:   refusedWith("bad certificate"),
+			reason: []string{serial, `: URI SAN \"SPIFFE://shop.example/test/leaf\" is not in canonical form \"spiffe://shop.example/test/leaf\"`},
+		},
+		{
 			name: "key-does-not-match-certificate",
 			cert: func(t *testing.T) *tls.Certificate {
 				cert, _ := pki.Leaf(t, nil)

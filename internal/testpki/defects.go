@@ -2,6 +2,8 @@ package testpki
 
 import (
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"net/url"
 	"time"
 )
@@ -70,6 +72,35 @@ func NoServerAuth(c *x509.Certificate) {
 	c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 }
 
+// UppercaseScheme writes the URI SAN with an uppercase scheme
+// (SPIFFE://TD/test/leaf), raw in the subjectAltName extension: URL parsers,
+// crypto/x509's and go-spiffe's, normalise it to the canonical spiffe://.
+func UppercaseScheme(c *x509.Certificate) {
+	u := *c.URIs[0]
+	rawURISAN(c, "SPIFFE://"+u.Host+u.Path)
+}
+
+// OnlyAnyExtKeyUsage leaves anyExtendedKeyUsage as the only extended key
+// usage, instead of naming clientAuth and serverAuth.
+func OnlyAnyExtKeyUsage(c *x509.Certificate) {
+	c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+}
+
+// rawURISAN replaces the URI SANs of c with one, uri, written byte for byte
+// into the subjectAltName extension.
+func rawURISAN(c *x509.Certificate, uri string) {
+	name, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(uri)})
+	if err != nil {
+		panic(err) // a fixed, valid structure: cannot fail
+	}
+	seq, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: name})
+	if err != nil {
+		panic(err)
+	}
+	c.URIs = nil
+	c.ExtraExtensions = append(c.ExtraExtensions, pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: seq})
+}
+
 // Defect is a named mutator for [PKI.Leaf].
 type Defect struct {
 	// Name names the defect in fixture style, e.g. "leaf-is-ca".
@@ -92,6 +123,8 @@ func Defects() []Defect {
 		{"not-yet-valid", NotYetValid},
 		{"no-client-auth", NoClientAuth},
 		{"no-server-auth", NoServerAuth},
+		{"uppercase-scheme", UppercaseScheme},
+		{"only-any-ext-key-usage", OnlyAnyExtKeyUsage},
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -24,14 +22,12 @@ var servedServices = map[string][]string{
 }
 
 // authorization is one service's policy: the rules declared in its protos
-// merged with the hot-reloaded policy file.
+// merged with the hot-reloaded policy file. (The mesh server rejects a
+// reload that would leave a served method uncovered, or with
+// AllowUncovered only logs it.)
 type authorization struct {
 	authorizer *interceptors.Authorizer
 	watcher    *policy.Watcher
-	// methods is set once the server is built; reloads that would leave a
-	// served method uncovered are rejected (or only logged, with
-	// AllowUncovered).
-	methods atomic.Pointer[[]string]
 }
 
 func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Logger, meters metric.MeterProvider) (*authorization, error) {
@@ -44,8 +40,7 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 		policy.WithBase(base),
 		policy.WithCompileOptions(policy.ForServer(WorkloadID(name))),
 		policy.WithLogger(log),
-		policy.WithMeterProvider(meters),
-		policy.WithCheck(az.checkCoverage(cfg.AllowUncovered, log)))
+		policy.WithMeterProvider(meters))
 	if err != nil {
 		return nil, fmt.Errorf("shop: %s: %w", name, err)
 	}
@@ -65,31 +60,6 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 	az.authorizer, az.watcher = a, w
 	return az, nil
 }
-
-func (az *authorization) checkCoverage(warnOnly bool, log *slog.Logger) func(*policy.Engine) error {
-	return func(e *policy.Engine) error {
-		methods := az.methods.Load()
-		if methods == nil {
-			return nil // at start-up the server checks coverage itself
-		}
-		var uncovered []string
-		for _, m := range *methods {
-			if !e.Covers(m) {
-				uncovered = append(uncovered, m)
-			}
-		}
-		if len(uncovered) == 0 {
-			return nil
-		}
-		if warnOnly {
-			log.Warn("policy: methods no allow rule covers (callable by no one)", slog.Any("methods", uncovered))
-			return nil
-		}
-		return fmt.Errorf("no allow rule covers %d served method(s): %s", len(uncovered), strings.Join(uncovered, ", "))
-	}
-}
-
-func (az *authorization) served(methods []string) { az.methods.Store(&methods) }
 
 func (az *authorization) close() error { return az.watcher.Close() }
 

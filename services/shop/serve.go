@@ -124,7 +124,6 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		inventoryv1.RegisterInventoryServiceServer(srv, impl)
-		az.served(srv.Methods())
 		return logServe(ctx, log, ln, srv.Serve)
 
 	case Payments:
@@ -136,7 +135,7 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err := mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, impl); err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		return serveConnect(ctx, log, ln, srv, az)
+		return serveConnect(ctx, log, ln, srv)
 
 	case Orders:
 		invConn, err := grpcClient(Inventory)
@@ -169,7 +168,6 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
 		ordersv1.RegisterOrderServiceServer(srv, impl)
-		az.served(srv.Methods())
 		return logServe(ctx, log, ln, srv.Serve)
 
 	case Gateway:
@@ -195,17 +193,12 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 		if err := mesh.Mount(srv, gatewayv2connect.NewStorefrontServiceHandler, gateway.NewV2(impl)); err != nil {
 			return fmt.Errorf("shop: %s: %w", name, err)
 		}
-		return serveConnect(ctx, log, ln, srv, az)
+		return serveConnect(ctx, log, ln, srv)
 	}
 	return checkName(name)
 }
 
-func serveConnect(ctx context.Context, log *slog.Logger, ln net.Listener, srv *mesh.ConnectServer, az *authorization) error {
-	methods, err := srv.Methods()
-	if err != nil {
-		return err
-	}
-	az.served(methods)
+func serveConnect(ctx context.Context, log *slog.Logger, ln net.Listener, srv *mesh.ConnectServer) error {
 	return logServe(ctx, log, ln, srv.Serve)
 }
 

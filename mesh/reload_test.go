@@ -1,0 +1,106 @@
+package mesh_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/policy"
+)
+
+// TestReloadThatUncoversAServedMethodIsRejected: while a server serves, a
+// policy reload that would leave one of its methods without an allow rule
+// is rejected by the toolkit (not only in the sample), and the policy in
+// force stays; a reload that keeps them covered is applied. Both stacks.
+func TestReloadThatUncoversAServedMethodIsRejected(t *testing.T) {
+	t.Parallel()
+	const covering = `version: 1
+rules:
+  - name: friend-greets
+    effect: allow
+    from: ["` + friendID + `"]
+    to: ["/greet.v1.GreetService/*", "/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
+`
+	const uncovering = `version: 1
+rules:
+  - name: friend-checks-health
+    effect: allow
+    from: ["` + friendID + `"]
+    to: ["/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
+`
+	const stillCovering = `version: 1
+rules:
+  - name: anyone-greets
+    effect: allow
+    from: ["spiffe://example.org/**"]
+    to: ["/greet.v1.GreetService/*", "/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
+`
+	for _, st := range greetStacks {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			write := func(s string) {
+				t.Helper()
+				tmp := path + ".tmp"
+				if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(covering)
+			updates := make(chan error, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			w, err := policy.NewWatcher(ctx, path, policy.WithDebounce(20*time.Millisecond),
+				policy.WithOnUpdate(func(_ *policy.Engine, err error) { updates <- err }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = w.Close() })
+			a, err := interceptors.NewAuthorizer(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pki := testpki.New(t, "example.org")
+			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(a))
+			greet := st.client(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()})
+			if err := greet(context.Background()); err != nil {
+				t.Fatalf("before the reload: %v", err)
+			}
+
+			write(uncovering)
+			select {
+			case err := <-updates:
+				want := path + ": mesh: the reloaded policy leaves 2 served method(s) with no allow rule: /greet.v1.GreetService/Count, /greet.v1.GreetService/Greet"
+				if err == nil || err.Error() != want {
+					t.Fatalf("reload that uncovers Greet: %v, want %s", err, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no reload attempt within 10s")
+			}
+			if err := greet(context.Background()); err != nil {
+				t.Fatalf("after the rejected reload the old policy must stay: %v", err)
+			}
+
+			write(stillCovering)
+			select {
+			case err := <-updates:
+				if err != nil {
+					t.Fatalf("a covering reload was rejected: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no reload attempt within 10s")
+			}
+			if rule := w.Engine().Decide("/greet.v1.GreetService/Greet", pki.SVID(t, friendID).ID).Rule; rule != "anyone-greets" {
+				t.Errorf("rule in force %q, want anyone-greets", rule)
+			}
+		})
+	}
+}
