@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -17,36 +20,49 @@ import (
 	"github.com/trustmesh/trustmesh/identity"
 )
 
-// RateLimiter limits calls per caller SPIFFE ID with a token bucket each:
-// Rate calls per second on average, bursts of up to Burst. A caller over its
-// limit gets ResourceExhausted (resource_exhausted on Connect). Build one
-// with [NewRateLimiter]; it is safe for concurrent use and its memory is
+// RateLimiter limits calls per caller SPIFFE ID with a token bucket each
+// (golang.org/x/time/rate): Rate calls per second on average, bursts of up
+// to Burst. A caller over its limit gets ResourceExhausted
+// (resource_exhausted on Connect). Build one with [NewRateLimiter]; it is
+// safe for concurrent use, takes no global lock on the hot path (the
+// callers are spread over shards, each read-locked), and its memory is
 // bounded: buckets idle for a minute are dropped.
 type RateLimiter struct {
-	rate  float64
-	burst float64
+	rate  rate.Limit
+	burst int
 	now   func() time.Time
+	seed  maphash.Seed
 
-	mu        sync.Mutex
-	buckets   map[spiffeid.ID]*bucket
-	lastSweep time.Time
+	shards    [limiterShards]limiterShard
+	lastSweep atomic.Int64 // unix nanoseconds
+}
+
+const limiterShards = 32
+
+type limiterShard struct {
+	mu      sync.RWMutex
+	buckets map[spiffeid.ID]*bucket
 }
 
 type bucket struct {
-	tokens float64
-	last   time.Time
+	lim  *rate.Limiter
+	last atomic.Int64 // unix nanoseconds of the last call
 }
 
 // NewRateLimiter returns a limiter of rate calls per second per caller, with
 // bursts of up to burst calls. rate must be positive and burst at least 1.
-func NewRateLimiter(rate float64, burst int) (*RateLimiter, error) {
-	if !(rate > 0) {
-		return nil, fmt.Errorf("interceptors: rate limit %v: must be positive", rate)
+func NewRateLimiter(r float64, burst int) (*RateLimiter, error) {
+	if !(r > 0) {
+		return nil, fmt.Errorf("interceptors: rate limit %v: must be positive", r)
 	}
 	if burst < 1 {
 		return nil, fmt.Errorf("interceptors: rate limit burst %d: must be at least 1", burst)
 	}
-	return &RateLimiter{rate: rate, burst: float64(burst), now: time.Now, buckets: map[spiffeid.ID]*bucket{}}, nil
+	l := &RateLimiter{rate: rate.Limit(r), burst: burst, now: time.Now, seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].buckets = map[spiffeid.ID]*bucket{}
+	}
+	return l, nil
 }
 
 const idleBucket = time.Minute
@@ -54,32 +70,57 @@ const idleBucket = time.Minute
 // allow takes one token from id's bucket, reporting whether there was one.
 func (l *RateLimiter) allow(id spiffeid.ID) bool {
 	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.lastSweep) > idleBucket {
-		for k, b := range l.buckets {
-			if now.Sub(b.last) > idleBucket {
-				delete(l.buckets, k)
+	l.maybeSweep(now)
+	sh := &l.shards[maphash.String(l.seed, id.String())%limiterShards]
+	sh.mu.RLock()
+	b, ok := sh.buckets[id]
+	sh.mu.RUnlock()
+	if !ok {
+		sh.mu.Lock()
+		if b, ok = sh.buckets[id]; !ok {
+			b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
+			sh.buckets[id] = b
+		}
+		sh.mu.Unlock()
+	}
+	b.last.Store(now.UnixNano())
+	return b.lim.AllowN(now, 1)
+}
+
+// maybeSweep drops idle buckets, once per idleBucket, in the call that
+// finds the interval over (the others carry on).
+func (l *RateLimiter) maybeSweep(now time.Time) {
+	last := l.lastSweep.Load()
+	if last == 0 { // the first call starts the interval
+		l.lastSweep.CompareAndSwap(0, now.UnixNano())
+		return
+	}
+	if now.UnixNano()-last < int64(idleBucket) || !l.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	for i := range l.shards {
+		sh := &l.shards[i]
+		sh.mu.Lock()
+		for id, b := range sh.buckets {
+			if now.UnixNano()-b.last.Load() > int64(idleBucket) {
+				delete(sh.buckets, id)
 			}
 		}
-		l.lastSweep = now
+		sh.mu.Unlock()
 	}
-	b, ok := l.buckets[id]
-	if !ok {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[id] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+}
+
+// tracked reports whether id has a bucket (for tests).
+func (l *RateLimiter) tracked(id spiffeid.ID) bool {
+	sh := &l.shards[maphash.String(l.seed, id.String())%limiterShards]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	_, ok := sh.buckets[id]
+	return ok
 }
 
 func (l *RateLimiter) message(id spiffeid.ID) string {
-	return fmt.Sprintf("%s is over its rate limit of %g calls per second", id, l.rate)
+	return fmt.Sprintf("%s is over its rate limit of %g calls per second", id, float64(l.rate))
 }
 
 // TapHandle returns a grpc-go InTapHandle that refuses calls over the

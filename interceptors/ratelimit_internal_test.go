@@ -44,7 +44,7 @@ func TestRateLimiterBuckets(t *testing.T) {
 	}
 	now = now.Add(2 * idleBucket) // idle buckets are swept
 	l.allow(bob)
-	if _, ok := l.buckets[alice]; ok {
+	if l.tracked(alice) {
 		t.Error("alice's idle bucket was not dropped")
 	}
 }
@@ -68,5 +68,19 @@ func TestNewRateLimiterErrors(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRateLimiterAllowAllocatesNothing: a known caller's call costs no
+// allocation.
+func TestRateLimiterAllowAllocatesNothing(t *testing.T) {
+	l, err := NewRateLimiter(1e9, 1e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := spiffeid.RequireFromString("spiffe://shop.example/user/alice")
+	l.allow(alice)
+	if n := testing.AllocsPerRun(1000, func() { l.allow(alice) }); n != 0 {
+		t.Errorf("allow: %v allocs per call, want 0", n)
 	}
 }
