@@ -34,8 +34,21 @@ type Authorizer struct {
 	repeats    *repeats      // summarises floods of identical refusals
 }
 
-// AuthorizerOption configures an [Authorizer].
-type AuthorizerOption func(*Authorizer)
+// AuthorizerOption configures an [Authorizer] built by [NewAuthorizer].
+type AuthorizerOption interface {
+	applyToAuthorizer(*authorizerConfig)
+}
+
+// authorizerConfig collects the options of an Authorizer, and the errors
+// of options given values they cannot use.
+type authorizerConfig struct {
+	a    *Authorizer
+	errs []error
+}
+
+type authorizerOption func(*authorizerConfig)
+
+func (o authorizerOption) applyToAuthorizer(c *authorizerConfig) { o(c) }
 
 // WithAuditLogger sets the logger that receives audit events: every denial
 // and dry-run denial at Warn, and sampled allows at Info (see
@@ -47,17 +60,19 @@ type AuthorizerOption func(*Authorizer)
 // ("authz decision repeated", with repeats=N and "N more like this in the
 // last second") counts the rest. Nothing is dropped silently.
 func WithAuditLogger(log *slog.Logger) AuthorizerOption {
-	return func(a *Authorizer) {
-		if log != nil {
-			a.log = log
+	return authorizerOption(func(c *authorizerConfig) {
+		if log == nil {
+			c.errs = append(c.errs, errors.New("interceptors: WithAuditLogger(nil): pass a logger (slog.New(slog.DiscardHandler) to audit nothing)"))
+			return
 		}
-	}
+		c.a.log = log
+	})
 }
 
 // WithAuditAllows audits one allowed call in every n (1: all of them). By
 // default (0) allowed calls are not audited; denials always are.
 func WithAuditAllows(n uint64) AuthorizerOption {
-	return func(a *Authorizer) { a.allowEvery = n }
+	return authorizerOption(func(c *authorizerConfig) { c.a.allowEvery = n })
 }
 
 // NewAuthorizer returns an Authorizer that decides with the engine src
@@ -71,8 +86,15 @@ func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, er
 		return nil, errors.New("interceptors: authorizer needs a policy")
 	}
 	a := &Authorizer{policy: src, log: slog.New(slog.DiscardHandler), allowCount: new(atomic.Uint64)}
+	c := &authorizerConfig{a: a}
 	for _, o := range opts {
-		o(a)
+		if o == nil {
+			return nil, errors.New("interceptors: NewAuthorizer: nil option")
+		}
+		o.applyToAuthorizer(c)
+	}
+	if err := errors.Join(c.errs...); err != nil {
+		return nil, err
 	}
 	a.repeats = newRepeats(a.log)
 	if err := a.checkPolicyTokens(src.Engine()); err != nil {

@@ -123,3 +123,20 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthorizerOptionErrors: an option given a value it cannot use is an
+// error from NewAuthorizer, not a silent default.
+func TestAuthorizerOptionErrors(t *testing.T) {
+	t.Parallel()
+	e, err := policy.Compile(policy.Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "interceptors: WithAuditLogger(nil): pass a logger (slog.New(slog.DiscardHandler) to audit nothing)"
+	if _, err := interceptors.NewAuthorizer(e, interceptors.WithAuditLogger(nil)); err == nil || err.Error() != want {
+		t.Errorf("NewAuthorizer: %v, want %s", err, want)
+	}
+	if _, err := interceptors.NewAuthorizer(e, nil); err == nil || err.Error() != "interceptors: NewAuthorizer: nil option" {
+		t.Errorf("nil option: %v", err)
+	}
+}

@@ -34,14 +34,10 @@ type TokenVerifier interface {
 // whose subject (sub) is the caller's SPIFFE ID, or it is refused with
 // Unauthenticated; the token's claims are then in the call's context
 // ([tokens.FromContext]). The subject is checked here whatever v checks. Calls no token rule matches are
-// not affected, and cost nothing more. By default there is no verifier, and
-// [NewAuthorizer] refuses a policy with token rules.
+// not affected, and cost nothing more. By default (and with a nil v) there
+// is no verifier, and [NewAuthorizer] refuses a policy with token rules.
 func WithTokenVerifier(v TokenVerifier) AuthorizerOption {
-	return func(a *Authorizer) {
-		if v != nil {
-			a.tokens = v
-		}
-	}
+	return authorizerOption(func(c *authorizerConfig) { c.a.tokens = v })
 }
 
 // checkPolicyTokens fails when e has rules that require tokens and a has

@@ -1,23 +1,37 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // CompileOption configures [Compile].
-type CompileOption func(*compileConfig)
+type CompileOption interface {
+	applyToCompile(*compileConfig)
+}
 
 type compileConfig struct {
 	server spiffeid.ID
+	errs   []error
 }
+
+type compileOption func(*compileConfig)
+
+func (o compileOption) applyToCompile(c *compileConfig) { o(c) }
 
 // ForServer compiles the policy for the server whose own SPIFFE ID is id:
 // rules with an At list apply only if id matches it. Without this option,
-// rules with an At list apply nowhere.
+// rules with an At list apply nowhere. The zero ID is an error.
 func ForServer(id spiffeid.ID) CompileOption {
-	return func(c *compileConfig) { c.server = id }
+	return compileOption(func(c *compileConfig) {
+		if id.IsZero() {
+			c.errs = append(c.errs, errors.New("policy: ForServer: the zero SPIFFE ID (name the server the policy is compiled for)"))
+			return
+		}
+		c.server = id
+	})
 }
 
 // here reports whether a rule with the server patterns at applies on the
@@ -47,7 +61,13 @@ func (c *compileConfig) here(at []callerPattern) bool {
 func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 	var cfg compileConfig
 	for _, o := range opts {
-		o(&cfg)
+		if o == nil {
+			return nil, errors.New("policy: Compile: nil option")
+		}
+		o.applyToCompile(&cfg)
+	}
+	if err := errors.Join(cfg.errs...); err != nil {
+		return nil, err
 	}
 	e := &Engine{
 		methods:  map[string]*methodIndex{},

@@ -134,3 +134,16 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// TestCompileOptionErrors: ForServer with the zero ID is an error, not a
+// policy compiled for nobody.
+func TestCompileOptionErrors(t *testing.T) {
+	t.Parallel()
+	if _, err := policy.Compile(policy.Policy{}, policy.ForServer(spiffeid.ID{})); err == nil ||
+		err.Error() != "policy: ForServer: the zero SPIFFE ID (name the server the policy is compiled for)" {
+		t.Errorf("ForServer(zero): %v", err)
+	}
+	if _, err := policy.Compile(policy.Policy{}, nil); err == nil || err.Error() != "policy: Compile: nil option" {
+		t.Errorf("nil option: %v", err)
+	}
+}
