@@ -31,7 +31,9 @@ import (
 
 // workloadAPI is a SPIFFE Workload API server, as a SPIRE agent serves it,
 // for the X.509 part: FetchX509SVID streams the current response to every
-// caller and each later one as it is set.
+// caller and each later one as it is set, whatever it holds; without one
+// (before the first set, and after withdraw) it answers PermissionDenied,
+// as SPIRE does when no registration entry matches the caller.
 type workloadAPI struct {
 	workload.UnimplementedSpiffeWorkloadAPIServer
 
@@ -64,7 +66,13 @@ func startWorkloadAPI(t *testing.T) (*workloadAPI, string) {
 	return api, "unix://" + path
 }
 
-// set makes resp the current response and pushes it to every stream.
+// withdraw drops the current response, as SPIRE does when the workload's
+// registration entry is deleted: every open stream ends with
+// PermissionDenied, and so do new ones until the next set.
+func (w *workloadAPI) withdraw() { w.set(nil) }
+
+// set makes resp the current response and pushes it to every stream; a nil
+// resp ends them with PermissionDenied.
 func (w *workloadAPI) set(resp *workload.X509SVIDResponse) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -87,11 +95,6 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 	}
 	ch := make(chan *workload.X509SVIDResponse, 1)
 	w.mu.Lock()
-	if w.resp == nil {
-		w.mu.Unlock()
-		// What SPIRE answers a workload that no registration entry matches.
-		return status.Error(codes.PermissionDenied, "no identity issued")
-	}
 	ch <- w.resp
 	w.subs[ch] = struct{}{}
 	w.mu.Unlock()
@@ -103,6 +106,10 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 	for {
 		select {
 		case resp := <-ch:
+			if resp == nil {
+				// What SPIRE answers a workload that no registration entry matches.
+				return status.Error(codes.PermissionDenied, "no identity issued")
+			}
 			if err := stream.Send(resp); err != nil {
 				return err
 			}
@@ -272,7 +279,7 @@ func TestNewWorkloadSourceErrors(t *testing.T) {
 		want := "certs: SPIFFE Workload API at " + addr + ": no SVID after "
 		if err == nil || !strings.HasPrefix(err.Error(), want) ||
 			!strings.Contains(err.Error(), " (context deadline exceeded): is the agent running and is there a registration entry for this workload?") ||
-			!strings.HasSuffix(err.Error(), "(last error: Failed to watch the Workload API: rpc error: code = PermissionDenied desc = no identity issued)") {
+			!strings.HasSuffix(err.Error(), "(last error: rpc error: code = PermissionDenied desc = no identity issued)") {
 			t.Errorf("error:\n got %v\nwant %s... (context deadline exceeded): ... (last error: ... no identity issued)", err, want)
 		}
 		t.Log(err)
