@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
@@ -42,11 +43,13 @@ type ConnectServer struct {
 	peers   *peers
 	reflect *servedDescriptors
 	opts    []connect.HandlerOption // given to every handler
+	svid    x509svid.Source
 
 	mu       sync.Mutex
 	mux      *http.ServeMux
 	services []string
 	handler  http.Handler // built on first use; Mount fails after
+	health   *grpchealth.StaticChecker
 }
 
 // NewConnectServer builds a connect-go server with the workload's
@@ -89,6 +92,7 @@ func NewConnectServer(creds Credentials, opts ...ConnectServerOption) (*ConnectS
 		cfg: cfg, authz: authz, reflect: new(servedDescriptors),
 		opts: append(own, cfg.connectOptions...),
 		mux:  http.NewServeMux(),
+		svid: creds.SVID,
 	}
 	s.peers = newPeers(creds.Bundles, authorize, cfg.log)
 	s.tls = s.peers.tlsConfig(base, identity.Client)
@@ -152,7 +156,8 @@ func (s *ConnectServer) Handler() http.Handler {
 	if s.handler != nil {
 		return s.handler
 	}
-	s.mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(s.services...), s.opts...))
+	s.health = grpchealth.NewStaticChecker(s.services...)
+	s.mux.Handle(grpchealth.NewHandler(s.health, s.opts...))
 	if !s.cfg.noReflection {
 		reflector := grpcreflect.NewReflector(grpcreflect.NamerFunc(func() []string { return slices.Clone(s.services) }),
 			grpcreflect.WithDescriptorResolver(s.reflect), grpcreflect.WithExtensionResolver(s.reflect))
@@ -278,6 +283,7 @@ func (s *ConnectServer) Serve(ctx context.Context, ln net.Listener) error {
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go s.peers.watch(wctx, s.cfg.recheck, identity.Client)
+	go followServing(wctx, s.svid, s.setServing)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -295,6 +301,21 @@ func (s *ConnectServer) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("mesh: connect server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// setServing sets every mounted service (and the server, "") SERVING or
+// NOT_SERVING in grpc.health.v1.
+func (s *ConnectServer) setServing(serving bool) {
+	st := grpchealth.StatusNotServing
+	if serving {
+		st = grpchealth.StatusServing
+	}
+	s.mu.Lock()
+	services := slices.Clone(s.services)
+	s.mu.Unlock()
+	for _, name := range append(services, "") {
+		s.health.SetStatus(name, st)
+	}
 }
 
 // Methods returns the full names ("/pkg.Service/Method") of every method the

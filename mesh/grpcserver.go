@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -32,6 +33,7 @@ type GRPCServer struct {
 	authz   *interceptors.Authorizer // nil without authorization
 	peers   *peers
 	reflect *servedDescriptors
+	svid    x509svid.Source
 }
 
 var _ grpc.ServiceRegistrar = (*GRPCServer)(nil)
@@ -58,7 +60,7 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	if err != nil {
 		return nil, err
 	}
-	s := &GRPCServer{health: health.NewServer(), cfg: cfg, authz: cfg.authorizer, reflect: new(servedDescriptors)}
+	s := &GRPCServer{health: health.NewServer(), cfg: cfg, authz: cfg.authorizer, reflect: new(servedDescriptors), svid: creds.SVID}
 	s.peers = newPeers(creds.Bundles, authorize, cfg.log)
 	tlsCfg := s.peers.tlsConfig(base, identity.Client)
 	// Recovery first, so a panic anywhere after it costs one call, not the
@@ -154,7 +156,9 @@ func (s *GRPCServer) ListenAndServe(ctx context.Context, addr string) error {
 }
 
 // Serve runs [GRPCServer.Check] (closing ln if it fails), marks every
-// registered service SERVING in grpc.health.v1 and serves on ln until ctx
+// registered service SERVING in grpc.health.v1 (NOT_SERVING while an SVID
+// source such as certs.WorkloadSource has lost the workload's identity) and
+// serves on ln until ctx
 // ends; then it reports NOT_SERVING, stops gracefully within the shutdown
 // timeout and returns nil. It returns the error that made it stop
 // otherwise. While it serves, a policy reload that would leave a served
@@ -167,14 +171,11 @@ func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	release := s.cfg.guardReloads(s.authz, s.Methods())
 	defer release()
-	for name := range s.server.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-
+	s.setServing(true)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go s.peers.watch(wctx, s.cfg.recheck, identity.Client)
+	go followServing(wctx, s.svid, s.setServing)
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.server.Serve(ln) }()
@@ -198,6 +199,19 @@ func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("mesh: grpc server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// setServing sets every registered service (and the server, "") SERVING or
+// NOT_SERVING in grpc.health.v1.
+func (s *GRPCServer) setServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for name := range s.server.GetServiceInfo() {
+		s.health.SetServingStatus(name, st)
+	}
+	s.health.SetServingStatus("", st)
 }
 
 // Methods returns the full names ("/pkg.Service/Method") of every method the
