@@ -190,16 +190,20 @@ func (m *markerCredentials) Clone() credentials.TransportCredentials { return m 
 func (*markerCredentials) OverrideServerName(string) error { return nil }
 
 // ConnectClientOptions returns the connect-go client options that match
-// opts: with [WithClientTelemetry], the caller-chain and otelconnect
-// interceptors. Pass them to generated NewXClient constructors along with
-// the client from [NewHTTPClient].
+// opts: the client asks for no compression (connect-go's clients accept
+// gzip by default, which makes servers compress every large response; add
+// connect.WithAcceptCompression or connect.WithSendGzip after these options
+// where it pays) and, with [WithClientTelemetry], the caller-chain and
+// otelconnect interceptors. Pass them to generated NewXClient constructors
+// along with the client from [NewHTTPClient].
 func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]connect.ClientOption, error) {
 	cfg, err := newConnectClientConfig(opts)
 	if err != nil {
 		return nil, err
 	}
+	own := []connect.ClientOption{connect.WithAcceptCompression("gzip", nil, nil)}
 	if cfg.telemetry == nil {
-		return nil, nil
+		return own, nil
 	}
 	self, err := creds.SVID.GetX509SVID()
 	if err != nil {
@@ -209,7 +213,7 @@ func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]con
 	if err != nil {
 		return nil, fmt.Errorf("mesh: telemetry: %w", err)
 	}
-	return []connect.ClientOption{connect.WithInterceptors(interceptors.ConnectClientChain(self.ID), otelInt)}, nil
+	return append(own, connect.WithInterceptors(interceptors.ConnectClientChain(self.ID), otelInt)), nil
 }
 
 // NewHTTPClient returns an HTTP/2 client for connect-go clients of a mesh

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // Telemetry says where a server's or client's OpenTelemetry data goes.
@@ -71,21 +72,44 @@ func WithClientTelemetry(t Telemetry) ClientOption {
 }
 
 func (t *Telemetry) grpcServerHandler() grpc.ServerOption {
-	return grpc.StatsHandler(otelgrpc.NewServerHandler(
+	return grpc.StatsHandler(skipHealth{otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(t.TracerProvider),
 		otelgrpc.WithMeterProvider(t.MeterProvider),
 		otelgrpc.WithPropagators(t.Propagator),
 		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
-	))
+	)})
 }
 
 func (t *Telemetry) grpcClientHandler() grpc.DialOption {
-	return grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+	return grpc.WithStatsHandler(skipHealth{otelgrpc.NewClientHandler(
 		otelgrpc.WithTracerProvider(t.TracerProvider),
 		otelgrpc.WithMeterProvider(t.MeterProvider),
 		otelgrpc.WithPropagators(t.Propagator),
 		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
-	))
+	)})
+}
+
+// skipHealth keeps health checks away from a stats handler altogether:
+// otelgrpc's filter only stops the span, after the handler has extracted
+// the headers, parsed the method and built attribute sets, and it still
+// records metrics for every event. A health check (probes call it every
+// few seconds) costs nothing here beyond a prefix test.
+type skipHealth struct{ stats.Handler }
+
+type skippedKey struct{}
+
+func (h skipHealth) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/") {
+		return context.WithValue(ctx, skippedKey{}, true)
+	}
+	return h.Handler.TagRPC(ctx, info)
+}
+
+func (h skipHealth) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	if ctx.Value(skippedKey{}) != nil {
+		return
+	}
+	h.Handler.HandleRPC(ctx, rs)
 }
 
 func (t *Telemetry) connectInterceptor() (*otelconnect.Interceptor, error) {
