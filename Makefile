@@ -170,5 +170,5 @@ test-spire: ## the SPIRE integration tier: the mesh on a real SPIRE server and a
 	@start=$$(date +%s); \
 	if ! $(MAKE) --no-print-directory spire; then \
 		echo "test-spire: FAILED: the SPIRE binaries could not be built (see above); the tier did not run" >&2; exit 1; fi; \
-	rc=0; TRUSTMESH_SPIRE_BIN=$(SPIRE_BIN) $(GO) test -tags spire -race -count=1 -timeout 10m -v -run '^TestSPIRE' ./internal/spire/ || rc=$$?; \
+	rc=0; TRUSTMESH_SPIRE_BIN=$(SPIRE_BIN) $(GO) test -tags spire -race -count=1 -timeout 10m -v -run '^TestSPIRE' ./internal/spire/... || rc=$$?; \
 	echo "test-spire: wall time $$(( $$(date +%s) - start ))s"; exit $$rc
