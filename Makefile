@@ -32,8 +32,9 @@ tools: ## build the pinned tools once (cached by the go command)
 		$(TOOL) -n $$t >/dev/null; done
 
 .PHONY: generate
-generate: ## regenerate gen/ from proto/ with buf (local plugins)
+generate: ## regenerate gen/ from proto/ with buf (local plugins), and the sample's descriptor set for meshctl --sample
 	$(TOOL) buf generate
+	$(GO) test -count=1 -run '^TestSampleProtoDescriptors$$' ./services/shop -update
 
 .PHONY: check-generated
 check-generated: ## fail if gen/ is not what `buf generate` produces from proto/
