@@ -32,8 +32,9 @@ tools: ## build the pinned tools once (cached by the go command)
 		$(TOOL) -n $$t >/dev/null; done
 
 .PHONY: generate
-generate: ## regenerate gen/ from proto/ with buf (local plugins)
+generate: ## regenerate gen/ from proto/ with buf (local plugins), and the sample's descriptor set for meshctl --sample
 	$(TOOL) buf generate
+	$(GO) test -count=1 -run '^TestSampleProtoDescriptors$$' ./services/shop -update
 
 .PHONY: check-generated
 check-generated: ## fail if gen/ is not what `buf generate` produces from proto/
@@ -170,5 +171,5 @@ test-spire: ## the SPIRE integration tier: the mesh on a real SPIRE server and a
 	@start=$$(date +%s); \
 	if ! $(MAKE) --no-print-directory spire; then \
 		echo "test-spire: FAILED: the SPIRE binaries could not be built (see above); the tier did not run" >&2; exit 1; fi; \
-	rc=0; TRUSTMESH_SPIRE_BIN=$(SPIRE_BIN) $(GO) test -tags spire -race -count=1 -timeout 10m -v -run '^TestSPIRE' ./internal/spire/ || rc=$$?; \
+	rc=0; TRUSTMESH_SPIRE_BIN=$(SPIRE_BIN) $(GO) test -tags spire -race -count=1 -timeout 10m -v -run '^TestSPIRE' ./internal/spire/... || rc=$$?; \
 	echo "test-spire: wall time $$(( $$(date +%s) - start ))s"; exit $$rc

@@ -28,7 +28,7 @@ const clockSkew = time.Minute
 
 // CA is a development certificate authority for one SPIFFE trust domain,
 // with an ECDSA P-256 key and a certificate whose only URI SAN is the trust
-// domain's SPIFFE ID (for example spiffe://shop.example). It is either a
+// domain's SPIFFE ID (for example spiffe://example.org). It is either a
 // self-signed root ([NewCA]), which issues X.509-SVIDs directly, or an
 // intermediate signed by a root ([CA.NewIntermediate]), whose SVIDs carry
 // the chain leaf first, then the intermediate, so that peers holding only

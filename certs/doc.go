@@ -17,8 +17,10 @@
 //	NAME.pem              an SVID's certificate chain, leaf first, then the intermediate if any (0644)
 //	NAME-key.pem          that SVID's private key, PKCS#8 (0600)
 //
-// The identities [Init] issues are listed by [DevIdentities]: the four
-// workloads of the sample mesh, an operator and a person.
+// [Init] issues the identities it is given ([InitOptions.Identities]);
+// [DevWorkload] gives a workload the DNS and IP SANs a local run needs.
+// The package knows no particular mesh: the sample mesh's identities live
+// with the sample (and in `meshctl certs init`'s defaults).
 //
 // The second half are live sources of a workload's own SVID and of the
 // trust bundles it verifies peers against: [FileSource] watches files (a

@@ -13,7 +13,7 @@ import (
 
 // LoadBundleSet reads the trust bundles of several trust domains from dir,
 // one PEM file per trust domain named TRUST_DOMAIN.pem (for example
-// shop.example.pem and partner.example.pem): the federation of this mesh
+// example.org.pem and partner.example.pem): the federation of this mesh
 // with others. Entries whose names start with '.' (temporary files of
 // atomic writes, Kubernetes' ..data links) and directories are skipped;
 // every other entry must be a TRUST_DOMAIN.pem file holding at least one

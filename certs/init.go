@@ -13,62 +13,45 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// DefaultTrustDomain is the trust domain of the sample mesh, used by [Init]
-// when [InitOptions.TrustDomain] is zero.
-const DefaultTrustDomain = "shop.example"
-
-// Identity is one entry of the standard development identities.
+// Identity is one SVID that [Init] issues.
 type Identity struct {
 	// Name is the file name stem: the SVID goes to NAME.pem and NAME-key.pem.
 	Name string
 	// ID is the SPIFFE ID of the SVID.
 	ID spiffeid.ID
-	// DNSNames are the DNS SANs; only workloads have them.
+	// DNSNames are the DNS SANs. Workloads have them (see [DevWorkload]);
+	// people and operators usually do not.
 	DNSNames []string
-	// IPAddresses are the IP SANs; only workloads have them.
+	// IPAddresses are the IP SANs.
 	IPAddresses []net.IP
 }
 
-// DevIdentities returns the standard development identities in trust domain
-// td, in the order [Init] issues them:
-//
-//	gateway, orders, inventory, payments   spiffe://TD/ns/shop/sa/NAME, DNS SANs NAME and localhost, IP SAN 127.0.0.1
-//	admin (the operator)                   spiffe://TD/ns/ops/sa/admin
-//	alice (a person, e.g. grpcurl)         spiffe://TD/user/alice
-//
-// Each call returns a fresh slice that the caller may modify.
-func DevIdentities(td spiffeid.TrustDomain) []Identity {
-	var ids []Identity
-	for _, name := range WorkloadNames {
-		ids = append(ids, Identity{
-			Name:        name,
-			ID:          mustID(td, "ns", "shop", "sa", name),
-			DNSNames:    []string{name, "localhost"},
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		})
+// DevWorkload returns the identity of a workload in a development setup:
+// SPIFFE ID id, files NAME.pem and NAME-key.pem, DNS SANs name and
+// localhost and IP SAN 127.0.0.1, so that a client can reach it on
+// loopback or by its name (for example on a container network) and still
+// check the host name.
+func DevWorkload(name string, id spiffeid.ID) Identity {
+	return Identity{
+		Name:        name,
+		ID:          id,
+		DNSNames:    []string{name, "localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
-	return append(ids,
-		Identity{Name: "admin", ID: mustID(td, "ns", "ops", "sa", "admin")},
-		Identity{Name: "alice", ID: mustID(td, "user", "alice")},
-	)
 }
 
-// mustID builds an ID from segments that are known to be valid. A zero td
-// yields a zero ID, which [CA.Issue] rejects.
-func mustID(td spiffeid.TrustDomain, segments ...string) spiffeid.ID {
-	id, err := spiffeid.FromSegments(td, segments...)
-	if err != nil {
-		return spiffeid.ID{}
-	}
-	return id
-}
-
-// InitOptions configures [Init]. The zero value is ready to use.
+// InitOptions configures [Init].
 type InitOptions struct {
 	// TrustDomain is the trust domain of a new CA and of the identities.
-	// By default, it is [DefaultTrustDomain]. An existing CA for another
-	// trust domain is an error unless Force is set.
+	// It is required. An existing CA for another trust domain is an error
+	// unless Force is set.
 	TrustDomain spiffeid.TrustDomain
+
+	// Identities are the SVIDs to issue, in order. Each ID must be in
+	// TrustDomain and have a path, and each Name must be a distinct file
+	// name stem (see [WriteSVID]). By default, there are none: Init then
+	// writes only the CA, and SVIDs come from [CA.Issue] later.
+	Identities []Identity
 
 	// TTL is the lifetime of each issued SVID. By default, it is
 	// [DefaultSVIDTTL].
@@ -79,9 +62,9 @@ type InitOptions struct {
 	// stay valid.
 	Force bool
 
-	// ExtraDNSNames are added to the DNS SANs of every workload SVID, for
-	// example the host names a container network gives the services. By
-	// default, workloads get their own name and "localhost".
+	// ExtraDNSNames are added to the DNS SANs of every identity that has
+	// DNS SANs (the workloads), for example the host names a container
+	// network gives the services. By default, there are none.
 	ExtraDNSNames []string
 
 	// CAValidity is the validity of a new CA. By default, it is
@@ -114,7 +97,8 @@ type InitResult struct {
 	// IntermediateCreated is true if Init created a new intermediate CA
 	// (then CA is that intermediate).
 	IntermediateCreated bool
-	// SVIDs lists the SVIDs written, in the order of [DevIdentities].
+	// SVIDs lists the SVIDs written, in the order of
+	// [InitOptions.Identities].
 	SVIDs []WrittenSVID
 	// Files lists every file written, in order: the CA files first (only
 	// if CACreated), then the intermediate's (only if IntermediateCreated),
@@ -122,7 +106,7 @@ type InitResult struct {
 	Files []string
 }
 
-// WrittenSVID describes an SVID that [Init] issued and wrote.
+// WrittenSVID describes an SVID that [Init] or [Rotate] issued and wrote.
 type WrittenSVID struct {
 	// Identity is the identity the SVID was issued for, with the DNS SANs
 	// it was issued with.
@@ -135,108 +119,173 @@ type WrittenSVID struct {
 	Serial string
 }
 
-// Init writes a development PKI to dir: it creates dir (mode 0755) if
+// Init writes a development PKI to dir: it checks opts (nothing is written
+// if the trust domain or an identity is wrong); creates dir (mode 0755) if
 // needed; keeps the CA already saved there (see [LoadCA]) unless
 // opts.Force is set, or else creates and saves a new one; with
 // opts.Intermediate, makes sure the SVIDs come from an intermediate CA;
-// then issues every identity of [DevIdentities] and writes each with
+// then issues every identity of opts.Identities and writes each with
 // [WriteSVID]. Re-running Init refreshes the SVIDs without invalidating the
 // trust bundle.
 func Init(dir string, opts InitOptions) (InitResult, error) {
-	td := opts.TrustDomain
-	if td.IsZero() {
-		td = spiffeid.RequireTrustDomainFromString(DefaultTrustDomain)
-	}
 	res := InitResult{Dir: dir}
+	if err := checkInit(dir, opts); err != nil {
+		return res, err
+	}
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return res, fmt.Errorf("certs: init: %w", err)
 	}
-
-	var ca *CA
-	exists, err := caExists(dir)
+	ca, err := initCA(dir, opts, &res)
 	if err != nil {
 		return res, err
 	}
-	if exists && !opts.Force {
-		if ca, err = LoadCA(dir); err != nil {
-			return res, fmt.Errorf("%w (set Force to replace it)", err)
-		}
-		if ca.TrustDomain() != td {
-			return res, fmt.Errorf("certs: init %s: existing CA is for trust domain %q, not %q (set Force to replace it)",
-				dir, ca.TrustDomain().Name(), td.Name())
-		}
-	} else {
-		var maxPathLen int
-		if opts.Intermediate {
-			maxPathLen = 1
-		}
-		if ca, err = NewCA(td, WithValidity(opts.CAValidity), WithNow(opts.Now), WithMaxPathLen(maxPathLen)); err != nil {
-			return res, err
-		}
-		if err := ca.Save(dir); err != nil {
-			return res, err
-		}
-		res.CACreated = true
-		res.Files = append(res.Files, filepath.Join(dir, CAKeyFile), filepath.Join(dir, BundleFile))
-		if !opts.Intermediate {
-			// An intermediate left from the replaced CA would no longer
-			// chain to the new root.
-			for _, name := range []string{IntermediateFile, IntermediateKeyFile} {
-				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return res, fmt.Errorf("certs: init: %w", err)
-				}
-			}
-		}
-	}
 	if opts.Intermediate && !ca.IsIntermediate() {
-		inter, err := ca.NewIntermediate(WithNow(opts.Now))
-		if err != nil {
-			if !res.CACreated {
-				return res, fmt.Errorf("certs: init %s: the existing CA was created without room for an intermediate (set Force to replace it): %w", dir, err)
-			}
+		if ca, err = initIntermediate(dir, ca, opts, &res); err != nil {
 			return res, err
 		}
-		if err := inter.Save(dir); err != nil {
-			return res, err
-		}
-		ca = inter
-		res.IntermediateCreated = true
-		res.Files = append(res.Files, filepath.Join(dir, IntermediateKeyFile), filepath.Join(dir, IntermediateFile))
 	}
 	res.CA = ca
-
-	for _, ident := range DevIdentities(td) {
-		if ident.DNSNames != nil {
-			for _, extra := range opts.ExtraDNSNames {
-				if !slices.Contains(ident.DNSNames, extra) {
-					ident.DNSNames = append(ident.DNSNames, extra)
-				}
-			}
-		}
-		svid, err := ca.Issue(IssueRequest{
-			ID:          ident.ID,
-			DNSNames:    ident.DNSNames,
-			IPAddresses: ident.IPAddresses,
-			TTL:         opts.TTL,
-			Now:         opts.Now,
-		})
+	for _, ident := range opts.Identities {
+		w, err := issueAndWrite(dir, ca, withExtraDNSNames(ident, opts.ExtraDNSNames), opts.TTL, opts.Now)
 		if err != nil {
 			return res, err
 		}
-		certPath, keyPath, err := WriteSVID(dir, ident.Name, svid)
-		if err != nil {
-			return res, err
-		}
-		res.SVIDs = append(res.SVIDs, WrittenSVID{
-			Identity: ident,
-			CertFile: certPath,
-			KeyFile:  keyPath,
-			NotAfter: svid.Certificates[0].NotAfter,
-			Serial:   svid.Certificates[0].SerialNumber.Text(16),
-		})
-		res.Files = append(res.Files, keyPath, certPath)
+		res.SVIDs = append(res.SVIDs, w)
+		res.Files = append(res.Files, w.KeyFile, w.CertFile)
 	}
 	return res, nil
+}
+
+// checkInit checks the trust domain and the identities of opts before Init
+// touches dir.
+func checkInit(dir string, opts InitOptions) error {
+	td := opts.TrustDomain
+	if td.IsZero() {
+		return fmt.Errorf("certs: init %s: no trust domain (set InitOptions.TrustDomain)", dir)
+	}
+	seen := make(map[string]bool, len(opts.Identities))
+	for _, ident := range opts.Identities {
+		if err := validateFileName(ident.Name); err != nil {
+			return fmt.Errorf("certs: init %s: identity: %w", dir, err)
+		}
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("certs: init %s: identity %q: "+format, append([]any{dir, ident.Name}, args...)...)
+		}
+		switch {
+		case seen[ident.Name]:
+			return fail("listed twice")
+		case ident.ID.IsZero():
+			return fail("no SPIFFE ID")
+		case ident.ID.TrustDomain() != td:
+			return fail("SPIFFE ID %s is not in trust domain %q", ident.ID, td.Name())
+		case ident.ID.Path() == "":
+			return fail("SPIFFE ID %s has no path", ident.ID)
+		}
+		seen[ident.Name] = true
+	}
+	return nil
+}
+
+// initCA returns the CA in dir, or a new one saved there if there is none
+// or opts.Force is set, noting in res what it created.
+func initCA(dir string, opts InitOptions, res *InitResult) (*CA, error) {
+	td := opts.TrustDomain
+	exists, err := caExists(dir)
+	if err != nil {
+		return nil, err
+	}
+	if exists && !opts.Force {
+		ca, err := LoadCA(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (set Force to replace it)", err)
+		}
+		if ca.TrustDomain() != td {
+			return nil, fmt.Errorf("certs: init %s: existing CA is for trust domain %q, not %q (set Force to replace it)",
+				dir, ca.TrustDomain().Name(), td.Name())
+		}
+		return ca, nil
+	}
+	var maxPathLen int
+	if opts.Intermediate {
+		maxPathLen = 1
+	}
+	ca, err := NewCA(td, WithValidity(opts.CAValidity), WithNow(opts.Now), WithMaxPathLen(maxPathLen))
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.Save(dir); err != nil {
+		return nil, err
+	}
+	res.CACreated = true
+	res.Files = append(res.Files, filepath.Join(dir, CAKeyFile), filepath.Join(dir, BundleFile))
+	if !opts.Intermediate {
+		// An intermediate left from the replaced CA would no longer
+		// chain to the new root.
+		for _, name := range []string{IntermediateFile, IntermediateKeyFile} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("certs: init: %w", err)
+			}
+		}
+	}
+	return ca, nil
+}
+
+// initIntermediate creates an intermediate CA signed by root, saves it in
+// dir and notes it in res.
+func initIntermediate(dir string, root *CA, opts InitOptions, res *InitResult) (*CA, error) {
+	inter, err := root.NewIntermediate(WithNow(opts.Now))
+	if err != nil {
+		if !res.CACreated {
+			return nil, fmt.Errorf("certs: init %s: the existing CA was created without room for an intermediate (set Force to replace it): %w", dir, err)
+		}
+		return nil, err
+	}
+	if err := inter.Save(dir); err != nil {
+		return nil, err
+	}
+	res.IntermediateCreated = true
+	res.Files = append(res.Files, filepath.Join(dir, IntermediateKeyFile), filepath.Join(dir, IntermediateFile))
+	return inter, nil
+}
+
+// withExtraDNSNames returns ident with extra added to its DNS SANs, if it
+// has any, leaving ident's own slice alone.
+func withExtraDNSNames(ident Identity, extra []string) Identity {
+	if ident.DNSNames == nil {
+		return ident
+	}
+	ident.DNSNames = slices.Clone(ident.DNSNames)
+	for _, name := range extra {
+		if !slices.Contains(ident.DNSNames, name) {
+			ident.DNSNames = append(ident.DNSNames, name)
+		}
+	}
+	return ident
+}
+
+// issueAndWrite issues ident from ca and writes it to dir with [WriteSVID].
+func issueAndWrite(dir string, ca *CA, ident Identity, ttl time.Duration, now time.Time) (WrittenSVID, error) {
+	svid, err := ca.Issue(IssueRequest{
+		ID:          ident.ID,
+		DNSNames:    ident.DNSNames,
+		IPAddresses: ident.IPAddresses,
+		TTL:         ttl,
+		Now:         now,
+	})
+	if err != nil {
+		return WrittenSVID{}, err
+	}
+	certPath, keyPath, err := WriteSVID(dir, ident.Name, svid)
+	if err != nil {
+		return WrittenSVID{}, err
+	}
+	return WrittenSVID{
+		Identity: ident,
+		CertFile: certPath,
+		KeyFile:  keyPath,
+		NotAfter: svid.Certificates[0].NotAfter,
+		Serial:   svid.Certificates[0].SerialNumber.Text(16),
+	}, nil
 }
 
 // caExists reports whether dir holds a [BundleFile].

@@ -19,7 +19,7 @@ import (
 func TestInit(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "certs", "dev")
-	res, err := certs.Init(dir, certs.InitOptions{TTL: 2 * time.Hour, Now: t0, ExtraDNSNames: []string{"orders.shop.internal"}})
+	res, err := devInit(dir, certs.InitOptions{TTL: 2 * time.Hour, Now: t0, ExtraDNSNames: []string{"orders.shop.internal"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,14 +105,14 @@ func TestInit(t *testing.T) {
 func TestInitKeepsCA(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := devInit(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	bundlePath := filepath.Join(dir, "bundle.pem")
 	first := readFile(t, bundlePath)
 	oldSVID := readFile(t, filepath.Join(dir, "orders.pem"))
 
-	res, err := certs.Init(dir, certs.InitOptions{})
+	res, err := devInit(dir, certs.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestInitKeepsCA(t *testing.T) {
 	}
 	verifies(t, dir, "orders")
 
-	res, err = certs.Init(dir, certs.InitOptions{Force: true})
+	res, err = devInit(dir, certs.InitOptions{Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,17 +146,17 @@ func TestInitKeepsCA(t *testing.T) {
 func TestInitOtherTrustDomain(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := devInit(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	other := spiffeid.RequireTrustDomainFromString("other.example")
-	_, err := certs.Init(dir, certs.InitOptions{TrustDomain: other})
+	_, err := devInit(dir, certs.InitOptions{TrustDomain: other})
 	want := `certs: init ` + dir + `: existing CA is for trust domain "shop.example", not "other.example" (set Force to replace it)`
 	if err == nil || err.Error() != want {
 		t.Errorf("Init error:\n got %v\nwant %s", err, want)
 	}
 
-	res, err := certs.Init(dir, certs.InitOptions{TrustDomain: other, Force: true})
+	res, err := devInit(dir, certs.InitOptions{TrustDomain: other, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,23 +165,103 @@ func TestInitOtherTrustDomain(t *testing.T) {
 	}
 }
 
-func TestDevIdentities(t *testing.T) {
+func TestDevWorkload(t *testing.T) {
 	t.Parallel()
-	var got []string
-	for _, id := range certs.DevIdentities(shop) {
-		got = append(got, id.Name+" "+id.ID.String())
+	id := spiffeid.RequireFromString("spiffe://example.org/ns/prod/sa/api")
+	got := certs.DevWorkload("api", id)
+	if got.Name != "api" || got.ID != id || !slices.Equal(got.DNSNames, []string{"api", "localhost"}) ||
+		len(got.IPAddresses) != 1 || !got.IPAddresses[0].Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Errorf("DevWorkload = %+v", got)
 	}
-	want := []string{
-		"gateway spiffe://shop.example/ns/shop/sa/gateway",
-		"orders spiffe://shop.example/ns/shop/sa/orders",
-		"inventory spiffe://shop.example/ns/shop/sa/inventory",
-		"payments spiffe://shop.example/ns/shop/sa/payments",
-		"admin spiffe://shop.example/ns/ops/sa/admin",
-		"alice spiffe://shop.example/user/alice",
+}
+
+// TestInitChecksFirst gives Init a wrong trust domain or identity: it
+// fails with a message naming the problem and writes nothing, not even the
+// CA.
+func TestInitChecksFirst(t *testing.T) {
+	t.Parallel()
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	api := certs.DevWorkload("api", spiffeid.RequireFromString("spiffe://example.org/ns/prod/sa/api"))
+	testCases := []struct {
+		name       string
+		td         spiffeid.TrustDomain
+		identities []certs.Identity
+		want       string // after "certs: init DIR: "
+	}{
+		{"no trust domain", spiffeid.TrustDomain{}, []certs.Identity{api}, "no trust domain (set InitOptions.TrustDomain)"},
+		{"other trust domain", td, []certs.Identity{api, {Name: "bob", ID: spiffeid.RequireFromString("spiffe://other.example/user/bob")}},
+			`identity "bob": SPIFFE ID spiffe://other.example/user/bob is not in trust domain "example.org"`},
+		{"no ID", td, []certs.Identity{{Name: "bob"}}, `identity "bob": no SPIFFE ID`},
+		{"no path", td, []certs.Identity{{Name: "td", ID: td.ID()}}, `identity "td": SPIFFE ID spiffe://example.org has no path`},
+		{"twice", td, []certs.Identity{api, api}, `identity "api": listed twice`},
+		{"bad name", td, []certs.Identity{{Name: "../api", ID: api.ID}},
+			`identity: invalid file name "../api": only lowercase letters, digits, '.', '_' and '-' are allowed, and it must not start with '.'`},
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("DevIdentities:\n got %q\nwant %q", got, want)
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "dev")
+			_, err := certs.Init(dir, certs.InitOptions{TrustDomain: tc.td, Identities: tc.identities})
+			if want := "certs: init " + dir + ": " + tc.want; err == nil || err.Error() != want {
+				t.Errorf("Init error:\n got %v\nwant %s", err, want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("Init created %s: %v", dir, err)
+			}
+		})
 	}
+}
+
+// TestInitNoIdentities: without identities Init writes the CA alone.
+func TestInitNoIdentities(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	res, err := certs.Init(dir, certs.InitOptions{TrustDomain: spiffeid.RequireTrustDomainFromString("example.org")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "ca-key.pem"), filepath.Join(dir, "bundle.pem")}
+	if !res.CACreated || len(res.SVIDs) != 0 || !slices.Equal(res.Files, want) {
+		t.Errorf("result: CACreated %v, SVIDs %v, Files %v; want a CA alone", res.CACreated, res.SVIDs, res.Files)
+	}
+}
+
+// TestInitLeavesIdentitiesAlone: ExtraDNSNames go into the SVIDs, not into
+// the caller's slices.
+func TestInitLeavesIdentitiesAlone(t *testing.T) {
+	t.Parallel()
+	idents := sampleIdentities(shop)
+	if _, err := certs.Init(t.TempDir(), certs.InitOptions{TrustDomain: shop, Identities: idents, ExtraDNSNames: []string{"extra"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := idents[0].DNSNames; !slices.Equal(got, []string{"gateway", "localhost"}) {
+		t.Errorf("caller's DNS names became %v", got)
+	}
+}
+
+// sampleIdentities is a mesh's worth of identities in td, in the shape of
+// the sample mesh's: four workloads, an operator and a person.
+func sampleIdentities(td spiffeid.TrustDomain) []certs.Identity {
+	var idents []certs.Identity
+	for _, name := range []string{"gateway", "orders", "inventory", "payments"} {
+		idents = append(idents, certs.DevWorkload(name, spiffeid.RequireFromSegments(td, "ns", "shop", "sa", name)))
+	}
+	return append(idents,
+		certs.Identity{Name: "admin", ID: spiffeid.RequireFromSegments(td, "ns", "ops", "sa", "admin")},
+		certs.Identity{Name: "alice", ID: spiffeid.RequireFromSegments(td, "user", "alice")},
+	)
+}
+
+// devInit is certs.Init with trust domain shop.example, unless opts names
+// another, and [sampleIdentities] in it, unless opts lists identities.
+func devInit(dir string, opts certs.InitOptions) (certs.InitResult, error) {
+	if opts.TrustDomain.IsZero() {
+		opts.TrustDomain = shop
+	}
+	if opts.Identities == nil {
+		opts.Identities = sampleIdentities(opts.TrustDomain)
+	}
+	return certs.Init(dir, opts)
 }
 
 func readFile(t *testing.T, path string) []byte {

@@ -116,7 +116,7 @@ func (r Report) String() string {
 // Write prints the report to w as a readable multi-line summary, one
 // "label: value" line per finding, ending with the verdict:
 //
-//	chains to bundle: yes (trust domain shop.example)
+//	chains to bundle: yes (trust domain example.org)
 //	chains to bundle: no: x509svid: could not verify leaf certificate: ...
 //	chains to bundle: not checked (no bundle)
 func (r Report) Write(w io.Writer) error {

@@ -17,7 +17,7 @@ import (
 func TestInspect(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	res, err := certs.Init(dir, certs.InitOptions{})
+	res, err := devInit(dir, certs.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,7 +168,7 @@ func TestSaveLoadIntermediate(t *testing.T) {
 func TestInitIntermediate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	res, err := certs.Init(dir, certs.InitOptions{Intermediate: true})
+	res, err := devInit(dir, certs.InitOptions{Intermediate: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestInitIntermediate(t *testing.T) {
 	}
 
 	// Running again keeps both CAs.
-	again, err := certs.Init(dir, certs.InitOptions{})
+	again, err := devInit(dir, certs.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestInitIntermediate(t *testing.T) {
 	}
 
 	// Force without Intermediate goes back to a single root.
-	forced, err := certs.Init(dir, certs.InitOptions{Force: true})
+	forced, err := devInit(dir, certs.InitOptions{Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestInitIntermediate(t *testing.T) {
 	}
 
 	// That root has no room for an intermediate.
-	_, err = certs.Init(dir, certs.InitOptions{Intermediate: true})
+	_, err = devInit(dir, certs.InitOptions{Intermediate: true})
 	if err == nil || !strings.HasPrefix(err.Error(), "certs: init "+dir+": the existing CA was created without room for an intermediate (set Force to replace it)") {
 		t.Errorf("Intermediate on a kept single root: %v", err)
 	}
@@ -243,7 +243,7 @@ func TestInitIntermediate(t *testing.T) {
 func TestRotate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	res, err := certs.Init(dir, certs.InitOptions{Intermediate: true, ExtraDNSNames: []string{"orders.internal"}})
+	res, err := devInit(dir, certs.InitOptions{Intermediate: true, ExtraDNSNames: []string{"orders.internal"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestRotate(t *testing.T) {
 		Debounce:   20 * time.Millisecond,
 	})
 
-	rotated, err := certs.Rotate(dir, nil, certs.RotateOptions{TTL: time.Hour})
+	rotated, err := certs.Rotate(dir, []string{"gateway", "orders", "inventory", "payments"}, certs.RotateOptions{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +314,10 @@ func TestRotate(t *testing.T) {
 	}
 	if _, err := certs.Rotate(dir, []string{"../x"}, certs.RotateOptions{}); err == nil {
 		t.Error("Rotate accepted a path as a name")
+	}
+	// No names is a mistake, not a no-op.
+	if _, err := certs.Rotate(dir, nil, certs.RotateOptions{}); err == nil || err.Error() != "certs: rotate "+dir+": no SVID names given" {
+		t.Errorf("Rotate(no names): %v", err)
 	}
 }
 

@@ -2,16 +2,13 @@ package certs
 
 import (
 	"fmt"
-	"github.com/trustmesh/trustmesh/internal/pemfile"
 	"path/filepath"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-)
 
-// WorkloadNames are the SVIDs [Rotate] re-issues when given no names: the
-// four workloads of the sample mesh.
-var WorkloadNames = []string{"gateway", "orders", "inventory", "payments"}
+	"github.com/trustmesh/trustmesh/internal/pemfile"
+)
 
 // RotateOptions configures [Rotate]. The zero value is ready to use.
 type RotateOptions struct {
@@ -24,7 +21,7 @@ type RotateOptions struct {
 }
 
 // Rotate re-issues, in place, the SVIDs called names (file name stems, as
-// for [WriteSVID]; by default [WorkloadNames]) in dir from the CA in dir
+// for [WriteSVID]; at least one) in dir from the CA in dir
 // (see [LoadCA]: the intermediate, when there is one). Each new SVID keeps
 // the SPIFFE ID, DNS SANs and IP SANs of the leaf in NAME.pem, gets a fresh
 // key and serial number, and replaces NAME-key.pem and then NAME.pem
@@ -34,7 +31,7 @@ type RotateOptions struct {
 // nothing. It returns what it wrote, in the order of names.
 func Rotate(dir string, names []string, opts RotateOptions) ([]WrittenSVID, error) {
 	if len(names) == 0 {
-		names = WorkloadNames
+		return nil, fmt.Errorf("certs: rotate %s: no SVID names given", dir)
 	}
 	ca, err := LoadCA(dir)
 	if err != nil {

@@ -396,7 +396,7 @@ func echo(t *testing.T, conn *tls.Conn) {
 func TestFileSourceHandshakes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{Intermediate: true}); err != nil {
+	if _, err := devInit(dir, certs.InitOptions{Intermediate: true}); err != nil {
 		t.Fatal(err)
 	}
 	source := func(name string) *certs.FileSource {

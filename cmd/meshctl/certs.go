@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/trustmesh/trustmesh/certs"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // defaultDir is where development material lives, relative to the working
@@ -28,7 +29,7 @@ intermediate.pem / intermediate-key.pem (with --intermediate), and
 NAME.pem / NAME-key.pem per SVID.
 
 Usage:
-  meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain shop.example] [--dns NAME,...]
+  meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain TD] [--workloads NAME=PATH,...] [--identities NAME=PATH,...] [--dns NAME,...]
   meshctl certs issue    --id SPIFFE_ID --name NAME [--dns NAME,...] [--ip IP,...] [--ttl 24h] [--dir certs/dev]
   meshctl certs inspect  [--bundle FILE] FILE
   meshctl certs rotate   [--dir certs/dev] [--ttl 24h] [NAME...]
@@ -36,10 +37,18 @@ Usage:
 Run 'meshctl certs <subcommand> --help' for details.
 `
 
-const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain shop.example] [--dns NAME,...]
+const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain TD] [--workloads NAME=PATH,...] [--identities NAME=PATH,...] [--dns NAME,...]
 
-Writes a development PKI to --dir: a CA (bundle.pem, ca-key.pem) and an
-SVID for each identity of the sample mesh:
+Writes a development PKI to --dir: a CA for --trust-domain (bundle.pem,
+ca-key.pem) and an SVID NAME.pem / NAME-key.pem for each NAME=PATH of
+--workloads and --identities, with the SPIFFE ID spiffe://TD/PATH:
+
+  --workloads    services: DNS SANs NAME and localhost, IP SAN 127.0.0.1
+  --identities   people and operators: the SPIFFE ID only
+
+Both take comma-separated lists and may be repeated; a list given replaces
+the default, and an empty one ("") issues none. By default they are the
+sample mesh's identities, in trust domain shop.example:
 
   gateway, orders, inventory, payments   spiffe://TD/ns/shop/sa/NAME (DNS SANs NAME, localhost; IP SAN 127.0.0.1)
   admin                                  spiffe://TD/ns/ops/sa/admin
@@ -54,6 +63,9 @@ a container network gives the services.
 (intermediate.pem, intermediate-key.pem) signed by the root: each NAME.pem
 then holds the leaf and the intermediate, bundle.pem only the root. A
 root created without --intermediate cannot take one: add --force.
+
+Example, for services of your own:
+  meshctl certs init --trust-domain example.org --workloads api=/ns/prod/sa/api,worker=/ns/prod/sa/worker --identities bob=/user/bob
 `
 
 const issueUsage = `Usage: meshctl certs issue --id SPIFFE_ID --name NAME [--dns NAME,...] [--ip IP,...] [--ttl 24h] [--dir certs/dev]
@@ -82,7 +94,10 @@ func certsInit(_ context.Context, path string, args []string, stdout io.Writer) 
 	ttl := flags.Duration("ttl", certs.DefaultSVIDTTL, "lifetime of each SVID (at most 1 year)")
 	force := flags.Bool("force", false, "replace an existing CA")
 	intermediate := flags.Bool("intermediate", false, "issue the SVIDs from an intermediate CA signed by the root")
-	tdName := flags.String("trust-domain", certs.DefaultTrustDomain, "trust domain of a new CA and of the identities")
+	tdName := flags.String("trust-domain", sample.TrustDomain, "trust domain of a new CA and of the identities; the default is the sample mesh's")
+	workloads, others := sampleIdentities()
+	flags.Var(workloads, "workloads", "workload SVIDs as NAME=PATH, comma-separated; repeatable; the default is the sample mesh's")
+	flags.Var(others, "identities", "SVIDs of people and operators as NAME=PATH, comma-separated; repeatable; the default is the sample mesh's")
 	var dns listFlag
 	flags.Var(&dns, "dns", "extra DNS SANs for every workload SVID, comma-separated; repeatable")
 	if err := parseNoArgs(flags, path, initUsage, args, stdout); err != nil {
@@ -95,11 +110,26 @@ func certsInit(_ context.Context, path string, args []string, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-
-	res, err := certs.Init(*dir, certs.InitOptions{TrustDomain: td, TTL: *ttl, Force: *force, ExtraDNSNames: dns, Intermediate: *intermediate})
+	idents, err := workloads.identities("workloads", td, true)
 	if err != nil {
 		return err
 	}
+	people, err := others.identities("identities", td, false)
+	if err != nil {
+		return err
+	}
+
+	res, err := certs.Init(*dir, certs.InitOptions{TrustDomain: td, Identities: append(idents, people...),
+		TTL: *ttl, Force: *force, ExtraDNSNames: dns, Intermediate: *intermediate})
+	if err != nil {
+		return err
+	}
+	printInit(stdout, td, res)
+	return nil
+}
+
+// printInit reports what certs init did.
+func printInit(stdout io.Writer, td spiffeid.TrustDomain, res certs.InitResult) {
 	rootCert := res.CA.Bundle().X509Authorities()[0]
 	if res.CACreated {
 		fmt.Fprintf(stdout, "created CA %s in %s (expires %s)\n", td.IDString(), res.Dir, formatTime(rootCert.NotAfter))
@@ -117,7 +147,6 @@ func certsInit(_ context.Context, path string, args []string, stdout io.Writer) 
 	for _, s := range res.SVIDs {
 		fmt.Fprintf(stdout, "issued %s (expires %s)\n  wrote %s\n  wrote %s\n", s.Identity.ID, formatTime(s.NotAfter), s.CertFile, s.KeyFile)
 	}
-	return nil
 }
 
 func certsIssue(_ context.Context, path string, args []string, stdout io.Writer) error {

@@ -1,9 +1,3 @@
-// Command meshctl manages trustmesh development material: a development CA
-// and the X.509-SVIDs of the sample mesh (certs init / issue / inspect), and
-// a development issuer of certificate-bound access tokens (tokens init /
-// issue).
-//
-// Run `meshctl help` for usage.
 package main
 
 import (

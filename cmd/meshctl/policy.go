@@ -15,23 +15,17 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
-
-	// The sample mesh's services, registered in protoregistry.GlobalFiles:
-	// their methods are what lint checks coverage of by default.
-	_ "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
-	_ "github.com/trustmesh/trustmesh/gen/shop/gateway/v2"
-	_ "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
-	_ "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
-	_ "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // defaultPolicyFile is the sample mesh's policy, relative to the working
-// directory (the repository root).
+// directory (the repository root): what explain reads with --sample and no
+// FILE.
 const defaultPolicyFile = "services/policy.yaml"
 
 // policyUsage is the help of "meshctl policy".
@@ -40,50 +34,58 @@ of rules that say which callers (SPIFFE ID patterns) may call which methods
 (/package.Service/Method). Any matching deny rule wins, then any matching
 allow rule; everything else is denied by default.
 
-The sample mesh (shop) declares its workload-to-workload rules next to its
-APIs, as trustmesh.v1 access options in its protos, and keeps people and
-operators in services/policy.yaml. Like shop, every subcommand merges the
-rules of the sample mesh's protos with the file; --protos=false leaves them
-out and looks at the file alone.
+Rules may also be declared next to the APIs, as trustmesh.v1 access options
+in the protos, which a server merges with its policy file. Give the
+subcommands the protos to do the same:
+
+  --proto-descriptors SET   a FileDescriptorSet of your services, with its
+                            imports (buf build -o SET)
+  --sample                  the sample mesh's protos (shop, which keeps
+                            people and operators in services/policy.yaml)
+
+Their services' methods are then the ones lint checks and diff compares,
+and --protos=false leaves their rules out. Without either, FILE stands
+alone.
 
 Usage:
-  meshctl policy lint     FILE [--methods FILE|-] [--strict] [--protos=false]
-  meshctl policy explain  --caller SPIFFE_ID --method /pkg.Service/Method [--protos=false] [FILE]
-  meshctl policy diff     [--protos=false] OLD NEW
+  meshctl policy lint     FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--strict]
+  meshctl policy explain  --caller SPIFFE_ID --method /pkg.Service/Method [--server SPIFFE_ID] [--proto-descriptors SET | --sample] [--protos=false] FILE
+  meshctl policy diff     [--proto-descriptors SET | --sample] [--protos=false] OLD NEW
 
 Run 'meshctl policy <subcommand> --help' for details.
 `
 
-const lintUsage = `Usage: meshctl policy lint FILE [--proto-descriptors SET] [--methods FILE|-] [--strict] [--protos=false]
+const lintUsage = `Usage: meshctl policy lint FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--strict]
 
 Parses and compiles the policy in FILE and prints "FILE: ok (N rules)", or
-the first problem as FILE:LINE: rule NAME: what is wrong (exit 1). The
-allow rules declared in the sample mesh's protos are merged in, as shop
-does, unless --protos=false.
+the first problem as FILE:LINE: rule NAME: what is wrong (exit 1). With
+--proto-descriptors or --sample, the allow rules declared in those protos
+are merged in first, as a server does, unless --protos=false.
 
 It then checks coverage: every method that is served should be allowed by
 at least one allow rule, for some caller, or no one can ever call it. The
-methods checked are those of the sample mesh (the shop.* services and the
-standard health and reflection services) unless --methods names a file that
-lists them instead: one /package.Service/Method per line, blank lines and
-# comments ignored; "-" reads the list from standard input. Each method no
-allow rule covers is printed as "uncovered: METHOD"; that is a warning,
-or, with --strict, a failure (exit 1) as it is when a server starts.
+methods checked are those of the services in --proto-descriptors SET (or,
+with --sample, the sample mesh's shop.* services) and the standard health
+and reflection services, unless --methods names a file that lists them
+instead: one /package.Service/Method per line, blank lines and # comments
+ignored; "-" reads the list from standard input. With neither protos nor
+--methods, only the standard methods are checked, and lint says so. Each
+method no allow rule covers is printed as "uncovered: METHOD"; that is a
+warning, or, with --strict, a failure (exit 1) as it is when a server
+starts.
 
-For your own services, --proto-descriptors SET reads a FileDescriptorSet
-(e.g. from 'buf build -o set.binpb'; keep the imports in it): the access
-rules declared in those protos (trustmesh.v1 options) are merged instead of
-the sample mesh's, and coverage is checked for their methods plus health
-and reflection.
+SET is what 'buf build -o set.binpb' writes; keep the imports in it
+(trustmesh/v1/access.proto among them), which is buf's default.
 `
 
-const explainUsage = `Usage: meshctl policy explain --caller SPIFFE_ID --method /pkg.Service/Method [--protos=false] [FILE]
+const explainUsage = `Usage: meshctl policy explain --caller SPIFFE_ID --method /pkg.Service/Method [--server SPIFFE_ID] [--proto-descriptors SET | --sample] [--protos=false] FILE
 
-Prints the decision the policy in FILE (default services/policy.yaml),
-merged with the rules of the sample mesh's protos unless --protos=false,
-makes when the workload or person SPIFFE_ID calls the method, and the rule
-that makes it, with where it is declared (FILE:LINE, or the proto method).
-The decision is one of
+Prints the decision the policy in FILE, merged with the rules of the protos
+given by --proto-descriptors or --sample unless --protos=false, makes when
+the workload or person SPIFFE_ID calls the method, and the rule that makes
+it, with where it is declared (FILE:LINE, or the proto method). With
+--sample, FILE defaults to services/policy.yaml (run from the repository
+root). The decision is one of
 
   allow          an allow rule matches and no deny rule does
   deny           a deny rule matches, or no allow rule does (default-deny)
@@ -91,24 +93,26 @@ The decision is one of
                  dry-run and would deny: the call proceeds but is logged
 
 --caller is a concrete SPIFFE ID (no wildcards) and --method a full gRPC
-method name, as a server sees them. The exit code is 0 whatever the
-decision; it is 1 only if FILE cannot be loaded.
+method name, as a server sees them. --server is the SPIFFE ID of the server
+that decides, for rules limited to some servers by at:. The exit code is 0
+whatever the decision; it is 1 only if FILE cannot be loaded.
 
 Example:
-  meshctl policy explain --caller spiffe://shop.example/user/alice \
+  meshctl policy explain --sample --caller spiffe://shop.example/user/alice \
       --method /shop.payments.v1.PaymentService/Charge
 `
 
-const diffUsage = `Usage: meshctl policy diff [--protos=false] OLD NEW
+const diffUsage = `Usage: meshctl policy diff [--proto-descriptors SET | --sample] [--protos=false] OLD NEW
 
 Shows who gains and who loses access when the policy in OLD is replaced by
-the one in NEW, both merged with the rules of the sample mesh's protos
-unless --protos=false. It compares the two decisions for each method and
-each caller:
+the one in NEW, both merged with the rules of the protos given by
+--proto-descriptors or --sample unless --protos=false. It compares the two
+decisions for each method and each caller:
 
   methods  every method named in either policy, every /package.Service/*
            pattern (standing for the service's other methods), * (for
-           any other method), and the sample mesh's methods
+           any other method), the standard health and reflection methods,
+           and the methods of the protos' services
   callers  every caller pattern named in either policy, tried with an
            example ID: * becomes x, a trailing ** becomes x/y, and a
            bare trust domain spiffe://TD becomes spiffe://TD/x
@@ -122,16 +126,16 @@ Output, sorted by method then caller:
   METHOD: CALLER no longer needs a token (allow with a token by rule NAME -> allow by rule NAME)
 
 "changes decision" is a change between allow and dry_run_deny, which both
-let the call through. "needs a token" is about require_token rules. When nothing changes it prints "no changes". The
-exit code is 0 either way; it is 1 only if a file cannot be loaded.
+let the call through. "needs a token" is about require_token rules. When
+nothing changes it prints "no changes". The exit code is 0 either way; it
+is 1 only if a file cannot be loaded.
 `
 
 func policyLint(_ context.Context, path string, args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet(path, flag.ContinueOnError)
-	methodsFile := flags.String("methods", "", `file listing the served methods, one per line ("-": standard input); default: the sample mesh's methods`)
+	methodsFile := flags.String("methods", "", `file listing the served methods, one per line ("-": standard input); default: the methods of the protos' services`)
 	strict := flags.Bool("strict", false, "fail (exit 1) if a method is not covered by any allow rule, instead of warning")
-	descriptors := flags.String("proto-descriptors", "", "FileDescriptorSet of your services (buf build -o FILE): their access options and methods instead of the sample mesh's")
-	protos := protosFlag(flags)
+	protos := addProtoFlags(flags)
 	positional, err := parseFlags(flags, path, lintUsage, args, stdout)
 	if err != nil {
 		return err
@@ -140,30 +144,33 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 		return usageErrorf("%swant exactly one FILE, got %d arguments (see '%s --help')", where(path), len(positional), path)
 	}
 	file := positional[0]
-
-	services, from := sampleServices(), "the sample mesh's protos"
-	if *descriptors != "" {
-		if services, err = readDescriptorSet(*descriptors); err != nil {
-			return err
-		}
-		from = *descriptors
+	src, err := protos.load(path)
+	if err != nil {
+		return err
 	}
-	methods := serviceMethods(services)
+	methods := serviceMethods(src.services)
 	if *methodsFile != "" {
 		if methods, err = readMethods(*methodsFile); err != nil {
 			return err
 		}
 	}
-	pf, err := loadPolicyWith(file, *protos, services)
+	pf, err := loadPolicy(file, src)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%s)\n", file, plural(pf.fileRules, "rule"))
 	if n := len(pf.policy.Rules) - pf.fileRules; n > 0 {
-		fmt.Fprintf(stdout, "merged with %s from %s\n", plural(n, "rule"), from)
+		fmt.Fprintf(stdout, "merged with %s from %s\n", plural(n, "rule"), src.from)
 	}
-	engine := pf.engine
+	if src.from == "" && *methodsFile == "" {
+		fmt.Fprintln(stdout, "note: no services given (--proto-descriptors SET, --sample or --methods FILE): coverage is checked for the standard health and reflection methods only")
+	}
+	return checkCoverage(stdout, file, pf.engine, methods, *strict)
+}
 
+// checkCoverage prints each of methods that no allow rule of engine
+// covers and a summary: a warning, or with strict an error.
+func checkCoverage(stdout io.Writer, file string, engine *policy.Engine, methods []string, strict bool) error {
 	var uncovered int
 	for _, m := range methods {
 		if !engine.Covers(m) {
@@ -175,10 +182,10 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 		return nil
 	}
 	summary := fmt.Sprintf("%s: %d of %s not covered by any allow rule", file, uncovered, plural(len(methods), "method"))
-	if *strict {
+	if strict {
 		return fmt.Errorf("%s", summary)
 	}
-	_, err = fmt.Fprintf(stdout, "warning: %s (--strict makes this an error)\n", summary)
+	_, err := fmt.Fprintf(stdout, "warning: %s (--strict makes this an error)\n", summary)
 	return err
 }
 
@@ -186,19 +193,22 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 	flags := flag.NewFlagSet(path, flag.ContinueOnError)
 	callerFlag := flags.String("caller", "", "SPIFFE ID of the caller (required), e.g. spiffe://shop.example/user/alice")
 	method := flags.String("method", "", "full method name (required), e.g. /shop.gateway.v1.StorefrontService/ListProducts")
-	protos := protosFlag(flags)
+	protos := addProtoFlags(flags)
 	serverFlag := flags.String("server", "", "SPIFFE ID of the server that decides, for rules limited by at: (default: none, so such rules do not apply), e.g. spiffe://shop.example/ns/shop/sa/gateway")
 	positional, err := parseFlags(flags, path, explainUsage, args, stdout)
 	if err != nil {
 		return err
 	}
-	file := defaultPolicyFile
-	switch len(positional) {
-	case 0:
-	case 1:
+	var file string
+	switch {
+	case len(positional) == 1:
 		file = positional[0]
-	default:
+	case len(positional) > 1:
 		return usageErrorf("%swant at most one FILE, got %d arguments (see '%s --help')", where(path), len(positional), path)
+	case *protos.sample:
+		file = defaultPolicyFile
+	default:
+		return usageErrorf("%swant a FILE, or --sample for %s (see '%s --help')", where(path), defaultPolicyFile, path)
 	}
 	switch {
 	case *callerFlag == "":
@@ -222,12 +232,22 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 		}
 		compileOpts = append(compileOpts, policy.ForServer(server))
 	}
-	pf, err := loadPolicy(file, *protos, compileOpts...)
+	src, err := protos.load(path)
 	if err != nil {
 		return err
 	}
-	d := pf.engine.Decide(*method, caller)
-	fmt.Fprintf(stdout, "caller:   %s\nmethod:   %s\ndecision: %s\n", caller, *method, d.Outcome)
+	pf, err := loadPolicy(file, src, compileOpts...)
+	if err != nil {
+		return err
+	}
+	return printDecision(stdout, pf, *method, caller)
+}
+
+// printDecision prints the decision of pf for caller calling method, the
+// rule that makes it and where that is declared.
+func printDecision(stdout io.Writer, pf loadedPolicy, method string, caller spiffeid.ID) error {
+	d := pf.engine.Decide(method, caller)
+	fmt.Fprintf(stdout, "caller:   %s\nmethod:   %s\ndecision: %s\n", caller, method, d.Outcome)
 	if d.Rule == policy.DefaultRule {
 		fmt.Fprintf(stdout, "rule:     %s (no rule matches)\n", d.Rule)
 	} else {
@@ -240,14 +260,15 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 		fmt.Fprintln(stdout, "token:    required (authorization: Bearer TOKEN, bound to the caller's certificate)")
 	}
 	if pf.policy.DryRun {
-		_, err = fmt.Fprintln(stdout, "note:     the whole policy is in dry-run: denied calls proceed")
+		_, err := fmt.Fprintln(stdout, "note:     the whole policy is in dry-run: denied calls proceed")
+		return err
 	}
-	return err
+	return nil
 }
 
 func policyDiff(_ context.Context, path string, args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet(path, flag.ContinueOnError)
-	protos := protosFlag(flags)
+	protos := addProtoFlags(flags)
 	positional, err := parseFlags(flags, path, diffUsage, args, stdout)
 	if err != nil {
 		return err
@@ -255,18 +276,42 @@ func policyDiff(_ context.Context, path string, args []string, stdout io.Writer)
 	if len(positional) != 2 {
 		return usageErrorf("%swant OLD and NEW files, got %d arguments (see '%s --help')", where(path), len(positional), path)
 	}
-	before, err := loadPolicy(positional[0], *protos)
+	src, err := protos.load(path)
 	if err != nil {
 		return err
 	}
-	after, err := loadPolicy(positional[1], *protos)
+	before, err := loadPolicy(positional[0], src)
 	if err != nil {
 		return err
 	}
+	after, err := loadPolicy(positional[1], src)
+	if err != nil {
+		return err
+	}
+	methods, callers := diffCases(serviceMethods(src.services), before, after)
+	changes := 0
+	for _, m := range methods {
+		for _, c := range callers {
+			was, is := before.engine.Decide(m, c.id), after.engine.Decide(m, c.id)
+			if was.Outcome == is.Outcome && (was.RequireToken == is.RequireToken || !is.Proceed()) {
+				continue
+			}
+			fmt.Fprintf(stdout, "%s: %s %s (%s -> %s)\n", m, c.label(), changeVerb(was, is), describe(was), describe(is))
+			changes++
+		}
+	}
+	if changes == 0 {
+		_, err = fmt.Fprintln(stdout, "no changes")
+	}
+	return err
+}
 
-	methods := sampleMethods()
+// diffCases returns, sorted and without repeats, the methods diff compares
+// (methods and every method pattern of the policies) and the example
+// callers it tries (one for each caller pattern of the policies).
+func diffCases(methods []string, policies ...loadedPolicy) ([]string, []exampleCaller) {
 	var callers []exampleCaller
-	for _, pf := range []loadedPolicy{before, after} {
+	for _, pf := range policies {
 		for _, r := range pf.policy.Rules {
 			// Compile accepted every pattern, so To holds only "*",
 			// "/pkg.Svc/*" and exact methods. The engine treats a
@@ -291,58 +336,82 @@ func policyDiff(_ context.Context, path string, args []string, stdout io.Writer)
 		}
 		return strings.Compare(a.label(), b.label())
 	})
-	callers = slices.CompactFunc(callers, func(a, b exampleCaller) bool { return a.id == b.id })
-
-	changes := 0
-	for _, m := range methods {
-		for _, c := range callers {
-			was, is := before.engine.Decide(m, c.id), after.engine.Decide(m, c.id)
-			if was.Outcome == is.Outcome && (was.RequireToken == is.RequireToken || !is.Proceed()) {
-				continue
-			}
-			verb := "changes decision"
-			switch {
-			case was.Outcome == is.Outcome && is.RequireToken:
-				verb = "now needs a token"
-			case was.Outcome == is.Outcome:
-				verb = "no longer needs a token"
-			case !was.Proceed() && is.Proceed():
-				verb = "gains access"
-			case was.Proceed() && !is.Proceed():
-				verb = "loses access"
-			}
-			fmt.Fprintf(stdout, "%s: %s %s (%s -> %s)\n", m, c.label(), verb, describe(was), describe(is))
-			changes++
-		}
-	}
-	if changes == 0 {
-		_, err = fmt.Fprintln(stdout, "no changes")
-	}
-	return err
+	return methods, slices.CompactFunc(callers, func(a, b exampleCaller) bool { return a.id == b.id })
 }
 
-// protosFlag defines --protos on flags.
-func protosFlag(flags *flag.FlagSet) *bool {
-	return flags.Bool("protos", true, "merge the allow rules declared in the sample mesh's protos (trustmesh.v1 access options), as shop does")
+// changeVerb names the change from decision was to is, which differ.
+func changeVerb(was, is policy.Decision) string {
+	switch {
+	case was.Outcome == is.Outcome && is.RequireToken:
+		return "now needs a token"
+	case was.Outcome == is.Outcome:
+		return "no longer needs a token"
+	case !was.Proceed() && is.Proceed():
+		return "gains access"
+	case was.Proceed() && !is.Proceed():
+		return "loses access"
+	}
+	return "changes decision"
 }
 
-// loadedPolicy is a policy file, possibly merged with the sample mesh's
-// proto rules, and its compiled engine.
+// protoFlags are the flags that give a policy subcommand protos: their
+// access options are merged with the policy file, and their services'
+// methods are the ones served.
+type protoFlags struct {
+	descriptors *string
+	sample      *bool
+	merge       *bool
+}
+
+// addProtoFlags defines --proto-descriptors, --sample and --protos on
+// flags.
+func addProtoFlags(flags *flag.FlagSet) *protoFlags {
+	return &protoFlags{
+		descriptors: flags.String("proto-descriptors", "", "FileDescriptorSet of your services, with its imports (buf build -o FILE): their access options are merged and their methods served"),
+		sample:      flags.Bool("sample", false, "use the sample mesh's protos (shop.*) as --proto-descriptors would"),
+		merge:       flags.Bool("protos", true, "merge the allow rules declared in the protos (trustmesh.v1 access options), as a server does; false keeps only their methods"),
+	}
+}
+
+// protoSource is what protoFlags gave: services (none without protos),
+// where they come from ("" without protos) and whether to merge their
+// rules.
+type protoSource struct {
+	services []protoreflect.ServiceDescriptor
+	from     string
+	merge    bool
+}
+
+// load reads the protos the flags name; path is the command, for usage
+// errors.
+func (p *protoFlags) load(path string) (protoSource, error) {
+	src := protoSource{merge: *p.merge}
+	var err error
+	switch {
+	case *p.sample && *p.descriptors != "":
+		return src, usageErrorf("%s--sample and --proto-descriptors are alternatives: give one (see '%s --help')", where(path), path)
+	case *p.sample:
+		src.from = "the sample mesh's protos"
+		src.services, err = descriptorServices(sample.ProtoDescriptors(), "--sample")
+	case *p.descriptors != "":
+		src.from = *p.descriptors
+		src.services, err = readDescriptorSet(*p.descriptors)
+	}
+	return src, err
+}
+
+// loadedPolicy is a policy file, possibly merged with the rules of protos,
+// and its compiled engine.
 type loadedPolicy struct {
 	policy    policy.Policy
 	engine    *policy.Engine
 	fileRules int // how many of policy.Rules come from the file
 }
 
-// loadPolicy loads the policy file at path, merges the rules of the sample
-// mesh's protos into it if protos is set, and compiles the result. Its
-// errors name the file, and the line and rule where there is one.
-func loadPolicy(path string, protos bool, opts ...policy.CompileOption) (loadedPolicy, error) {
-	return loadPolicyWith(path, protos, sampleServices(), opts...)
-}
-
-// loadPolicyWith is loadPolicy with the proto rules of services.
-func loadPolicyWith(path string, protos bool, services []protoreflect.ServiceDescriptor, opts ...policy.CompileOption) (loadedPolicy, error) {
+// loadPolicy loads the policy file at path, merges the rules of src's
+// services into it if src says so, and compiles the result. Its errors
+// name the file, and the line and rule where there is one.
+func loadPolicy(path string, src protoSource, opts ...policy.CompileOption) (loadedPolicy, error) {
 	p, err := policy.LoadFile(path)
 	if err != nil {
 		return loadedPolicy{}, err
@@ -351,8 +420,8 @@ func loadPolicyWith(path string, protos bool, services []protoreflect.ServiceDes
 		p.Source = path
 	}
 	lp := loadedPolicy{policy: p, fileRules: len(p.Rules)}
-	if protos {
-		base, err := policy.FromServices(services...)
+	if src.merge && len(src.services) > 0 {
+		base, err := policy.FromServices(src.services...)
 		if err != nil {
 			return loadedPolicy{}, err
 		}
@@ -429,28 +498,6 @@ func exampleFor(pattern string) (exampleCaller, bool) {
 	return exampleCaller{id: id, pattern: pattern}, true
 }
 
-// sampleServices returns the sample mesh's services: every registered
-// service in a shop.* proto package, sorted by full name.
-func sampleServices() []protoreflect.ServiceDescriptor {
-	var services []protoreflect.ServiceDescriptor
-	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
-		if strings.HasPrefix(string(fd.Package()), "shop.") {
-			for i := range fd.Services().Len() {
-				services = append(services, fd.Services().Get(i))
-			}
-		}
-		return true
-	})
-	slices.SortFunc(services, func(a, b protoreflect.ServiceDescriptor) int {
-		return strings.Compare(string(a.FullName()), string(b.FullName()))
-	})
-	return services
-}
-
-// sampleMethods returns, sorted, the methods the sample mesh serves: those
-// of its services, and the standard ones.
-func sampleMethods() []string { return serviceMethods(sampleServices()) }
-
 // serviceMethods returns, sorted, the methods of services and the standard
 // ones.
 func serviceMethods(services []protoreflect.ServiceDescriptor) []string {
@@ -520,21 +567,39 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// readDescriptorSet reads a FileDescriptorSet and returns its services,
-// sorted by name. Options are decoded with the extensions linked into
-// meshctl, trustmesh.v1's access options among them.
+// readDescriptorSet reads the FileDescriptorSet at path (--proto-descriptors)
+// and returns its services, as [descriptorServices] does.
 func readDescriptorSet(path string) ([]protoreflect.ServiceDescriptor, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--proto-descriptors: %w", err)
 	}
+	return descriptorServices(data, "--proto-descriptors "+path)
+}
+
+// descriptorServices parses a FileDescriptorSet and returns its services,
+// sorted by name; name says where the set comes from, in errors. The set's
+// options are decoded with the extensions it declares itself
+// (trustmesh.v1's access options among them), so that meshctl needs no
+// generated code of anyone's protos, its own included.
+func descriptorServices(data []byte, name string) ([]protoreflect.ServiceDescriptor, error) {
+	// Decode once to learn the extensions the files declare, then again
+	// with them known, so that the options hold them as fields rather
+	// than unknown bytes.
 	var set descriptorpb.FileDescriptorSet
-	if err := (proto.UnmarshalOptions{Resolver: protoregistry.GlobalTypes}).Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("--proto-descriptors %s: not a FileDescriptorSet: %w", path, err)
+	if err := proto.Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("%s: not a FileDescriptorSet: %w", name, err)
 	}
 	files, err := protodesc.NewFiles(&set)
 	if err != nil {
-		return nil, fmt.Errorf("--proto-descriptors %s: %w (build it with its imports: buf build -o FILE)", path, err)
+		return nil, fmt.Errorf("%s: %w (build it with its imports: buf build -o FILE)", name, err)
+	}
+	set.Reset()
+	if err := (proto.UnmarshalOptions{Resolver: dynamicpb.NewTypes(files)}).Unmarshal(data, &set); err != nil {
+		return nil, fmt.Errorf("%s: options: %w", name, err)
+	}
+	if files, err = protodesc.NewFiles(&set); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	var services []protoreflect.ServiceDescriptor
 	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
@@ -544,7 +609,7 @@ func readDescriptorSet(path string) ([]protoreflect.ServiceDescriptor, error) {
 		return true
 	})
 	if len(services) == 0 {
-		return nil, fmt.Errorf("--proto-descriptors %s: no services in it", path)
+		return nil, fmt.Errorf("%s: no services in it", name)
 	}
 	slices.SortFunc(services, func(a, b protoreflect.ServiceDescriptor) int {
 		return strings.Compare(string(a.FullName()), string(b.FullName()))

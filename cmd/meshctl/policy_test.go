@@ -1,15 +1,18 @@
 package main
 
 import (
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/descriptorpb"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/trustmesh/trustmesh/internal/testtool"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // samplePolicy is a small policy in the shape of the sample mesh's.
@@ -95,9 +98,9 @@ func TestPolicyLint(t *testing.T) {
 		t.Parallel()
 		// The sample mesh's protos allow orders to call Reserve and
 		// Charge; nothing allows Restock or health checks.
-		out := mustRun(t, "policy", "lint", file)
+		out := mustRun(t, "policy", "lint", "--sample", file)
 		for _, want := range []string{
-			"merged with ",
+			"merged with 7 rules from the sample mesh's protos\n",
 			"uncovered: /shop.inventory.v1.InventoryService/Restock\n",
 			"uncovered: /grpc.health.v1.Health/Check\n",
 			"uncovered: /grpc.reflection.v1.ServerReflection/ServerReflectionInfo\n",
@@ -113,7 +116,7 @@ func TestPolicyLint(t *testing.T) {
 		}
 
 		// The file alone covers neither.
-		out = mustRun(t, "policy", "lint", "--protos=false", file)
+		out = mustRun(t, "policy", "lint", "--sample", "--protos=false", file)
 		for _, want := range []string{
 			"uncovered: /shop.inventory.v1.InventoryService/Reserve\n",
 			"uncovered: /shop.payments.v1.PaymentService/Charge\n",
@@ -121,6 +124,18 @@ func TestPolicyLint(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("lint --protos=false output lacks %q:\n%s", want, out)
 			}
+		}
+	})
+
+	t.Run("file alone", func(t *testing.T) {
+		t.Parallel()
+		// Without protos or --methods, only the standard methods are
+		// served as far as lint knows, and it says so.
+		out := mustRun(t, "policy", "lint", file)
+		want := file + ": ok (4 rules)\n" +
+			"note: no services given (--proto-descriptors SET, --sample or --methods FILE): coverage is checked for the standard health and reflection methods only\n"
+		if !strings.HasPrefix(out, want) || !strings.Contains(out, "uncovered: /grpc.health.v1.Health/Check\n") || strings.Contains(out, "/shop.") {
+			t.Errorf("stdout:\n%s\nwant it to start with:\n%s", out, want)
 		}
 	})
 }
@@ -235,6 +250,7 @@ func TestPolicyExplain(t *testing.T) {
 	file := writePolicy(t, "policy.yaml", samplePolicy)
 	testCases := []struct {
 		name, caller, method string
+		sample               bool // with --sample
 		want                 string
 	}{
 		{
@@ -259,7 +275,14 @@ func TestPolicyExplain(t *testing.T) {
 			name:   "proto rule",
 			caller: "spiffe://shop.example/ns/shop/sa/orders",
 			method: "/shop.inventory.v1.InventoryService/Reserve",
+			sample: true,
 			want:   "decision: allow\nrule:     proto:shop.inventory.v1.InventoryService.Reserve\nsource:   proto shop.inventory.v1.InventoryService.Reserve (shop/inventory/v1/inventory.proto)\n",
+		},
+		{
+			name:   "no proto rule without protos",
+			caller: "spiffe://shop.example/ns/shop/sa/orders",
+			method: "/shop.inventory.v1.InventoryService/Reserve",
+			want:   "decision: deny\nrule:     default-deny (no rule matches)\n",
 		},
 		{
 			name:   "segment boundary",
@@ -271,7 +294,11 @@ func TestPolicyExplain(t *testing.T) {
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			out := mustRun(t, "policy", "explain", "--caller", tc.caller, "--method", tc.method, file)
+			args := []string{"policy", "explain", "--caller", tc.caller, "--method", tc.method, file}
+			if tc.sample {
+				args = append(args, "--sample")
+			}
+			out := mustRun(t, args...)
 			want := "caller:   " + tc.caller + "\nmethod:   " + tc.method + "\n" + tc.want
 			if out != want {
 				t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
@@ -296,7 +323,7 @@ func TestPolicyDiff(t *testing.T) {
 	t.Run("no changes", func(t *testing.T) {
 		t.Parallel()
 		same := writePolicy(t, "new.yaml", samplePolicy)
-		if out := mustRun(t, "policy", "diff", oldFile, same); out != "no changes\n" {
+		if out := mustRun(t, "policy", "diff", "--sample", oldFile, same); out != "no changes\n" {
 			t.Errorf("stdout = %q, want %q", out, "no changes\n")
 		}
 	})
@@ -310,7 +337,7 @@ func TestPolicyDiff(t *testing.T) {
 			`to: ["/shop.gateway.v1.StorefrontService/*"]`, `to: ["/shop.gateway.v1.StorefrontService/*", "/shop.payments.v1.PaymentService/Charge"]`,
 		).Replace(samplePolicy)
 		newFile := writePolicy(t, "new.yaml", newPolicy)
-		out := mustRun(t, "policy", "diff", oldFile, newFile)
+		out := mustRun(t, "policy", "diff", "--sample", oldFile, newFile)
 		want := "/shop.payments.v1.PaymentService/Charge: spiffe://shop.example/user/x (example of spiffe://shop.example/user/*) gains access (deny by default-deny -> allow by rule users-gateway)\n" +
 			"/shop.payments.v1.PaymentService/Refund: spiffe://shop.example/ns/ops/sa/admin loses access (allow by rule admin-refund -> deny by default-deny)\n" +
 			"/shop.payments.v1.PaymentService/Refund: spiffe://shop.example/ns/ops/sa/billing gains access (deny by default-deny -> allow by rule admin-refund)\n"
@@ -334,7 +361,7 @@ func TestPolicyDiff(t *testing.T) {
     from: ["spiffe://shop.example"]
     to: ["/shop.inventory.v1.InventoryService/*"]
 `)
-		out := mustRun(t, "policy", "diff", oldFile, newFile)
+		out := mustRun(t, "policy", "diff", "--sample", oldFile, newFile)
 		for _, want := range []string{
 			"/grpc.health.v1.Health/Check: spiffe://shop.example/ns/shop/x/y (example of spiffe://shop.example/ns/shop/**) gains access (deny by default-deny -> allow by rule shop-health)\n",
 			"/grpc.health.v1.Health/Check: spiffe://shop.example/ns/shop/sa/gateway gains access (deny by default-deny -> allow by rule shop-health)\n",
@@ -398,31 +425,41 @@ rules:
 	}
 }
 
-// descriptorSet writes a FileDescriptorSet holding path and its imports, as
-// `buf build -o` would, and returns its file name.
+// descriptorSet writes a FileDescriptorSet holding the sample's files
+// paths, and with withImports their imports too, as `buf build -o` would,
+// and returns its file name. The files come from the sample's descriptor
+// set: this test binary links no generated code.
 func descriptorSet(t *testing.T, withImports bool, paths ...string) string {
 	t.Helper()
+	var all descriptorpb.FileDescriptorSet
+	if err := proto.Unmarshal(sample.ProtoDescriptors(), &all); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*descriptorpb.FileDescriptorProto{}
+	for _, f := range all.GetFile() {
+		byName[f.GetName()] = f
+	}
 	var set descriptorpb.FileDescriptorSet
 	seen := map[string]bool{}
-	var add func(fd protoreflect.FileDescriptor)
-	add = func(fd protoreflect.FileDescriptor) {
-		if seen[fd.Path()] {
+	var add func(name string)
+	add = func(name string) {
+		f, ok := byName[name]
+		if !ok {
+			t.Fatalf("%s is not in the sample's descriptor set", name)
+		}
+		if seen[name] {
 			return
 		}
-		seen[fd.Path()] = true
+		seen[name] = true
 		if withImports {
-			for i := range fd.Imports().Len() {
-				add(fd.Imports().Get(i).FileDescriptor)
+			for _, dep := range f.GetDependency() {
+				add(dep)
 			}
 		}
-		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+		set.File = append(set.File, f)
 	}
 	for _, p := range paths {
-		fd, err := protoregistry.GlobalFiles.FindFileByPath(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		add(fd)
+		add(p)
 	}
 	data, err := proto.Marshal(&set)
 	if err != nil {
@@ -433,6 +470,105 @@ func descriptorSet(t *testing.T, withImports bool, paths ...string) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// TestNoGeneratedCode: meshctl works for anyone's protos, so it links no
+// generated code, the sample's and trustmesh.v1's included; it reads access
+// options from descriptor sets instead.
+func TestNoGeneratedCode(t *testing.T) {
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list meshctl's dependencies: %v", err)
+	}
+	cmd := exec.Command(goBin, "list", "-deps", ".")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/meshctl: %v", err)
+	}
+	var offending []string
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/trustmesh/trustmesh/gen/") {
+			offending = append(offending, pkg)
+		}
+	}
+	if len(offending) > 0 {
+		t.Errorf("cmd/meshctl depends on generated code: %s", strings.Join(offending, ", "))
+	}
+	// Nor does this test binary, so that the tests here read options the
+	// way meshctl does.
+	if _, err := protoregistry.GlobalTypes.FindExtensionByName("trustmesh.v1.method_access"); err == nil {
+		t.Error("trustmesh.v1.method_access is registered in meshctl's tests: some import links generated code")
+	}
+}
+
+// TestPolicyProtoFlagErrors: --sample and --proto-descriptors exclude each
+// other, and explain needs a FILE unless --sample names the sample's.
+func TestPolicyProtoFlagErrors(t *testing.T) {
+	t.Parallel()
+	file := writePolicy(t, "policy.yaml", samplePolicy)
+	set := descriptorSet(t, true, "shop/orders/v1/orders.proto")
+	testCases := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"lint both", []string{"policy", "lint", "--sample", "--proto-descriptors", set, file},
+			"meshctl: policy lint: --sample and --proto-descriptors are alternatives: give one (see 'meshctl policy lint --help')"},
+		{"diff both", []string{"policy", "diff", "--sample", "--proto-descriptors", set, file, file},
+			"meshctl: policy diff: --sample and --proto-descriptors are alternatives: give one (see 'meshctl policy diff --help')"},
+		{"explain without file", []string{"policy", "explain", "--caller", "spiffe://shop.example/user/alice", "--method", "/shop.payments.v1.PaymentService/Charge"},
+			"meshctl: policy explain: want a FILE, or --sample for services/policy.yaml (see 'meshctl policy explain --help')"},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runMeshctl(t, tc.args...)
+			if r.code != 2 || r.stderr != tc.wantErr+"\n" {
+				t.Errorf("exit %d, stderr %q; want 2, %q", r.code, r.stderr, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestPolicyExplainSampleFile: with --sample and no FILE, explain reads the
+// sample's policy file from the repository root. Not parallel: it changes
+// the working directory.
+func TestPolicyExplainSampleFile(t *testing.T) {
+	t.Chdir(testtool.RepoRoot(t))
+	out := mustRun(t, "policy", "explain", "--sample", "--caller", "spiffe://shop.example/ns/ops/sa/admin", "--method", "/shop.payments.v1.PaymentService/Refund")
+	if !strings.Contains(out, "decision: allow\n") || !strings.Contains(out, "source:   services/policy.yaml:") {
+		t.Errorf("stdout:\n%s\nwant an allow by a rule of services/policy.yaml", out)
+	}
+}
+
+// TestPolicyDiffProtoDescriptors: diff takes the methods and the rules of
+// a descriptor set of one's own.
+func TestPolicyDiffProtoDescriptors(t *testing.T) {
+	t.Parallel()
+	set := descriptorSet(t, true, "shop/inventory/v1/inventory.proto")
+	oldFile := writePolicy(t, "old.yaml", "version: 1\nrules: []\n")
+	newFile := writePolicy(t, "new.yaml", `version: 1
+rules:
+  - name: ops-inventory
+    effect: allow
+    from: ["spiffe://shop.example/ns/ops/sa/admin"]
+    to: ["/shop.inventory.v1.InventoryService/*"]
+`)
+	out := mustRun(t, "policy", "diff", "--proto-descriptors", set, oldFile, newFile)
+	for _, want := range []string{
+		// Restock is allowed by no proto rule: admin gains it.
+		"/shop.inventory.v1.InventoryService/Restock: spiffe://shop.example/ns/ops/sa/admin gains access (deny by default-deny -> allow by rule ops-inventory)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, out)
+		}
+	}
+	// Reserve's proto rule (orders) is merged into both: orders never
+	// changes.
+	if strings.Contains(out, "sa/orders") {
+		t.Errorf("diff reports a change for orders, whose access comes from the protos:\n%s", out)
+	}
 }
 
 func TestPolicyLintProtoDescriptors(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/trustmesh/trustmesh/certs"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 const rotateUsage = `Usage: meshctl certs rotate [--dir certs/dev] [--ttl 24h] [NAME...]
@@ -20,8 +21,9 @@ SPIFFE ID, DNS SANs and IP SANs of the one it replaces and gets a fresh
 key. Both files are replaced atomically, key first, so running services
 (shop up, shop serve) pick the new SVIDs up without a restart.
 
-By default, the four workloads are rotated: gateway, orders, inventory,
-payments. Any NAME with a NAME.pem works, e.g. admin or alice.
+By default, the sample mesh's four workloads are rotated: gateway,
+orders, inventory, payments. Any NAME with a NAME.pem works, e.g. admin or
+alice, or the --workloads given to 'meshctl certs init'.
 `
 
 func certsRotate(_ context.Context, path string, args []string, stdout io.Writer) error {
@@ -41,6 +43,9 @@ func certsRotate(_ context.Context, path string, args []string, stdout io.Writer
 		}
 	}
 
+	if len(names) == 0 {
+		names = sample.Workloads()
+	}
 	rotated, err := certs.Rotate(*dir, names, certs.RotateOptions{TTL: *ttl})
 	for _, s := range rotated {
 		fmt.Fprintf(stdout, "rotated %s (serial %s, expires %s)\n  wrote %s\n  wrote %s\n",

@@ -25,10 +25,10 @@ Usage:
   meshctl <command> [subcommand] [flags] [arguments]
 
 Commands:
-  certs init      write a development CA and the sample mesh's SVIDs
+  certs init      write a development CA and SVIDs (default: the sample mesh's)
   certs issue     issue one SVID from the development CA
   certs inspect   explain a certificate and check it against a trust bundle
-  certs rotate    re-issue workload SVIDs in place from the development CA
+  certs rotate    re-issue SVIDs in place from the development CA
   policy lint     check a policy file and report methods no rule allows
   policy explain  show the decision for one caller and method, and the rule
   policy diff     show which callers gain or lose access to each method

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,6 +100,79 @@ func TestCertsInitTrustDomain(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestCertsInitIdentities issues identities of one's own instead of the
+// sample mesh's.
+func TestCertsInitIdentities(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := mustRun(t, "certs", "init", "--dir", dir, "--trust-domain", "example.org",
+		"--workloads", "api=/ns/prod/sa/api", "--workloads", "worker=/ns/prod/sa/worker", "--identities", "bob=/user/bob")
+	var issued []string
+	for _, line := range strings.Split(out, "\n") {
+		if id, ok := strings.CutPrefix(line, "issued "); ok {
+			issued = append(issued, strings.Fields(id)[0])
+		}
+	}
+	if want := []string{"spiffe://example.org/ns/prod/sa/api", "spiffe://example.org/ns/prod/sa/worker", "spiffe://example.org/user/bob"}; !slices.Equal(issued, want) {
+		t.Errorf("issued %q, want %q:\n%s", issued, want, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gateway.pem")); !os.IsNotExist(err) {
+		t.Errorf("gateway.pem written with --workloads given: %v", err)
+	}
+	out = mustRun(t, "certs", "inspect", filepath.Join(dir, "api.pem"))
+	for _, want := range []string{"dns sans:         api, localhost", "ip sans:          127.0.0.1", "chains to bundle: yes (trust domain example.org)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect api.pem lacks %q:\n%s", want, out)
+		}
+	}
+	if out := mustRun(t, "certs", "inspect", filepath.Join(dir, "bob.pem")); !strings.Contains(out, "dns sans:         none") {
+		t.Errorf("inspect bob.pem: want no DNS SANs:\n%s", out)
+	}
+
+	// Empty lists: the CA alone.
+	caOnly := t.TempDir()
+	out = mustRun(t, "certs", "init", "--dir", caOnly, "--workloads", "", "--identities", "")
+	if strings.Contains(out, "issued") {
+		t.Errorf("init with empty lists issued SVIDs:\n%s", out)
+	}
+	if entries, err := os.ReadDir(caOnly); err != nil || len(entries) != 2 {
+		t.Errorf("%s holds %d entries (%v), want bundle.pem and ca-key.pem", caOnly, len(entries), err)
+	}
+
+	testCases := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"no path", []string{"--workloads", "api"}, 2,
+			`meshctl: certs init: invalid value "api" for flag -workloads: "api": want NAME=/PATH, e.g. orders=/ns/shop/sa/orders (see 'meshctl certs init --help')`},
+		{"relative path", []string{"--identities", "bob=user/bob"}, 2,
+			`meshctl: certs init: invalid value "bob=user/bob" for flag -identities: "bob=user/bob": want NAME=/PATH, e.g. orders=/ns/shop/sa/orders (see 'meshctl certs init --help')`},
+		{"bad path", []string{"--workloads", "api=/ns//api"}, 2,
+			`meshctl: --workloads "api=/ns//api": path cannot contain empty segments`},
+		{"twice", []string{"--workloads", "api=/ns/prod/sa/api", "--identities", "api=/user/api"}, 1,
+			`meshctl: certs: init %s: identity "api": listed twice`},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "dev")
+			r := runMeshctl(t, append([]string{"certs", "init", "--dir", dir}, tc.args...)...)
+			want := tc.wantErr
+			if strings.Contains(want, "%s") {
+				want = fmt.Sprintf(want, dir)
+			}
+			if r.code != tc.wantCode || strings.TrimSuffix(r.stderr, "\n") != want {
+				t.Errorf("exit %d, stderr %q; want %d, %q", r.code, r.stderr, tc.wantCode, want)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("a failed init created %s: %v", dir, err)
+			}
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // startMesh runs the four services on loopback with the sample policy and a
@@ -19,7 +20,7 @@ import (
 func startMesh(t *testing.T) *shop.Mesh {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	addrs := map[string]string{}
@@ -114,7 +115,7 @@ func TestHealthcheckFromEnv(t *testing.T) {
 func TestServeCheckConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{ExtraDNSNames: []string{"orders.shop"}}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{ExtraDNSNames: []string{"orders.shop"}}); err != nil {
 		t.Fatal(err)
 	}
 	policyFile := filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml")
@@ -201,7 +202,7 @@ rules:
 func TestServeCheckConfigServesNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

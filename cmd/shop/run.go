@@ -16,6 +16,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/version"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 	"github.com/trustmesh/trustmesh/telemetry/otelenv"
 	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 	"github.com/trustmesh/trustmesh/tokens"
@@ -220,7 +221,7 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return upSPIRE(ctx, sp, fs, cfg, stdout, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(cfg.CertDir, certs.BundleFile)); errors.Is(err, os.ErrNotExist) {
-		res, err := certs.Init(cfg.CertDir, certs.InitOptions{})
+		res, err := sample.InitCerts(cfg.CertDir, certs.InitOptions{})
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/trustmesh/trustmesh/internal/spire"
+	"github.com/trustmesh/trustmesh/internal/spire/shopmesh"
 	"github.com/trustmesh/trustmesh/services/shop"
 )
 
@@ -52,9 +53,9 @@ func upSPIRE(ctx context.Context, s *spireFlags, fs *flag.FlagSet, cfg shop.Conf
 		// spans nowhere unless told (e.g. to `shop traces`).
 		env = append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none")
 	}
-	r, err := spire.Up(ctx, spire.UpConfig{
+	r, err := shopmesh.Up(ctx, shopmesh.UpConfig{
 		SPIRE: spire.Config{BinDir: s.binDir, ConfigDir: s.configDir, StateDir: stateDir, Log: cfg.Log},
-		Mesh:  spire.MeshConfig{Addrs: cfg.Addrs, Args: args, Env: env, Output: stderr, Log: cfg.Log},
+		Mesh:  shopmesh.MeshConfig{Addrs: cfg.Addrs, Args: args, Env: env, Output: stderr, Log: cfg.Log},
 	})
 	if err != nil {
 		return err
@@ -92,7 +93,7 @@ func serveArgs(up *flag.FlagSet) []string {
 
 // printSPIREWelcome tells a person how to get an identity from the agent
 // and call the mesh with it.
-func printSPIREWelcome(w io.Writer, r *spire.Running) {
+func printSPIREWelcome(w io.Writer, r *shopmesh.Running) {
 	d := r.UserDir
 	tlsFlags := fmt.Sprintf("-cacert %s -cert %s -key %s", filepath.Join(d, "bundle.0.pem"), filepath.Join(d, "svid.0.pem"), filepath.Join(d, "svid.0.key"))
 	gw := gatewayHost(r.Mesh.Addrs[shop.Gateway])
@@ -122,5 +123,5 @@ then call the mesh with it (no grpcurl installed? use: go tool -modfile=tools/go
 `, r.SPIRE.ServerLog(), r.SPIRE.AgentLog(), r.SPIRE.AgentAddr(),
 		r.Mesh.Addrs[shop.Gateway], r.Mesh.Addrs[shop.Orders], r.Mesh.Addrs[shop.Inventory], r.Mesh.Addrs[shop.Payments],
 		tlsFlags, gw, r.SPIRE.AgentBinary(), strings.Join(spire.FetchArgs(r.SPIRE.AgentSocket(), d), " "), r.User,
-		spire.ServiceBinary(r.BinDir, "NAME"))
+		shopmesh.ServiceBinary(r.BinDir, "NAME"))
 }

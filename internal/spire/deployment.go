@@ -5,27 +5,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/trustmesh/trustmesh/certs"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/trustmesh/trustmesh/mesh"
 )
 
 // DefaultStartTimeout is how long [Start] waits for the server and the
 // agent to become healthy, unless Config.StartTimeout says otherwise.
 const DefaultStartTimeout = 60 * time.Second
 
-// StateDirEnv is the environment variable through which deploy/spire's
-// server.conf and agent.conf (read with -expandEnv) learn where their state
-// lives.
+// StateDirEnv is the environment variable through which server.conf and
+// agent.conf (read with -expandEnv) learn where their state lives, e.g.
+// data_dir = "${SPIRE_STATE_DIR}/server".
 const StateDirEnv = "SPIRE_STATE_DIR"
 
 // Config configures a local SPIRE deployment.
@@ -33,7 +37,9 @@ type Config struct {
 	// BinDir holds the spire-server and spire-agent binaries. By default,
 	// .cache/spire/bin (where `make spire` builds them), then $PATH.
 	BinDir string
-	// ConfigDir holds server.conf and agent.conf. By default, deploy/spire.
+	// ConfigDir holds server.conf and agent.conf, which keep their state
+	// under ${SPIRE_STATE_DIR} (see [StateDirEnv]) and name the same
+	// trust_domain. It is required.
 	ConfigDir string
 	// StateDir is where the server and agent keep their state (datastore,
 	// keys, sockets) and their logs (server.log, agent.log). It is
@@ -47,7 +53,7 @@ type Config struct {
 	// healthy). By default, [DefaultStartTimeout].
 	StartTimeout time.Duration
 	// Entries are created before the agent starts, with the agent as their
-	// parent, so that its first sync already has them.
+	// parent, so that its first sync already has them. By default, none.
 	Entries []Entry
 	// Log receives progress lines. By default they are discarded.
 	Log *slog.Logger
@@ -59,7 +65,7 @@ type Entry struct {
 	// ID is the SPIFFE ID of the SVID.
 	ID spiffeid.ID
 	// Selectors must all match the workload, e.g. "unix:uid:1000",
-	// "unix:path:/usr/local/bin/shop-gateway".
+	// "unix:path:/usr/local/bin/api".
 	Selectors []string
 	// DNSNames are added to the SVID as DNS SANs.
 	DNSNames []string
@@ -72,11 +78,12 @@ type Entry struct {
 // for concurrent use.
 type Deployment struct {
 	cfg        Config
+	td         spiffeid.TrustDomain
 	serverBin  string
 	agentBin   string
 	serverPort int
-	server     *process
-	agent      *process
+	server     *Process
+	agent      *Process
 	agentID    spiffeid.ID
 }
 
@@ -86,11 +93,42 @@ type Deployment struct {
 // whatever it started; the error is one line naming what failed and the log
 // file to read.
 func Start(ctx context.Context, cfg Config) (_ *Deployment, err error) {
-	if cfg.StateDir == "" {
-		return nil, errors.New("spire: no state directory")
+	d, err := newDeployment(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.ConfigDir == "" {
-		cfg.ConfigDir = filepath.Join("deploy", "spire")
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.Close())
+		}
+	}()
+	if err := d.StartServer(ctx); err != nil {
+		return nil, err
+	}
+	token, err := d.bootstrap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range d.cfg.Entries {
+		if err := d.CreateEntry(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.startAgent(ctx, token); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDeployment checks cfg, applies its defaults, finds the binaries, the
+// trust domain and a port for the server, and makes the state directories.
+func newDeployment(cfg Config) (*Deployment, error) {
+	var err error
+	switch {
+	case cfg.StateDir == "":
+		return nil, errors.New("spire: no state directory")
+	case cfg.ConfigDir == "":
+		return nil, errors.New("spire: no configuration directory (server.conf and agent.conf)")
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = DefaultStartTimeout
@@ -104,12 +142,10 @@ func Start(ctx context.Context, cfg Config) (_ *Deployment, err error) {
 	if cfg.ConfigDir, err = filepath.Abs(cfg.ConfigDir); err != nil {
 		return nil, fmt.Errorf("spire: %w", err)
 	}
-	for _, f := range []string{"server.conf", "agent.conf"} {
-		if _, err := os.Stat(filepath.Join(cfg.ConfigDir, f)); err != nil {
-			return nil, fmt.Errorf("spire: config: %w (run from the repository root or pass the deploy/spire directory)", err)
-		}
-	}
 	d := &Deployment{cfg: cfg}
+	if d.td, err = ConfigTrustDomain(cfg.ConfigDir); err != nil {
+		return nil, err
+	}
 	if d.serverBin, err = FindBinary(cfg.BinDir, "spire-server"); err != nil {
 		return nil, err
 	}
@@ -127,53 +163,70 @@ func Start(ctx context.Context, cfg Config) (_ *Deployment, err error) {
 	if d.serverPort, err = freePort(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, d.Close())
-		}
-	}()
+	return d, nil
+}
 
-	if err := d.StartServer(ctx); err != nil {
-		return nil, err
+// trustDomainLine is a trust_domain setting in a SPIRE configuration file.
+var trustDomainLine = regexp.MustCompile(`(?m)^\s*trust_domain\s*=\s*"([^"]*)"`)
+
+// ConfigTrustDomain reads the trust_domain of server.conf and agent.conf
+// in dir, which must agree: the trust domain of a deployment [Start]ed
+// with that configuration.
+func ConfigTrustDomain(dir string) (spiffeid.TrustDomain, error) {
+	var tds []spiffeid.TrustDomain
+	for _, name := range []string{"server.conf", "agent.conf"} {
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return spiffeid.TrustDomain{}, fmt.Errorf("spire: config: %w (want a directory with server.conf and agent.conf)", err)
+		}
+		m := trustDomainLine.FindSubmatch(data)
+		if m == nil {
+			return spiffeid.TrustDomain{}, fmt.Errorf(`spire: config %s: no trust_domain = "NAME" line`, path)
+		}
+		td, err := spiffeid.TrustDomainFromString(string(m[1]))
+		if err != nil {
+			return spiffeid.TrustDomain{}, fmt.Errorf("spire: config %s: trust_domain %q: %w", path, m[1], err)
+		}
+		tds = append(tds, td)
 	}
+	if tds[0] != tds[1] {
+		return spiffeid.TrustDomain{}, fmt.Errorf("spire: config %s: server.conf has trust_domain %q but agent.conf %q", dir, tds[0].Name(), tds[1].Name())
+	}
+	return tds[0], nil
+}
+
+// bootstrap writes the server's bundle for the agent to trust it with and
+// returns a join token for the agent; it also sets the agent's ID.
+func (d *Deployment) bootstrap(ctx context.Context) (token string, err error) {
 	bundle, err := d.serverCLI(ctx, "bundle", "show", "-format", "pem")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.StateDir, "agent", "bootstrap.pem"), bundle, 0o600); err != nil {
-		return nil, fmt.Errorf("spire: %w", err)
+	if err := os.WriteFile(filepath.Join(d.cfg.StateDir, "agent", "bootstrap.pem"), bundle, 0o600); err != nil {
+		return "", fmt.Errorf("spire: %w", err)
 	}
 	out, err := d.serverCLI(ctx, "token", "generate", "-ttl", "600")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	var token string
 	for _, line := range strings.Split(string(out), "\n") {
 		if t, ok := strings.CutPrefix(strings.TrimSpace(line), "Token: "); ok {
 			token = t
 		}
 	}
 	if token == "" {
-		return nil, fmt.Errorf("spire: token generate: no token in its output %q", out)
+		return "", fmt.Errorf("spire: token generate: no token in its output %q", out)
 	}
-	if d.agentID, err = spiffeid.FromSegments(d.TrustDomain(), "spire", "agent", "join_token", token); err != nil {
-		return nil, fmt.Errorf("spire: agent ID: %w", err)
+	if d.agentID, err = spiffeid.FromSegments(d.td, "spire", "agent", "join_token", token); err != nil {
+		return "", fmt.Errorf("spire: agent ID: %w", err)
 	}
-	for _, e := range cfg.Entries {
-		if err := d.CreateEntry(ctx, e); err != nil {
-			return nil, err
-		}
-	}
-	if err := d.startAgent(ctx, token); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return token, nil
 }
 
-// TrustDomain is the trust domain of deploy/spire's configuration.
-func (d *Deployment) TrustDomain() spiffeid.TrustDomain {
-	return spiffeid.RequireTrustDomainFromString(certs.DefaultTrustDomain)
-}
+// TrustDomain is the trust domain of the deployment: the trust_domain of
+// its server.conf.
+func (d *Deployment) TrustDomain() spiffeid.TrustDomain { return d.td }
 
 // AgentSocket is the path of the agent's Workload API socket.
 func (d *Deployment) AgentSocket() string {
@@ -204,14 +257,14 @@ func (d *Deployment) AgentLog() string { return filepath.Join(d.cfg.StateDir, "a
 // same port, datastore and keys, so the same CA) and waits until it is
 // healthy.
 func (d *Deployment) StartServer(ctx context.Context) error {
-	if d.server != nil && !d.server.exited() {
+	if d.server != nil && !d.server.Exited() {
 		return errors.New("spire: server already running")
 	}
 	out, err := d.logFile(d.ServerLog())
 	if err != nil {
 		return err
 	}
-	p, err := startProcess("spire-server", d.serverBin, []string{"run",
+	p, err := StartProcess("spire-server", d.serverBin, []string{"run",
 		"-config", filepath.Join(d.cfg.ConfigDir, "server.conf"), "-expandEnv",
 		"-serverPort", strconv.Itoa(d.serverPort),
 	}, []string{StateDirEnv + "=" + d.cfg.StateDir}, out)
@@ -219,7 +272,7 @@ func (d *Deployment) StartServer(ctx context.Context) error {
 		return err
 	}
 	d.server = p
-	d.cfg.Log.Info("spire: server starting", slog.Int("pid", p.cmd.Process.Pid), slog.String("port", strconv.Itoa(d.serverPort)), slog.String("log", d.ServerLog()))
+	d.cfg.Log.Info("spire: server starting", slog.Int("pid", p.Pid()), slog.String("port", strconv.Itoa(d.serverPort)), slog.String("log", d.ServerLog()))
 	return d.waitHealthy(ctx, p, d.ServerLog(), d.serverBin, "healthcheck", "-socketPath", d.ServerSocket())
 }
 
@@ -229,7 +282,7 @@ func (d *Deployment) StopServer() error {
 	if d.server == nil {
 		return nil
 	}
-	return d.server.stop()
+	return d.server.Stop()
 }
 
 func (d *Deployment) startAgent(ctx context.Context, token string) error {
@@ -237,7 +290,7 @@ func (d *Deployment) startAgent(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	p, err := startProcess("spire-agent", d.agentBin, []string{"run",
+	p, err := StartProcess("spire-agent", d.agentBin, []string{"run",
 		"-config", filepath.Join(d.cfg.ConfigDir, "agent.conf"), "-expandEnv",
 		"-serverPort", strconv.Itoa(d.serverPort), "-joinToken", token,
 	}, []string{StateDirEnv + "=" + d.cfg.StateDir}, out)
@@ -245,7 +298,7 @@ func (d *Deployment) startAgent(ctx context.Context, token string) error {
 		return err
 	}
 	d.agent = p
-	d.cfg.Log.Info("spire: agent starting", slog.Int("pid", p.cmd.Process.Pid), slog.String("socket", d.AgentSocket()), slog.String("log", d.AgentLog()))
+	d.cfg.Log.Info("spire: agent starting", slog.Int("pid", p.Pid()), slog.String("socket", d.AgentSocket()), slog.String("log", d.AgentLog()))
 	return d.waitHealthy(ctx, p, d.AgentLog(), d.agentBin, "healthcheck", "-socketPath", d.AgentSocket())
 }
 
@@ -277,7 +330,7 @@ func (d *Deployment) FetchX509(ctx context.Context, dir string, timeout time.Dur
 		return fmt.Errorf("spire: %w", err)
 	}
 	args := FetchArgs(d.AgentSocket(), dir)
-	return retry(ctx, timeout, func(ctx context.Context) error {
+	return Retry(ctx, timeout, func(ctx context.Context) error {
 		return runCLI(ctx, d.agentBin, args...)
 	})
 }
@@ -288,14 +341,27 @@ func FetchArgs(socket, dir string) []string {
 	return []string{"api", "fetch", "x509", "-socketPath", socket, "-write", dir}
 }
 
+// LoadFetched reads what `spire-agent api fetch x509 -write dir` wrote.
+func LoadFetched(dir string) (*mesh.Credentials, error) {
+	svid, err := x509svid.Load(filepath.Join(dir, "svid.0.pem"), filepath.Join(dir, "svid.0.key"))
+	if err != nil {
+		return nil, fmt.Errorf("spire: fetched SVID in %s: %w", dir, err)
+	}
+	bundle, err := x509bundle.Load(svid.ID.TrustDomain(), filepath.Join(dir, "bundle.0.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("spire: fetched bundle in %s: %w", dir, err)
+	}
+	return &mesh.Credentials{SVID: svid, Bundles: bundle}, nil
+}
+
 // Close stops the agent, then the server.
 func (d *Deployment) Close() error {
 	var errs []error
 	if d.agent != nil {
-		errs = append(errs, d.agent.stop())
+		errs = append(errs, d.agent.Stop())
 	}
 	if d.server != nil {
-		errs = append(errs, d.server.stop())
+		errs = append(errs, d.server.Stop())
 	}
 	return errors.Join(errs...)
 }
@@ -316,7 +382,7 @@ func (d *Deployment) logFile(path string) (io.Writer, error) {
 
 // waitHealthy runs bin's healthcheck until it passes, p exits, or the
 // start timeout passes.
-func (d *Deployment) waitHealthy(ctx context.Context, p *process, logPath, bin string, args ...string) error {
+func (d *Deployment) waitHealthy(ctx context.Context, p *Process, logPath, bin string, args ...string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -326,9 +392,9 @@ func (d *Deployment) waitHealthy(ctx context.Context, p *process, logPath, bin s
 		case <-ctx.Done():
 		}
 	}()
-	err := retry(ctx, d.cfg.StartTimeout, func(ctx context.Context) error { return runCLI(ctx, bin, args...) })
-	if p.exited() {
-		return fmt.Errorf("%w (log: %s)", p.exitError(), logPath)
+	err := Retry(ctx, d.cfg.StartTimeout, func(ctx context.Context) error { return runCLI(ctx, bin, args...) })
+	if p.Exited() {
+		return fmt.Errorf("%w (log: %s)", p.ExitError(), logPath)
 	}
 	if err != nil {
 		return fmt.Errorf("spire: %s not healthy: %w (log: %s)", p.name, err, logPath)
@@ -359,27 +425,6 @@ func runCLI(ctx context.Context, bin string, args ...string) error {
 		return fmt.Errorf("%s %s: %v: %s", filepath.Base(bin), args[0], err, oneLine(string(out)))
 	}
 	return nil
-}
-
-// retry calls f with exponential backoff (100ms doubling to 2s) until it
-// succeeds, ctx ends or timeout passes; it returns f's last error.
-func retry(ctx context.Context, timeout time.Duration, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	wait := 100 * time.Millisecond
-	start := time.Now()
-	for {
-		err := f(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gave up after %s: %w", time.Since(start).Round(time.Second), err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 2*time.Second)
-	}
 }
 
 // FindBinary returns the path of name in dir, else in $PATH, else an error

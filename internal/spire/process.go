@@ -17,9 +17,10 @@ import (
 // killed.
 const stopTimeout = 10 * time.Second
 
-// process is a child process whose output goes to a writer, remembering its
-// last line for error messages.
-type process struct {
+// Process is a child process whose output goes to a writer, remembering its
+// last line for error messages. On Linux the kernel stops it when this
+// process dies, so that a crash leaves no child behind.
+type Process struct {
 	name string
 	cmd  *exec.Cmd
 	last *lastLine
@@ -27,9 +28,10 @@ type process struct {
 	err  error         // the exit error, set before done is closed
 }
 
-// startProcess starts path with args and env (added to this process's
-// environment); its stdout and stderr go to out.
-func startProcess(name, path string, args, env []string, out io.Writer) (*process, error) {
+// StartProcess starts path with args and env (added to this process's
+// environment) as the child called name (in messages); its stdout and
+// stderr go to out.
+func StartProcess(name, path string, args, env []string, out io.Writer) (*Process, error) {
 	last := &lastLine{}
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -39,7 +41,7 @@ func startProcess(name, path string, args, env []string, out io.Writer) (*proces
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("spire: start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, last: last, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, last: last, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -47,8 +49,14 @@ func startProcess(name, path string, args, env []string, out io.Writer) (*proces
 	return p, nil
 }
 
-// exited reports whether the process has exited.
-func (p *process) exited() bool {
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done returns a channel that is closed once the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited.
+func (p *Process) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -57,8 +65,10 @@ func (p *process) exited() bool {
 	}
 }
 
-// exitError describes how the process ended, with its last line of output.
-func (p *process) exitError() error {
+// ExitError describes how the process ended, with its last line of
+// output: "spire: NAME exited (STATUS): LINE". Call it once [Process.Done]
+// is closed.
+func (p *Process) ExitError() error {
 	msg := fmt.Sprintf("spire: %s exited (%v)", p.name, p.err)
 	if l := p.last.get(); l != "" {
 		msg += ": " + l
@@ -66,10 +76,10 @@ func (p *process) exitError() error {
 	return errors.New(msg)
 }
 
-// stop sends SIGTERM, waits up to stopTimeout, then kills. It returns nil
-// when the process stopped because of the signal.
-func (p *process) stop() error {
-	if p.exited() {
+// Stop sends SIGTERM, waits up to 10s, then kills. It returns nil when the
+// process stopped because of the signal, or had already exited.
+func (p *Process) Stop() error {
+	if p.Exited() {
 		return nil
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

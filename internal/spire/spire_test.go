@@ -2,9 +2,9 @@ package spire
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -21,9 +21,10 @@ func TestStartErrors(t *testing.T) {
 		want string
 	}{
 		{"no-state-dir", Config{}, "spire: no state directory"},
+		{"no-config-dir", Config{StateDir: dir}, "spire: no configuration directory (server.conf and agent.conf)"},
 		{"no-config", Config{StateDir: dir, ConfigDir: filepath.Join(dir, "nope")},
-			"spire: config: stat " + filepath.Join(dir, "nope", "server.conf") + ": no such file or directory (run from the repository root or pass the deploy/spire directory)"},
-		{"no-binaries", Config{StateDir: dir, ConfigDir: filepath.Join("..", "..", "deploy", "spire"), BinDir: noBins},
+			"spire: config: open " + filepath.Join(dir, "nope", "server.conf") + ": no such file or directory (want a directory with server.conf and agent.conf)"},
+		{"no-binaries", Config{StateDir: dir, ConfigDir: writeConfig(t, "example.org", "example.org"), BinDir: noBins},
 			"spire: spire-server not found in " + noBins + " or $PATH: build it with `make spire`"},
 	}
 	for _, tc := range testCases {
@@ -51,22 +52,63 @@ func TestLastLine(t *testing.T) {
 	}
 }
 
-func TestServiceEntries(t *testing.T) {
+// writeConfig writes a server.conf and an agent.conf with the trust
+// domains server and agent (no trust_domain line when empty) to a new
+// directory and returns it.
+func writeConfig(t *testing.T, server, agent string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, td := range map[string]string{"server.conf": server, "agent.conf": agent} {
+		block := strings.TrimSuffix(name, ".conf")
+		content := block + " {\n    bind_address = \"127.0.0.1\"\n"
+		if td != "" {
+			content += "    trust_domain = \"" + td + "\"\n"
+		}
+		content += "    data_dir = \"${SPIRE_STATE_DIR}/" + block + "\"\n}\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestConfigTrustDomain: the deployment's trust domain is the one its
+// configuration names, in both files; anything else stops Start before a
+// process runs.
+func TestConfigTrustDomain(t *testing.T) {
 	t.Parallel()
-	entries := ServiceEntries("/opt/shop/bin", 0)
-	if len(entries) != 4 {
-		t.Fatalf("%d entries, want 4", len(entries))
+	dir := writeConfig(t, "example.org", "example.org")
+	td, err := ConfigTrustDomain(dir)
+	if err != nil || td.Name() != "example.org" {
+		t.Errorf("configTrustDomain = %v, %v; want example.org", td, err)
 	}
-	e := entries[0]
-	uid := "unix:uid:" + strconv.Itoa(os.Getuid())
-	if got, want := e.ID.String(), "spiffe://shop.example/ns/shop/sa/gateway"; got != want {
-		t.Errorf("ID %s, want %s", got, want)
+
+	testCases := []struct {
+		name, server, agent string
+		want                string // %s is the directory
+	}{
+		{"missing", "", "example.org", `spire: config %s/server.conf: no trust_domain = "NAME" line`},
+		{"invalid", "Example.org", "example.org", `spire: config %s/server.conf: trust_domain "Example.org": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`},
+		{"disagree", "example.org", "other.example", `spire: config %s: server.conf has trust_domain "example.org" but agent.conf "other.example"`},
 	}
-	if got, want := strings.Join(e.Selectors, " "), uid+" unix:path:/opt/shop/bin/shop-gateway"; got != want {
-		t.Errorf("selectors %q, want %q", got, want)
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := writeConfig(t, tc.server, tc.agent)
+			_, err := ConfigTrustDomain(dir)
+			if want := fmt.Sprintf(tc.want, dir); err == nil || err.Error() != want {
+				t.Errorf("configTrustDomain:\n got %v\nwant %s", err, want)
+			}
+		})
 	}
-	u := UserEntry("alice", "/x/spire-agent")
-	if got, want := u.ID.String()+" "+strings.Join(u.Selectors, " "), "spiffe://shop.example/user/alice "+uid+" unix:path:/x/spire-agent"; got != want {
-		t.Errorf("user entry %q, want %q", got, want)
+}
+
+// TestRepositoryConfigTrustDomain reads the trust domain of the SPIRE
+// configuration this repository ships (deploy/spire).
+func TestRepositoryConfigTrustDomain(t *testing.T) {
+	t.Parallel()
+	td, err := ConfigTrustDomain(filepath.Join("..", "..", "deploy", "spire"))
+	if err != nil || td.IsZero() {
+		t.Errorf("deploy/spire: %v, %v", td, err)
 	}
 }

@@ -127,16 +127,20 @@ func (p *PKI) Leaf(t testing.TB, mutate func(*x509.Certificate)) (*x509.Certific
 	return cert, key
 }
 
-// WriteDir writes a full development directory into a new t.TempDir() with
+// WriteDir writes a development directory into a new t.TempDir() with
 // certs.Init, using this PKI's CA (so [PKI.Bundle] verifies every SVID in
-// it), and returns the directory.
-func (p *PKI) WriteDir(t testing.TB) string {
+// it): the bundle, the CA and an SVID for each of identities (at least
+// one), which must be in the PKI's trust domain. It returns the directory.
+func (p *PKI) WriteDir(t testing.TB, identities []certs.Identity) string {
 	t.Helper()
+	if len(identities) == 0 {
+		t.Fatalf("testpki: WriteDir needs at least one identity")
+	}
 	dir := t.TempDir()
 	if err := p.ca.Save(dir); err != nil {
 		t.Fatalf("testpki: %v", err)
 	}
-	res, err := certs.Init(dir, certs.InitOptions{TrustDomain: p.TrustDomain()})
+	res, err := certs.Init(dir, certs.InitOptions{TrustDomain: p.TrustDomain(), Identities: identities})
 	if err != nil {
 		t.Fatalf("testpki: %v", err)
 	}

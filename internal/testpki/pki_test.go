@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/testpki"
 )
 
@@ -89,14 +91,17 @@ func TestLeafDefects(t *testing.T) {
 
 func TestWriteDir(t *testing.T) {
 	t.Parallel()
-	pki := testpki.New(t, "shop.example")
-	dir := pki.WriteDir(t)
-	svid, err := x509svid.Load(filepath.Join(dir, "gateway.pem"), filepath.Join(dir, "gateway-key.pem"))
+	pki := testpki.New(t, "example.org")
+	dir := pki.WriteDir(t, []certs.Identity{
+		certs.DevWorkload("api", spiffeid.RequireFromString("spiffe://example.org/ns/prod/sa/api")),
+		{Name: "alice", ID: spiffeid.RequireFromString("spiffe://example.org/user/alice")},
+	})
+	svid, err := x509svid.Load(filepath.Join(dir, "api.pem"), filepath.Join(dir, "api-key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := x509svid.Verify(svid.Certificates, pki.Bundle()); err != nil {
-		t.Errorf("gateway SVID does not verify against the PKI bundle: %v", err)
+		t.Errorf("api SVID does not verify against the PKI bundle: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "alice.pem")); err != nil {
 		t.Error(err)

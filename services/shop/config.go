@@ -21,20 +21,21 @@ import (
 
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 	"github.com/trustmesh/trustmesh/telemetry/otelenv"
 )
 
 // The services of the sample mesh.
 const (
-	Gateway   = "gateway"
-	Orders    = "orders"
-	Inventory = "inventory"
-	Payments  = "payments"
+	Gateway   = sample.Gateway
+	Orders    = sample.Orders
+	Inventory = sample.Inventory
+	Payments  = sample.Payments
 )
 
 // Services lists the services of the sample mesh, edge first: the workloads
-// the development PKI issues SVIDs for.
-var Services = certs.WorkloadNames
+// the development PKI issues SVIDs for ([sample.Workloads]).
+var Services = sample.Workloads()
 
 // DefaultAddrs are the loopback addresses `shop up` listens on.
 var DefaultAddrs = map[string]string{
@@ -44,13 +45,18 @@ var DefaultAddrs = map[string]string{
 	Payments:  "127.0.0.1:9003",
 }
 
-// TrustDomain is the sample mesh's trust domain.
-var TrustDomain = spiffeid.RequireTrustDomainFromString(certs.DefaultTrustDomain)
+// TrustDomain is the sample mesh's trust domain ([sample.TrustDomain]).
+var TrustDomain = spiffeid.RequireTrustDomainFromString(sample.TrustDomain)
 
 // WorkloadID returns the SPIFFE ID of the sample service name:
-// spiffe://shop.example/ns/shop/sa/NAME.
+// spiffe://shop.example/ns/shop/sa/NAME (see [sample.WorkloadID]). It
+// panics if name is not a valid path segment.
 func WorkloadID(name string) spiffeid.ID {
-	return spiffeid.RequireFromSegments(TrustDomain, "ns", "shop", "sa", name)
+	id, err := sample.WorkloadID(TrustDomain, name)
+	if err != nil {
+		panic(fmt.Sprintf("shop: workload %q: %v", name, err))
+	}
+	return id
 }
 
 // Config configures the sample services.

@@ -11,6 +11,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // TestStartupErrorsSayWhatToDo: each way credentials or the token issuer
@@ -18,11 +19,11 @@ import (
 func TestStartupErrorsSayWhatToDo(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	expired := t.TempDir()
-	if _, err := certs.Init(expired, certs.InitOptions{TTL: time.Hour, Now: time.Now().Add(-2 * time.Hour)}); err != nil {
+	if _, err := sample.InitCerts(expired, certs.InitOptions{TTL: time.Hour, Now: time.Now().Add(-2 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	missingFed := filepath.Join(t.TempDir(), "no-such-dir")

@@ -13,6 +13,7 @@ import (
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // TestPaymentsDown stops payments under a running mesh: PlaceOrder fails
@@ -22,7 +23,7 @@ import (
 func TestPaymentsDown(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	lns := map[string]net.Listener{}

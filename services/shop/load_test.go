@@ -19,6 +19,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // ghzReport is the part of ghz's JSON report the load test reads.
@@ -53,7 +54,7 @@ func TestLoad(t *testing.T) {
 	requests := envInt(t, "LOAD_REQUESTS", 100_000)
 	concurrency := envInt(t, "LOAD_CONCURRENCY", 50)
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	original, err := os.ReadFile(filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml"))
@@ -139,7 +140,7 @@ rules:
 		defer wg.Done()
 		for i := range 10 {
 			time.Sleep(100 * time.Millisecond) // spread over the run; bounded: 10 rounds
-			if _, err := certs.Rotate(dir, certs.WorkloadNames, certs.RotateOptions{}); err != nil {
+			if _, err := certs.Rotate(dir, shop.Services, certs.RotateOptions{}); err != nil {
 				t.Errorf("rotation %d: %v", i+1, err)
 			}
 			if i%2 == 0 {

@@ -30,6 +30,7 @@ import (
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/services/inventory"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // TestLoadChain compares, with ghz in one run, a bare grpc-go server (mTLS,
@@ -41,7 +42,7 @@ import (
 func TestLoadChain(t *testing.T) {
 	requests := envInt(t, "LOAD_CHAIN_REQUESTS", 50_000)
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	svid, err := x509svid.Load(filepath.Join(dir, "inventory.pem"), filepath.Join(dir, "inventory-key.pem"))

@@ -45,7 +45,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		}
 	}()
 	waitCalls(t, &calls, 10)
-	written, err := certs.Rotate(m.CertDir, certs.WorkloadNames, certs.RotateOptions{})
+	written, err := certs.Rotate(m.CertDir, shop.Services, certs.RotateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

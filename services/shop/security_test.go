@@ -26,6 +26,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // logSink is a goroutine-safe buffer for the mesh's logs.
@@ -57,7 +58,7 @@ func startLoggedMesh(t *testing.T, pki *testpki.PKI, step time.Duration) (*shop.
 		addrs[s] = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m, err := shop.Start(ctx, shop.Config{CertDir: pki.WriteDir(t), Addrs: addrs, StepInterval: step,
+	m, err := shop.Start(ctx, shop.Config{CertDir: pki.WriteDir(t, sample.DevIdentities(pki.TrustDomain())), Addrs: addrs, StepInterval: step,
 		PolicyFile: filepath.Join(testtool.RepoRoot(t), "services", "policy.yaml"),
 		Log:        slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {

@@ -36,166 +36,237 @@ func Serve(ctx context.Context, name string, ln net.Listener, cfg Config) error 
 	}
 	defer func() { _ = ln.Close() }() // already closed after a clean stop; this covers start-up errors
 	cfg = cfg.withDefaults()
-	log := cfg.Log.With(slog.String("service", name))
-	var closers []func() error
-	defer func() { // last opened, first closed
-		for i := len(closers) - 1; i >= 0; i-- {
-			_ = closers[i]()
-		}
-	}()
-
+	s := &service{name: name, cfg: cfg, log: cfg.Log.With(slog.String("service", name)), meters: otel.GetMeterProvider()}
+	defer s.close()
 	// Telemetry first, so that the credential source's expiry gauge and the
 	// policy watcher's reload metrics go to this service's meter provider.
-	var (
-		opts       = []mesh.ServerOption{mesh.WithLogger(log)}
-		clientOpts []mesh.ClientOption
-		meters     metric.MeterProvider = otel.GetMeterProvider()
-	)
-	if cfg.Telemetry != nil {
-		p, err := cfg.Telemetry(name)
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		closers = append(closers, func() error {
-			// Flush every span, also when ctx is already cancelled (SIGTERM).
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			return p.Shutdown(sctx)
-		})
-		t := mesh.Telemetry{TracerProvider: p.TracerProvider, MeterProvider: p.MeterProvider, Propagator: p.Propagator,
-			TrustRemote: name != Gateway} // the gateway is the edge: people's traces start there
-		opts = append(opts, mesh.WithTelemetry(t))
-		clientOpts = append(clientOpts, mesh.WithClientTelemetry(t))
-		meters = p.MeterProvider
-	}
-
-	creds, closeCreds, err := openCredentials(ctx, cfg, name, meters)
-	if err != nil {
+	if err := s.setUpTelemetry(ctx); err != nil {
 		return err
 	}
-	closers = append(closers, closeCreds)
-	az, err := newAuthorization(ctx, name, cfg, log, meters)
-	if err != nil {
+	if err := s.openCredentials(ctx); err != nil {
 		return err
 	}
-	closers = append(closers, az.close)
-	opts = append(opts, mesh.WithAuthorizer(az.authorizer))
-	if cfg.AllowUncovered {
-		opts = append(opts, mesh.WithCoverageWarnings())
+	if err := s.setUpAuthorization(ctx); err != nil {
+		return err
 	}
-	if cfg.FederationDir != "" {
-		opts = append(opts, mesh.WithFederatedTrustDomains())
-	}
-	if name == Gateway && cfg.RateLimit != 0 {
-		burst := cfg.RateBurst
-		if burst == 0 {
-			burst = max(1, int(2*cfg.RateLimit))
-		}
-		l, err := interceptors.NewRateLimiter(cfg.RateLimit, burst)
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		opts = append(opts, mesh.WithRateLimiter(l))
-	}
-	grpcClient := func(downstream string) (*grpc.ClientConn, error) {
-		conn, err := mesh.DialGRPC(cfg.Addrs[downstream], creds, WorkloadID(downstream), mesh.WithClientOptions(clientOpts...))
-		if err != nil {
-			return nil, fmt.Errorf("shop: %s: %w", name, err)
-		}
-		closers = append(closers, conn.Close)
-		return conn, nil
-	}
-
 	switch name {
 	case Inventory:
-		var catalogue []*inventoryv1.Product
-		if cfg.Stock > 0 {
-			catalogue = inventory.DefaultCatalogue()
-			for _, p := range catalogue {
-				p.AvailableQuantity = cfg.Stock
-			}
-		}
-		impl, err := inventory.New(inventory.Config{Catalogue: catalogue}, log)
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		inventoryv1.RegisterInventoryServiceServer(srv, impl)
-		return logServe(ctx, log, ln, srv.Serve)
-
+		return s.serveInventory(ctx, ln)
 	case Payments:
-		impl := payments.New(payments.Config{Limit: cfg.PaymentLimit}, log)
-		srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		if err := mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, impl); err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		return serveConnect(ctx, log, ln, srv)
-
+		return s.servePayments(ctx, ln)
 	case Orders:
-		invConn, err := grpcClient(Inventory)
-		if err != nil {
-			return err
-		}
-		httpClient, err := mesh.NewHTTPClient(creds, WorkloadID(Payments))
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		connectOpts, err := mesh.ConnectClientOptions(creds, mesh.WithClientOptions(clientOpts...))
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		pay := paymentsv1connect.NewPaymentServiceClient(httpClient, "https://"+cfg.Addrs[Payments], append(connectOpts, connect.WithGRPC())...)
-		step := cfg.StepInterval
-		if step == 0 {
-			step = orders.DefaultStepInterval
-		}
-		impl, err := orders.New(orders.Config{StepInterval: step}, inventoryv1.NewInventoryServiceClient(invConn), pay, log)
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		// Closing orders ends its open WatchOrder streams, which a graceful
-		// stop would otherwise wait for: close it as soon as ctx ends.
-		stop := context.AfterFunc(ctx, func() { _ = impl.Close() })
-		closers = append(closers, func() error { stop(); return impl.Close() })
-		srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		ordersv1.RegisterOrderServiceServer(srv, impl)
-		return logServe(ctx, log, ln, srv.Serve)
-
+		return s.serveOrders(ctx, ln)
 	case Gateway:
-		ordConn, err := grpcClient(Orders)
-		if err != nil {
-			return err
-		}
-		invConn, err := grpcClient(Inventory)
-		if err != nil {
-			return err
-		}
-		impl, err := gateway.New(gateway.Config{}, ordersv1.NewOrderServiceClient(ordConn), inventoryv1.NewInventoryServiceClient(invConn), log)
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
-		if err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		if err := mesh.Mount(srv, gatewayv1connect.NewStorefrontServiceHandler, impl); err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		if err := mesh.Mount(srv, gatewayv2connect.NewStorefrontServiceHandler, gateway.NewV2(impl)); err != nil {
-			return fmt.Errorf("shop: %s: %w", name, err)
-		}
-		return serveConnect(ctx, log, ln, srv)
+		return s.serveGateway(ctx, ln)
 	}
 	return checkName(name)
+}
+
+// service is one sample service being built by [Serve]: what it has set up
+// so far, and what to close when it stops.
+type service struct {
+	name       string
+	cfg        Config
+	log        *slog.Logger
+	meters     metric.MeterProvider
+	opts       []mesh.ServerOption
+	clientOpts []mesh.ClientOption
+	creds      mesh.Credentials
+	az         *authorization
+	closers    []func() error
+}
+
+// close closes what the service opened, last opened first.
+func (s *service) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i]()
+	}
+}
+
+// errorf wraps err as "shop: NAME: err".
+func (s *service) errorf(err error) error { return fmt.Errorf("shop: %s: %w", s.name, err) }
+
+// setUpTelemetry gets the service's OpenTelemetry providers from
+// cfg.Telemetry, if set, for its server, its clients and its meters; they
+// are shut down, flushing every span, when the service stops.
+func (s *service) setUpTelemetry(ctx context.Context) error {
+	s.opts = append(s.opts, mesh.WithLogger(s.log))
+	if s.cfg.Telemetry == nil {
+		return nil
+	}
+	p, err := s.cfg.Telemetry(s.name)
+	if err != nil {
+		return s.errorf(err)
+	}
+	s.closers = append(s.closers, func() error {
+		// Flush every span, also when ctx is already cancelled (SIGTERM).
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return p.Shutdown(sctx)
+	})
+	t := mesh.Telemetry{TracerProvider: p.TracerProvider, MeterProvider: p.MeterProvider, Propagator: p.Propagator,
+		TrustRemote: s.name != Gateway} // the gateway is the edge: people's traces start there
+	s.opts = append(s.opts, mesh.WithTelemetry(t))
+	s.clientOpts = append(s.clientOpts, mesh.WithClientTelemetry(t))
+	s.meters = p.MeterProvider
+	return nil
+}
+
+// openCredentials opens the service's live SVID and trust bundles (see
+// [OpenCredentials]).
+func (s *service) openCredentials(ctx context.Context) error {
+	creds, closeCreds, err := openCredentials(ctx, s.cfg, s.name, s.meters)
+	if err != nil {
+		return err
+	}
+	s.creds = creds
+	s.closers = append(s.closers, closeCreds)
+	return nil
+}
+
+// setUpAuthorization loads the service's policy and adds to its server
+// options what decides who may call it: the authorizer, coverage warnings
+// (cfg.AllowUncovered), federated trust domains (cfg.FederationDir) and,
+// at the gateway, the per-caller rate limit (cfg.RateLimit).
+func (s *service) setUpAuthorization(ctx context.Context) error {
+	az, err := newAuthorization(ctx, s.name, s.cfg, s.log, s.meters)
+	if err != nil {
+		return err
+	}
+	s.az = az
+	s.closers = append(s.closers, az.close)
+	s.opts = append(s.opts, mesh.WithAuthorizer(az.authorizer))
+	if s.cfg.AllowUncovered {
+		s.opts = append(s.opts, mesh.WithCoverageWarnings())
+	}
+	if s.cfg.FederationDir != "" {
+		s.opts = append(s.opts, mesh.WithFederatedTrustDomains())
+	}
+	if s.name == Gateway && s.cfg.RateLimit != 0 {
+		burst := s.cfg.RateBurst
+		if burst == 0 {
+			burst = max(1, int(2*s.cfg.RateLimit))
+		}
+		l, err := interceptors.NewRateLimiter(s.cfg.RateLimit, burst)
+		if err != nil {
+			return s.errorf(err)
+		}
+		s.opts = append(s.opts, mesh.WithRateLimiter(l))
+	}
+	return nil
+}
+
+// dialGRPC connects to the grpc-go service downstream, which must present
+// its workload ID; the connection is closed when the service stops.
+func (s *service) dialGRPC(downstream string) (*grpc.ClientConn, error) {
+	conn, err := mesh.DialGRPC(s.cfg.Addrs[downstream], s.creds, WorkloadID(downstream), mesh.WithClientOptions(s.clientOpts...))
+	if err != nil {
+		return nil, s.errorf(err)
+	}
+	s.closers = append(s.closers, conn.Close)
+	return conn, nil
+}
+
+// serveGRPC builds the service's grpc-go server, registers its
+// implementation with register and serves it on ln.
+func (s *service) serveGRPC(ctx context.Context, ln net.Listener, register func(*mesh.GRPCServer)) error {
+	srv, err := mesh.NewGRPCServer(s.creds, mesh.WithServerOptions(s.opts...))
+	if err != nil {
+		return s.errorf(err)
+	}
+	register(srv)
+	return logServe(ctx, s.log, ln, srv.Serve)
+}
+
+// newConnectServer builds the service's connect-go server.
+func (s *service) newConnectServer() (*mesh.ConnectServer, error) {
+	srv, err := mesh.NewConnectServer(s.creds, mesh.WithServerOptions(s.opts...))
+	if err != nil {
+		return nil, s.errorf(err)
+	}
+	return srv, nil
+}
+
+func (s *service) serveInventory(ctx context.Context, ln net.Listener) error {
+	var catalogue []*inventoryv1.Product
+	if s.cfg.Stock > 0 {
+		catalogue = inventory.DefaultCatalogue()
+		for _, p := range catalogue {
+			p.AvailableQuantity = s.cfg.Stock
+		}
+	}
+	impl, err := inventory.New(inventory.Config{Catalogue: catalogue}, s.log)
+	if err != nil {
+		return s.errorf(err)
+	}
+	return s.serveGRPC(ctx, ln, func(srv *mesh.GRPCServer) { inventoryv1.RegisterInventoryServiceServer(srv, impl) })
+}
+
+func (s *service) servePayments(ctx context.Context, ln net.Listener) error {
+	impl := payments.New(payments.Config{Limit: s.cfg.PaymentLimit}, s.log)
+	srv, err := s.newConnectServer()
+	if err != nil {
+		return err
+	}
+	if err := mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, impl); err != nil {
+		return s.errorf(err)
+	}
+	return serveConnect(ctx, s.log, ln, srv)
+}
+
+func (s *service) serveOrders(ctx context.Context, ln net.Listener) error {
+	invConn, err := s.dialGRPC(Inventory)
+	if err != nil {
+		return err
+	}
+	httpClient, err := mesh.NewHTTPClient(s.creds, WorkloadID(Payments))
+	if err != nil {
+		return s.errorf(err)
+	}
+	connectOpts, err := mesh.ConnectClientOptions(s.creds, mesh.WithClientOptions(s.clientOpts...))
+	if err != nil {
+		return s.errorf(err)
+	}
+	pay := paymentsv1connect.NewPaymentServiceClient(httpClient, "https://"+s.cfg.Addrs[Payments], append(connectOpts, connect.WithGRPC())...)
+	step := s.cfg.StepInterval
+	if step == 0 {
+		step = orders.DefaultStepInterval
+	}
+	impl, err := orders.New(orders.Config{StepInterval: step}, inventoryv1.NewInventoryServiceClient(invConn), pay, s.log)
+	if err != nil {
+		return s.errorf(err)
+	}
+	// Closing orders ends its open WatchOrder streams, which a graceful
+	// stop would otherwise wait for: close it as soon as ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = impl.Close() })
+	s.closers = append(s.closers, func() error { stop(); return impl.Close() })
+	return s.serveGRPC(ctx, ln, func(srv *mesh.GRPCServer) { ordersv1.RegisterOrderServiceServer(srv, impl) })
+}
+
+func (s *service) serveGateway(ctx context.Context, ln net.Listener) error {
+	ordConn, err := s.dialGRPC(Orders)
+	if err != nil {
+		return err
+	}
+	invConn, err := s.dialGRPC(Inventory)
+	if err != nil {
+		return err
+	}
+	impl, err := gateway.New(gateway.Config{}, ordersv1.NewOrderServiceClient(ordConn), inventoryv1.NewInventoryServiceClient(invConn), s.log)
+	if err != nil {
+		return s.errorf(err)
+	}
+	srv, err := s.newConnectServer()
+	if err != nil {
+		return err
+	}
+	if err := mesh.Mount(srv, gatewayv1connect.NewStorefrontServiceHandler, impl); err != nil {
+		return s.errorf(err)
+	}
+	if err := mesh.Mount(srv, gatewayv2connect.NewStorefrontServiceHandler, gateway.NewV2(impl)); err != nil {
+		return s.errorf(err)
+	}
+	return serveConnect(ctx, s.log, ln, srv)
 }
 
 func serveConnect(ctx context.Context, log *slog.Logger, ln net.Listener, srv *mesh.ConnectServer) error {

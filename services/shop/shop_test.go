@@ -23,6 +23,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 )
 
 // startMesh runs the whole sample mesh on free loopback ports with a fresh
@@ -30,7 +31,7 @@ import (
 func startMesh(t *testing.T, configure ...func(*shop.Config)) *shop.Mesh {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	addrs := map[string]string{}
@@ -131,7 +132,7 @@ func TestGrpcurlWithoutValidCertificateIsRefused(t *testing.T) {
 	m := startMesh(t)
 	target := gatewayTarget(m)
 	foreign := t.TempDir()
-	if _, err := certs.Init(foreign, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(foreign, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testCases := []struct {

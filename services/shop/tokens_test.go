@@ -13,6 +13,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 	"github.com/trustmesh/trustmesh/tokens"
 )
 
@@ -23,7 +24,7 @@ const placeOrderV2 = "shop.gateway.v2.StorefrontService/PlaceOrder"
 func startTokenMesh(t *testing.T, withKey bool) *shop.Mesh {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := certs.Init(dir, certs.InitOptions{}); err != nil {
+	if _, err := sample.InitCerts(dir, certs.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if withKey {

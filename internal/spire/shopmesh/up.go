@@ -1,4 +1,4 @@
-package spire
+package shopmesh
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/trustmesh/trustmesh/internal/spire"
+	"github.com/trustmesh/trustmesh/services/shop"
 )
 
 // DefaultUser is the person whose entry [Up] creates for grpcurl.
@@ -15,9 +18,11 @@ const DefaultUser = "alice"
 
 // UpConfig configures [Up].
 type UpConfig struct {
-	// SPIRE configures the server and agent; StateDir is required. Up adds
-	// the entries of the four services and of the user to SPIRE.Entries.
-	SPIRE Config
+	// SPIRE configures the server and agent; StateDir is required, and
+	// ConfigDir defaults to deploy/spire (run from the repository root),
+	// whose trust domain must be the sample mesh's. Up adds the entries of
+	// the four services and of the user to SPIRE.Entries.
+	SPIRE spire.Config
 	// Shop is the shop binary the services run from (each through its own
 	// hard link in StateDir/bin). By default, this process's executable.
 	Shop string
@@ -35,7 +40,7 @@ type UpConfig struct {
 // Running is the sample mesh on a local SPIRE deployment.
 type Running struct {
 	// SPIRE is the server and agent.
-	SPIRE *Deployment
+	SPIRE *spire.Deployment
 	// Mesh is the four services.
 	Mesh *Mesh
 	// User is the person's name and UserDir where their fetched SVID
@@ -52,11 +57,11 @@ type Running struct {
 // one line naming what failed and what to do, and stops what was started.
 func Up(ctx context.Context, cfg UpConfig) (_ *Running, err error) {
 	if cfg.SPIRE.StateDir == "" {
-		return nil, errors.New("spire: no state directory")
+		return nil, errors.New("shopmesh: no state directory")
 	}
 	stateDir, err := filepath.Abs(cfg.SPIRE.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("spire: %w", err)
+		return nil, fmt.Errorf("shopmesh: %w", err)
 	}
 	cfg.SPIRE.StateDir = stateDir
 	if cfg.User == "" {
@@ -64,7 +69,7 @@ func Up(ctx context.Context, cfg UpConfig) (_ *Running, err error) {
 	}
 	if cfg.Shop == "" {
 		if cfg.Shop, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("spire: shop binary: %w", err)
+			return nil, fmt.Errorf("shopmesh: shop binary: %w", err)
 		}
 	}
 	if cfg.SPIRE.Log == nil {
@@ -73,8 +78,11 @@ func Up(ctx context.Context, cfg UpConfig) (_ *Running, err error) {
 	if cfg.Mesh.Log == nil {
 		cfg.Mesh.Log = cfg.SPIRE.Log
 	}
-	agentBin, err := FindBinary(cfg.SPIRE.BinDir, "spire-agent")
+	agentBin, err := spire.FindBinary(cfg.SPIRE.BinDir, "spire-agent")
 	if err != nil {
+		return nil, err
+	}
+	if err := checkConfig(&cfg.SPIRE); err != nil {
 		return nil, err
 	}
 	binDir := filepath.Join(stateDir, "bin")
@@ -89,14 +97,14 @@ func Up(ctx context.Context, cfg UpConfig) (_ *Running, err error) {
 			err = errors.Join(err, r.Close())
 		}
 	}()
-	if r.SPIRE, err = Start(ctx, cfg.SPIRE); err != nil {
+	if r.SPIRE, err = spire.Start(ctx, cfg.SPIRE); err != nil {
 		return nil, err
 	}
-	timeout := cmpOr(cfg.SPIRE.StartTimeout, DefaultStartTimeout)
+	timeout := cmpOr(cfg.SPIRE.StartTimeout, spire.DefaultStartTimeout)
 	if err := r.SPIRE.FetchX509(ctx, r.UserDir, timeout); err != nil {
-		return nil, fmt.Errorf("spire: fetch %s's SVID from the agent at %s: %w (agent log: %s)", cfg.User, r.SPIRE.AgentSocket(), err, r.SPIRE.AgentLog())
+		return nil, fmt.Errorf("shopmesh: fetch %s's SVID from the agent at %s: %w (agent log: %s)", cfg.User, r.SPIRE.AgentSocket(), err, r.SPIRE.AgentLog())
 	}
-	probe, err := LoadFetched(r.UserDir)
+	probe, err := spire.LoadFetched(r.UserDir)
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +114,25 @@ func Up(ctx context.Context, cfg UpConfig) (_ *Running, err error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkConfig defaults cfg.ConfigDir to deploy/spire and checks that the
+// configuration there is for the sample mesh's trust domain.
+func checkConfig(cfg *spire.Config) error {
+	if cfg.ConfigDir == "" {
+		cfg.ConfigDir = filepath.Join("deploy", "spire")
+	}
+	if _, err := os.Stat(cfg.ConfigDir); err != nil {
+		return fmt.Errorf("shopmesh: SPIRE configuration: %w (run from the repository root or pass the deploy/spire directory)", err)
+	}
+	td, err := spire.ConfigTrustDomain(cfg.ConfigDir)
+	if err != nil {
+		return err
+	}
+	if td != shop.TrustDomain {
+		return fmt.Errorf("shopmesh: the SPIRE configuration in %s is for trust domain %q, not the sample mesh's %q", cfg.ConfigDir, td.Name(), shop.TrustDomain.Name())
+	}
+	return nil
 }
 
 // Close stops the services, then the agent and the server.

@@ -5,7 +5,7 @@
 // test-spire`, which builds SPIRE first (`make spire`) and passes
 // TRUSTMESH_SPIRE_BIN; without the binaries the test fails, it never skips.
 
-package spire_test
+package shopmesh_test
 
 import (
 	"bytes"
@@ -38,6 +38,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v2/gatewayv2connect"
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	"github.com/trustmesh/trustmesh/internal/spire"
+	"github.com/trustmesh/trustmesh/internal/spire/shopmesh"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
@@ -88,7 +89,7 @@ func TestSPIRE(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	upStart := time.Now()
-	r, err := spire.Up(ctx, spire.UpConfig{
+	r, err := shopmesh.Up(ctx, shopmesh.UpConfig{
 		SPIRE: spire.Config{
 			BinDir:    binDir,
 			ConfigDir: filepath.Join(root, "deploy", "spire"),
@@ -98,7 +99,7 @@ func TestSPIRE(t *testing.T) {
 			Entries: []spire.Entry{{ID: bob, Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid()), "unix:path:" + exe}, X509TTL: time.Hour}},
 		},
 		Shop: shopBin,
-		Mesh: spire.MeshConfig{
+		Mesh: shopmesh.MeshConfig{
 			Addrs:  addrs,
 			Args:   []string{"--policy", filepath.Join(root, "services", "policy.yaml"), "--step-interval", "1s"},
 			Env:    []string{"OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none"},
@@ -106,7 +107,7 @@ func TestSPIRE(t *testing.T) {
 		},
 	})
 	if err != nil {
-		t.Fatalf("spire.Up: %v", err)
+		t.Fatalf("shopmesh.Up: %v", err)
 	}
 	t.Logf("SPIRE server, agent and four services up in %s (state %s)", time.Since(upStart).Round(time.Millisecond), work)
 	t.Cleanup(func() {

@@ -1,11 +1,10 @@
-package spire
+package shopmesh
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/trustmesh/trustmesh/mesh"
 	"io"
 	"log/slog"
 	"net"
@@ -15,12 +14,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/trustmesh/trustmesh/certs"
+	"github.com/trustmesh/trustmesh/internal/spire"
+	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
 )
 
@@ -39,7 +38,7 @@ func ServiceBinary(binDir, name string) string {
 // sample mesh, hard links to the shop binary (copies across file systems).
 func LinkServiceBinaries(shopBin, binDir string) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return fmt.Errorf("spire: %w", err)
+		return fmt.Errorf("shopmesh: %w", err)
 	}
 	for _, name := range shop.Services {
 		if err := link(shopBin, ServiceBinary(binDir, name)); err != nil {
@@ -56,19 +55,19 @@ func link(src, dst string) error {
 	}
 	in, err := os.Open(src)
 	if err != nil {
-		return fmt.Errorf("spire: %w", err)
+		return fmt.Errorf("shopmesh: %w", err)
 	}
 	defer func() { _ = in.Close() }()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 	if err != nil {
-		return fmt.Errorf("spire: %w", err)
+		return fmt.Errorf("shopmesh: %w", err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		_ = out.Close()
-		return fmt.Errorf("spire: copy %s: %w", src, err)
+		return fmt.Errorf("shopmesh: copy %s: %w", src, err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("spire: %w", err)
+		return fmt.Errorf("shopmesh: %w", err)
 	}
 	return nil
 }
@@ -78,10 +77,10 @@ func link(src, dst string) error {
 // binDir/shop-NAME as this user, with the DNS SANs NAME and localhost (so
 // that grpcurl's host name check passes against localhost). ttl zero takes
 // the server's default (two minutes in deploy/spire/server.conf).
-func ServiceEntries(binDir string, ttl time.Duration) []Entry {
-	entries := make([]Entry, 0, len(shop.Services))
+func ServiceEntries(binDir string, ttl time.Duration) []spire.Entry {
+	entries := make([]spire.Entry, 0, len(shop.Services))
 	for _, name := range shop.Services {
-		entries = append(entries, Entry{
+		entries = append(entries, spire.Entry{
 			ID:        shop.WorkloadID(name),
 			Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid()), "unix:path:" + ServiceBinary(binDir, name)},
 			DNSNames:  []string{name, "localhost"},
@@ -94,8 +93,8 @@ func ServiceEntries(binDir string, ttl time.Duration) []Entry {
 // UserEntry is the entry of person name (spiffe://shop.example/user/NAME):
 // the current user running spire-agent (`spire-agent api fetch x509`), for
 // [UserTTL].
-func UserEntry(name, agentBin string) Entry {
-	return Entry{
+func UserEntry(name, agentBin string) spire.Entry {
+	return spire.Entry{
 		ID:        spiffeid.RequireFromSegments(shop.TrustDomain, "user", name),
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid()), "unix:path:" + agentBin},
 		X509TTL:   UserTTL,
@@ -126,23 +125,10 @@ type MeshConfig struct {
 	// SVID in a TLS handshake. Without it, once its port accepts.
 	Probe *mesh.Credentials
 	// StartTimeout bounds the wait for every service to be up. By default,
-	// [DefaultStartTimeout].
+	// [spire.DefaultStartTimeout].
 	StartTimeout time.Duration
 	// Log receives progress lines. By default they are discarded.
 	Log *slog.Logger
-}
-
-// LoadFetched reads what `spire-agent api fetch x509 -write dir` wrote.
-func LoadFetched(dir string) (*mesh.Credentials, error) {
-	svid, err := x509svid.Load(filepath.Join(dir, "svid.0.pem"), filepath.Join(dir, "svid.0.key"))
-	if err != nil {
-		return nil, fmt.Errorf("spire: fetched SVID in %s: %w", dir, err)
-	}
-	bundle, err := x509bundle.Load(svid.ID.TrustDomain(), filepath.Join(dir, "bundle.0.pem"))
-	if err != nil {
-		return nil, fmt.Errorf("spire: fetched bundle in %s: %w", dir, err)
-	}
-	return &mesh.Credentials{SVID: svid, Bundles: bundle}, nil
 }
 
 // Mesh is the sample mesh running as one process per service.
@@ -150,7 +136,7 @@ type Mesh struct {
 	// Addrs maps each service to its address.
 	Addrs map[string]string
 
-	procs map[string]*process
+	procs map[string]*spire.Process
 	exit  chan error // the first unexpected exit
 	stop  sync.Once
 }
@@ -161,18 +147,18 @@ type Mesh struct {
 // output (e.g. no registration entry for it).
 func StartMesh(ctx context.Context, cfg MeshConfig) (_ *Mesh, err error) {
 	if cfg.BinDir == "" || cfg.Socket == "" {
-		return nil, errors.New("spire: mesh needs a binary directory and a Workload API socket")
+		return nil, errors.New("shopmesh: mesh needs a binary directory and a Workload API socket")
 	}
 	if cfg.Output == nil {
 		cfg.Output = os.Stderr
 	}
 	if cfg.StartTimeout <= 0 {
-		cfg.StartTimeout = DefaultStartTimeout
+		cfg.StartTimeout = spire.DefaultStartTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Mesh{Addrs: map[string]string{}, procs: map[string]*process{}, exit: make(chan error, 1)}
+	m := &Mesh{Addrs: map[string]string{}, procs: map[string]*spire.Process{}, exit: make(chan error, 1)}
 	var addrArgs []string
 	for _, name := range shop.Services {
 		m.Addrs[name] = shop.DefaultAddrs[name]
@@ -189,12 +175,12 @@ func StartMesh(ctx context.Context, cfg MeshConfig) (_ *Mesh, err error) {
 	env := append([]string{certs.EndpointSocketEnv + "=" + cfg.Socket}, cfg.Env...)
 	for _, name := range shop.Services {
 		args := append([]string{"serve", name, "--listen", m.Addrs[name]}, addrArgs...)
-		p, err := startProcess(name, ServiceBinary(cfg.BinDir, name), append(args, cfg.Args...), env, cfg.Output)
+		p, err := spire.StartProcess(name, ServiceBinary(cfg.BinDir, name), append(args, cfg.Args...), env, cfg.Output)
 		if err != nil {
 			return nil, err
 		}
 		m.procs[name] = p
-		cfg.Log.Info("spire: service starting", slog.String("service", name), slog.Int("pid", p.cmd.Process.Pid), slog.String("binary", ServiceBinary(cfg.BinDir, name)))
+		cfg.Log.Info("spire: service starting", slog.String("service", name), slog.Int("pid", p.Pid()), slog.String("binary", ServiceBinary(cfg.BinDir, name)))
 	}
 	for _, name := range shop.Services {
 		if err := m.waitUp(ctx, cfg, name); err != nil {
@@ -202,10 +188,10 @@ func StartMesh(ctx context.Context, cfg MeshConfig) (_ *Mesh, err error) {
 		}
 	}
 	for _, name := range shop.Services {
-		go func(p *process) {
-			<-p.done
+		go func(p *spire.Process) {
+			<-p.Done()
 			select {
-			case m.exit <- p.exitError():
+			case m.exit <- p.ExitError():
 			default:
 			}
 		}(m.procs[name])
@@ -221,19 +207,19 @@ func (m *Mesh) waitUp(ctx context.Context, cfg MeshConfig, name string) error {
 	defer cancel()
 	go func() {
 		select {
-		case <-p.done:
+		case <-p.Done():
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	err := retry(ctx, cfg.StartTimeout, func(ctx context.Context) error {
+	err := spire.Retry(ctx, cfg.StartTimeout, func(ctx context.Context) error {
 		return probe(ctx, m.Addrs[name], shop.WorkloadID(name), cfg.Probe)
 	})
-	if p.exited() {
-		return p.exitError()
+	if p.Exited() {
+		return p.ExitError()
 	}
 	if err != nil {
-		return fmt.Errorf("spire: %s at %s is not up: %w", name, m.Addrs[name], err)
+		return fmt.Errorf("shopmesh: %s at %s is not up: %w", name, m.Addrs[name], err)
 	}
 	return nil
 }
@@ -275,7 +261,7 @@ func (m *Mesh) Stop() error {
 		var wg sync.WaitGroup
 		for _, p := range m.procs {
 			wg.Go(func() {
-				if err := p.stop(); err != nil {
+				if err := p.Stop(); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
