@@ -113,14 +113,14 @@ func (c *common) register(fs *flag.FlagSet, addrHelp string) {
 		"authorization policy file, merged with the rules in the protos and reloaded on change (env SHOP_POLICY)")
 	fs.BoolVar(&c.uncovered, "allow-uncovered", false,
 		"only warn, instead of refusing to start, when a served method has no allow rule (env SHOP_ALLOW_UNCOVERED)")
-	fs.Uint64Var(&c.auditAllows, "audit-allows", 1,
+	fs.Uint64Var(&c.auditAllows, "audit-allows", 100,
 		"audit one allowed call in every N (1: all, 0: none); denials are always audited (env SHOP_AUDIT_ALLOWS)")
 	fs.StringVar(&c.spiffeSocket, "spiffe-socket", "",
 		"SPIFFE Workload API socket (e.g. unix:///run/spire/agent.sock): take SVIDs and bundles from SPIRE instead of --cert-dir (env SPIFFE_ENDPOINT_SOCKET)")
 	fs.StringVar(&c.federation, "federation-dir", "",
 		"directory of TRUST_DOMAIN.pem bundles of federated trust domains, watched; their members may connect and are authorized by policy (env SHOP_FEDERATION_DIR)")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 0,
-		"calls per second allowed to each caller SPIFFE ID at the gateway; 0 = no limit (env SHOP_RATE_LIMIT)")
+		"calls per second allowed to each caller SPIFFE ID, at the gateway (up) or at the service served (serve NAME); 0 = no limit (env SHOP_RATE_LIMIT)")
 	fs.IntVar(&c.rateBurst, "rate-burst", 0,
 		"burst of calls allowed above --rate-limit; 0 = twice the rate (env SHOP_RATE_BURST)")
 	fs.StringVar(&c.tokenJWKS, "token-jwks", "",
@@ -272,6 +272,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, ok := cfg.Addrs[name]; !ok {
 		return fmt.Errorf("serve: unknown service %q (want gateway, orders, inventory or payments): %w", name, errUsage)
 	}
+	cfg.RateLimited = []string{name} // --rate-limit limits the callers of the service served
 	addr := *listen
 	if addr == "" {
 		_, port, _ := net.SplitHostPort(cfg.Addrs[name])

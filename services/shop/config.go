@@ -82,11 +82,16 @@ type Config struct {
 	// the inventory's default catalogue (load tests place many orders).
 	Stock int64
 	// RateLimit, when positive, limits each caller (by SPIFFE ID) to this
-	// many calls per second at the gateway, in bursts of up to RateBurst
-	// (default: twice RateLimit, at least 1); callers over it get
-	// ResourceExhausted. Zero: no limit.
+	// many calls per second at each service of RateLimited, in bursts of
+	// up to RateBurst (default: twice RateLimit, at least 1); callers over
+	// it get ResourceExhausted, on every path the service answers. Zero: no
+	// limit.
 	RateLimit float64
 	RateBurst int
+	// RateLimited names the services RateLimit applies to; by default the
+	// gateway only (the edge: the other services' one caller is a
+	// workload that serves every user).
+	RateLimited []string
 	// PolicyFile is the YAML policy merged with the rules declared in the
 	// protos, hot-reloaded on change. The default is services/policy.yaml.
 	PolicyFile string

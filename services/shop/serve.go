@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,7 +143,7 @@ func (s *service) setUpAuthorization(ctx context.Context) error {
 	if s.cfg.FederationDir != "" {
 		s.opts = append(s.opts, mesh.WithFederatedTrustDomains())
 	}
-	if s.name == Gateway && s.cfg.RateLimit != 0 {
+	if s.cfg.RateLimit != 0 && s.rateLimited() {
 		burst := s.cfg.RateBurst
 		if burst == 0 {
 			burst = max(1, int(2*s.cfg.RateLimit))
@@ -165,6 +166,15 @@ func (s *service) dialGRPC(downstream string) (*grpc.ClientConn, error) {
 	}
 	s.closers = append(s.closers, conn.Close)
 	return conn, nil
+}
+
+// rateLimited reports whether the config's rate limit applies to this
+// service.
+func (s *service) rateLimited() bool {
+	if s.cfg.RateLimited == nil {
+		return s.name == Gateway
+	}
+	return slices.Contains(s.cfg.RateLimited, s.name)
 }
 
 // serveGRPC builds the service's grpc-go server, registers its
