@@ -93,6 +93,17 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 		}
 		e.add(r, pr, cfg.here(pr.at))
 	}
+	for i, s := range p.TxnIssuers {
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			where := p.Source
+			if where == "" {
+				where = "policy"
+			}
+			return nil, fmt.Errorf("%s: txn_issuers %d: %q: %w", where, i, s, err)
+		}
+		e.txnIssuers = append(e.txnIssuers, id)
+	}
 	e.link()
 	return e, nil
 }
@@ -101,10 +112,13 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 // under every method pattern it names.
 func (e *Engine) add(r Rule, pr parsedRule, here bool) {
 	i := int32(len(e.rules))
-	cr := compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken}
+	cr := compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken, subjects: pr.subjects}
 	e.rules = append(e.rules, cr)
 	if !here {
 		return
+	}
+	if len(pr.subjects) > 0 {
+		e.subjectRules++
 	}
 	if r.RequireToken {
 		e.tokens = append(e.tokens, r.Name)

@@ -50,6 +50,12 @@ type Decision struct {
 	// rule that requires a token makes the token required. It is false when
 	// no allow rule matched.
 	RequireToken bool
+	// NeedSubject reports a denial that a verified subject could have
+	// turned into an allow: the call has none (no valid transaction
+	// token), and an allow rule with [Rule.Subject] patterns matches its
+	// caller and method. Servers answer it as unauthenticated rather than
+	// permission denied.
+	NeedSubject bool
 }
 
 // Proceed reports whether the call may go ahead (allowed, or denied only in

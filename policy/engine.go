@@ -21,6 +21,9 @@ type Engine struct {
 	global   *methodIndex            // the rules naming "*"
 	dryRun   bool
 	tokens   []string // names of the rules applying here that require a token
+
+	txnIssuers   []spiffeid.ID // Policy.TxnIssuers
+	subjectRules int           // rules applying here with subject patterns
 }
 
 type compiledRule struct {
@@ -28,10 +31,13 @@ type compiledRule struct {
 	effect       Effect
 	dryRun       bool
 	requireToken bool
+	subjects     []callerPattern // Rule.Subject; empty: the subject plays no part
 }
 
-// ruleKind is what a rule does to the calls it matches; allowToken rules
-// are allow rules that require a token (they are in allow too).
+// ruleKind is what a rule does to the calls it matches: allow rules that
+// look at the subject are allowSubject (not allow); allowToken rules are
+// allow or allowSubject rules that require a token (they are in those
+// kinds too).
 type ruleKind int
 
 const (
@@ -39,6 +45,7 @@ const (
 	dryRunDeny
 	allow
 	allowToken
+	allowSubject
 	ruleKinds
 )
 
@@ -88,6 +95,11 @@ func (m *methodIndex) add(rule int32, r compiledRule, callers []callerPattern) {
 	}
 	m.last = rule + 1
 	switch {
+	case r.effect == Allow && len(r.subjects) > 0:
+		m.kinds[allowSubject].addInOrder(rule, callers)
+		if r.requireToken {
+			m.kinds[allowToken].add(rule, callers)
+		}
 	case r.effect == Allow:
 		m.kinds[allow].add(rule, callers)
 		if r.requireToken {
@@ -127,6 +139,42 @@ func (c *callerIndex) add(rule int32, callers []callerPattern) {
 	}
 }
 
+// addInOrder adds callers as patterns only (exact IDs too), so that
+// [callerIndex.firstWith] can walk every rule matching a caller in order.
+func (c *callerIndex) addInOrder(rule int32, callers []callerPattern) {
+	for i := range callers {
+		c.patterns = append(c.patterns, patternRef{rule: rule, pattern: &callers[i]})
+	}
+}
+
+// firstWith returns the index of the first rule (of an index built with
+// addInOrder) matching id whose subject patterns match subject, if it
+// comes before best, or else best. With the zero subject no rule matches.
+func (c *callerIndex) firstWith(id, subject spiffeid.ID, rules []compiledRule, best int32) int32 {
+	if subject.IsZero() {
+		return best
+	}
+	for _, pr := range c.patterns {
+		if best >= 0 && pr.rule >= best {
+			break
+		}
+		if pr.pattern.match(id) && matchAny(rules[pr.rule].subjects, subject) {
+			return pr.rule
+		}
+	}
+	return best
+}
+
+// matchAny reports whether id matches one of patterns.
+func matchAny(patterns []callerPattern, id spiffeid.ID) bool {
+	for i := range patterns {
+		if patterns[i].match(id) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *callerIndex) empty() bool { return len(c.exact) == 0 && len(c.patterns) == 0 }
 
 // first returns the index of the first rule matching id, if it comes
@@ -162,26 +210,50 @@ func (e *Engine) lookup(method string) *plan {
 }
 
 // Decide returns the decision for caller calling method (a gRPC full method
-// name, "/pkg.Service/Method"). A zero caller or an unknown method matches
-// no rule naming them and is denied by default. Decide allocates nothing.
+// name, "/pkg.Service/Method") with no verified subject: [Engine.DecideFor]
+// with the zero subject.
 func (e *Engine) Decide(method string, caller spiffeid.ID) Decision {
+	return e.DecideFor(method, caller, spiffeid.ID{})
+}
+
+// DecideFor returns the decision for caller calling method on behalf of
+// subject, the verified subject of the call's transaction token (the zero
+// ID when it has none). Deny rules decide on the caller alone; an allow
+// rule with [Rule.Subject] patterns matches only when subject matches one.
+// A zero caller or an unknown method matches no rule naming them and is
+// denied by default. DecideFor allocates nothing.
+func (e *Engine) DecideFor(method string, caller, subject spiffeid.ID) Decision {
 	p := e.lookup(method)
-	if !caller.IsZero() {
-		if r := p.first(deny, caller); r >= 0 {
-			return e.deny(e.rules[r].name)
-		}
-		if r := p.first(allow, caller); r >= 0 {
-			token := false
-			if t := p.first(allowToken, caller); t >= 0 {
-				r, token = t, true
-			}
-			if d := p.first(dryRunDeny, caller); d >= 0 {
-				return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name, RequireToken: token}
-			}
-			return Decision{Outcome: Allowed, Rule: e.rules[r].name, RequireToken: token}
-		}
+	if caller.IsZero() {
+		return e.deny(DefaultRule)
 	}
-	return e.deny(DefaultRule)
+	if r := p.first(deny, caller); r >= 0 {
+		return e.deny(e.rules[r].name)
+	}
+	r := p.first(allow, caller)
+	for _, c := range p[allowSubject] {
+		r = c.firstWith(caller, subject, e.rules, r)
+	}
+	if r < 0 {
+		for _, c := range p[allowSubject] {
+			if s := c.first(caller, -1); s >= 0 {
+				// An allow rule for this caller wants a subject the call
+				// does not have (or one it does not match).
+				d := e.deny(e.rules[s].name)
+				d.NeedSubject = subject.IsZero()
+				return d
+			}
+		}
+		return e.deny(DefaultRule)
+	}
+	token := false
+	if t := p.first(allowToken, caller); t >= 0 {
+		r, token = t, true
+	}
+	if d := p.first(dryRunDeny, caller); d >= 0 {
+		return Decision{Outcome: DryRunDenied, Rule: e.rules[d].name, RequireToken: token}
+	}
+	return Decision{Outcome: Allowed, Rule: e.rules[r].name, RequireToken: token}
 }
 
 func (e *Engine) deny(rule string) Decision {
@@ -195,8 +267,18 @@ func (e *Engine) deny(rule string) Decision {
 // some caller: a served method that no allow rule covers can never be
 // called, which is almost always a mistake in the policy.
 func (e *Engine) Covers(method string) bool {
-	return len(e.lookup(method)[allow]) > 0
+	p := e.lookup(method)
+	return len(p[allow]) > 0 || len(p[allowSubject]) > 0
 }
+
+// TxnIssuers returns the SPIFFE IDs whose transaction tokens the policy
+// trusts to name a call's subject ([Policy.TxnIssuers]), or nil.
+func (e *Engine) TxnIssuers() []spiffeid.ID { return slices.Clone(e.txnIssuers) }
+
+// NeedsSubjects reports whether a rule applying on this server looks at
+// the subject ([Rule.Subject]): such a server must verify transaction
+// tokens.
+func (e *Engine) NeedsSubjects() bool { return e.subjectRules > 0 }
 
 // Rules returns the number of rules in the policy.
 func (e *Engine) Rules() int { return len(e.rules) }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -58,12 +59,14 @@ func LoadFile(path string) (Policy, error) {
 //
 //	version: 1                # required, must be 1
 //	dry_run: false            # optional, the whole policy
+//	txn_issuers: ["spiffe://shop.example/ns/shop/sa/gateway"]  # optional, see Policy.TxnIssuers
 //	rules:
 //	  - name: users-call-gateway
 //	    effect: allow         # allow | deny
 //	    from: ["spiffe://shop.example/user/*"]
 //	    to: ["/shop.gateway.v1.StorefrontService/*"]
 //	    at: ["spiffe://shop.example/ns/shop/sa/gateway"]   # optional, see Rule.At
+//	    subject: ["spiffe://shop.example/user/*"]          # optional, allow rules only, see Rule.Subject
 //	    dry_run: false        # optional, deny rules only
 //	    require_token: false  # optional, allow rules only, see Rule.RequireToken
 //
@@ -246,7 +249,7 @@ func (p *parser) policy(root *yaml.Node) (Policy, error) {
 	if root.Kind != yaml.MappingNode {
 		return Policy{}, p.fail(root.Line, "", "want a mapping with version and rules at the top level")
 	}
-	fs, err := p.fields(root, "", "version", "dry_run", "rules")
+	fs, err := p.fields(root, "", "version", "dry_run", "txn_issuers", "rules")
 	if err != nil {
 		return Policy{}, err
 	}
@@ -270,6 +273,12 @@ func (p *parser) policy(root *yaml.Node) (Policy, error) {
 		}
 	}
 
+	if f, ok := fs["txn_issuers"]; ok {
+		if out.TxnIssuers, err = p.txnIssuers(f); err != nil {
+			return Policy{}, err
+		}
+	}
+
 	rs, ok := fs["rules"]
 	if !ok {
 		return Policy{}, p.fail(root.Line, "", "missing rules")
@@ -284,6 +293,25 @@ func (p *parser) policy(root *yaml.Node) (Policy, error) {
 			return Policy{}, err
 		}
 		out.Rules = append(out.Rules, r)
+	}
+	return out, nil
+}
+
+// txnIssuers reads the top-level txn_issuers list: exact SPIFFE IDs.
+func (p *parser) txnIssuers(f field) ([]string, error) {
+	if f.value.Kind != yaml.SequenceNode {
+		return nil, p.fail(f.value.Line, "", "txn_issuers must be a list of SPIFFE IDs")
+	}
+	var out []string
+	for _, e := range f.value.Content {
+		e = deref(e)
+		if !isString(e) {
+			return nil, p.fail(e.Line, "", "txn_issuers entries must be strings")
+		}
+		if _, err := spiffeid.FromString(e.Value); err != nil {
+			return nil, p.fail(e.Line, "", "txn_issuers: %q: %v", e.Value, err)
+		}
+		out = append(out, e.Value)
 	}
 	return out, nil
 }
@@ -349,7 +377,7 @@ func (l ruleLines) of(field string, entry int) int {
 func (p *parser) decodeRule(n *yaml.Node, label string) (Rule, ruleLines, error) {
 	r := Rule{Source: fmt.Sprintf("%s:%d", p.file, n.Line)}
 	lines := ruleLines{rule: n.Line, fields: map[string]int{}, entries: map[string][]int{}}
-	fs, err := p.fields(n, label, "name", "effect", "from", "to", "at", "dry_run", "require_token")
+	fs, err := p.fields(n, label, "name", "effect", "from", "to", "at", "subject", "dry_run", "require_token")
 	if err != nil {
 		return Rule{}, lines, err
 	}
@@ -381,6 +409,14 @@ func (p *parser) decodeRule(n *yaml.Node, label string) (Rule, ruleLines, error)
 		}
 		if len(r.At) == 0 {
 			return Rule{}, lines, p.fail(f.key.Line, label, "has no servers (at)")
+		}
+	}
+	if _, ok := fs["subject"]; ok {
+		if r.Subject, err = p.patterns(fs, label, "subject", "subject", &lines); err != nil {
+			return Rule{}, lines, err
+		}
+		if r.Subject == nil {
+			r.Subject = []string{} // written but empty: checkRule refuses it
 		}
 	}
 	flags := []struct {

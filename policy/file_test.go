@@ -32,7 +32,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{"top-level-list.yaml", "top-level-list.yaml:1: want a mapping with version and rules at the top level"},
 
 		// Top-level fields.
-		{"unknown-field.yaml", `unknown-field.yaml:2: unknown field "default" (want version, dry_run or rules)`},
+		{"unknown-field.yaml", `unknown-field.yaml:2: unknown field "default" (want version, dry_run, txn_issuers or rules)`},
 		{"duplicate-field.yaml", `duplicate-field.yaml:3: duplicate field "rules" (first on line 2)`},
 		{"missing-version.yaml", "missing-version.yaml:1: missing version (want version: 1)"},
 		{"unsupported-version.yaml", "unsupported-version.yaml:1: unsupported version 2 (want 1)"},
@@ -43,7 +43,7 @@ func TestLoadFileErrors(t *testing.T) {
 		{"rule-not-a-mapping.yaml", "rule-not-a-mapping.yaml:3: a rule must be a mapping with name, effect, from and to"},
 
 		// Rule fields.
-		{"unknown-rule-field.yaml", `unknown-rule-field.yaml:5: rule users: unknown field "form" (want name, effect, from, to, at, dry_run or require_token)`},
+		{"unknown-rule-field.yaml", `unknown-rule-field.yaml:5: rule users: unknown field "form" (want name, effect, from, to, at, subject, dry_run or require_token)`},
 		{"duplicate-rule-field.yaml", `duplicate-rule-field.yaml:7: rule users: duplicate field "from" (first on line 5)`},
 		{"merge-key.yaml", "merge-key.yaml:8: rule users2: field names must be strings"},
 		{"missing-name.yaml", "missing-name.yaml:3: rule (unnamed): has no name"},
@@ -247,11 +247,11 @@ func TestParse(t *testing.T) {
 		{"null version", "version:\nrules: []\n", "f:1: version must be an integer"},
 		{"non-string key", "version: 1\n1: x\nrules: []\n", "f:2: field names must be strings"},
 		{"second document broken", "version: 1\nrules: []\n---\n[\n", "f:5: did not find expected node content"},
-		{"error before the name field names the rule", "version: 1\nrules:\n  - effect: allow\n    form: []\n    name: late\n", `f:4: rule late: unknown field "form" (want name, effect, from, to, at, dry_run or require_token)`},
+		{"error before the name field names the rule", "version: 1\nrules:\n  - effect: allow\n    form: []\n    name: late\n", `f:4: rule late: unknown field "form" (want name, effect, from, to, at, subject, dry_run or require_token)`},
 		{"dry_run false on an allow rule", "version: 1\nrules:\n  - name: a\n    effect: allow\n    dry_run: false\n    from: [spiffe://td]\n    to: [\"*\"]\n", ""},
 		{"delete character", "version: 1\nrules: [] # \x7f\n", "f:2: character U+007F is not allowed in YAML"},
 		{"anchor cycle", "version: 1\nrules: &r [*r]\n", "f:2: a rule must be a mapping with name, effect, from and to"},
-		{"alias to a list of lists", "version: 1\nx: &l [[a]]\n", `f:2: unknown field "x" (want version, dry_run or rules)`},
+		{"alias to a list of lists", "version: 1\nx: &l [[a]]\n", `f:2: unknown field "x" (want version, dry_run, txn_issuers or rules)`},
 		{"caller in an anchor", "version: 1\nrules:\n  - name: a\n    effect: allow\n    from: &c [spiffe://td/a*]\n    to: [\"*\"]\n", `f:5: rule a: caller "spiffe://td/a*": wildcards must be a whole path segment (* or a trailing **)`},
 	}
 	for _, tc := range testCases {

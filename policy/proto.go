@@ -21,6 +21,8 @@ const (
 	// accessAllowField is the field of trustmesh.v1.Access that lists the
 	// caller patterns.
 	accessAllowField protoreflect.Name = "allow"
+	// accessSubjectField lists the subject patterns (Rule.Subject).
+	accessSubjectField protoreflect.Name = "subject"
 )
 
 // ProtoRulePrefix starts the name of every rule read from proto options:
@@ -90,7 +92,7 @@ func fromServices(types extensionResolver, services []protoreflect.ServiceDescri
 		if sd == nil {
 			return Policy{}, errors.New("policy: nil service descriptor")
 		}
-		serviceAllow, serviceHas, err := readAccess(types, sd.Options(), serviceXT, serviceAccessName)
+		serviceAccess, serviceHas, err := readAccess(types, sd.Options(), serviceXT, serviceAccessName)
 		if err != nil {
 			return Policy{}, fmt.Errorf("policy: proto %s (%s): %w", sd.FullName(), sd.ParentFile().Path(), err)
 		}
@@ -99,22 +101,25 @@ func fromServices(types extensionResolver, services []protoreflect.ServiceDescri
 			md := methods.Get(i)
 			source := fmt.Sprintf("proto %s (%s)", md.FullName(), md.ParentFile().Path())
 			name := ProtoRulePrefix + string(md.FullName())
-			allow, has, err := readAccess(types, md.Options(), methodXT, methodAccessName)
+			acc, has, err := readAccess(types, md.Options(), methodXT, methodAccessName)
 			if err != nil {
 				return Policy{}, fmt.Errorf("policy: %s: rule %s: %w", source, name, err)
 			}
 			if !has {
-				allow, has = serviceAllow, serviceHas
+				acc, has = serviceAccess, serviceHas
 			}
-			if !has || len(allow) == 0 {
+			if !has || len(acc.allow) == 0 {
 				continue
 			}
 			r := Rule{
 				Name:   name,
 				Effect: Allow,
-				From:   append([]string(nil), allow...),
+				From:   append([]string(nil), acc.allow...),
 				To:     []string{"/" + string(sd.FullName()) + "/" + string(md.Name())},
 				Source: source,
+			}
+			if len(acc.subject) > 0 {
+				r.Subject = append([]string(nil), acc.subject...)
 			}
 			if _, err := checkRule(r); err != nil {
 				return Policy{}, fmt.Errorf("policy: %s: rule %s: %w", source, name, err)
@@ -125,17 +130,23 @@ func fromServices(types extensionResolver, services []protoreflect.ServiceDescri
 	return p, nil
 }
 
-// readAccess returns the allow patterns of the access option xt (named name)
-// in opts, and whether opts set it. A nil xt means the option is not
+// access is what an Access option says.
+type access struct {
+	allow   []string // Access.allow
+	subject []string // Access.subject (absent from older descriptors)
+}
+
+// readAccess returns the access option xt (named name) in opts, and whether
+// opts set it. A nil xt means the option is not
 // registered; it is then found only if opts already hold it as an extension
 // field (parsed with another resolver).
-func readAccess(types extensionResolver, opts proto.Message, xt protoreflect.ExtensionType, name protoreflect.FullName) ([]string, bool, error) {
+func readAccess(types extensionResolver, opts proto.Message, xt protoreflect.ExtensionType, name protoreflect.FullName) (access, bool, error) {
 	if opts == nil {
-		return nil, false, nil
+		return access{}, false, nil
 	}
 	m := opts.ProtoReflect()
 	if !m.IsValid() {
-		return nil, false, nil
+		return access{}, false, nil
 	}
 	fd := extensionField(m, name)
 	if fd == nil && xt != nil && len(m.GetUnknown()) > 0 {
@@ -145,27 +156,38 @@ func readAccess(types extensionResolver, opts proto.Message, xt protoreflect.Ext
 		fresh := m.New()
 		err := proto.UnmarshalOptions{AllowPartial: true, Resolver: types}.Unmarshal(m.GetUnknown(), fresh.Interface())
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", name, err)
+			return access{}, false, fmt.Errorf("%s: %w", name, err)
 		}
 		m, fd = fresh, extensionField(fresh, name)
 	}
 	if fd == nil {
-		return nil, false, nil
+		return access{}, false, nil
 	}
 	// m.Get, not proto.GetExtension: the value may be a message of another
 	// Go type than xt's (for example a dynamicpb message when xt is the
 	// generated type), which GetExtension would panic on.
-	access := m.Get(fd).Message()
-	allowFD := access.Descriptor().Fields().ByName(accessAllowField)
-	if allowFD == nil || !allowFD.IsList() || allowFD.Kind() != protoreflect.StringKind {
-		return nil, false, fmt.Errorf("%s: %s has no repeated string field %q", name, access.Descriptor().FullName(), accessAllowField)
+	msg := m.Get(fd).Message()
+	allow, ok := stringList(msg, accessAllowField)
+	if !ok {
+		return access{}, false, fmt.Errorf("%s: %s has no repeated string field %q", name, msg.Descriptor().FullName(), accessAllowField)
 	}
-	list := access.Get(allowFD).List()
-	allow := make([]string, list.Len())
-	for i := range allow {
-		allow[i] = list.Get(i).String()
+	subject, _ := stringList(msg, accessSubjectField)
+	return access{allow: allow, subject: subject}, true, nil
+}
+
+// stringList returns the values of the repeated string field named field
+// of msg, and whether msg has such a field.
+func stringList(msg protoreflect.Message, field protoreflect.Name) ([]string, bool) {
+	fd := msg.Descriptor().Fields().ByName(field)
+	if fd == nil || !fd.IsList() || fd.Kind() != protoreflect.StringKind {
+		return nil, false
 	}
-	return allow, true, nil
+	list := msg.Get(fd).List()
+	out := make([]string, list.Len())
+	for i := range out {
+		out[i] = list.Get(i).String()
+	}
+	return out, true
 }
 
 // extensionField returns the descriptor of the extension field named name

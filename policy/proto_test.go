@@ -268,3 +268,21 @@ func TestFromServicesInvalidPattern(t *testing.T) {
 		})
 	}
 }
+
+// TestFromServicesSubject: an access option's subject patterns become the
+// rule's Subject, inherited from the service like its callers.
+func TestFromServicesSubject(t *testing.T) {
+	t.Parallel()
+	opts := &descriptorpb.ServiceOptions{}
+	proto.SetExtension(opts, trustmeshv1.E_ServiceAccess, &trustmeshv1.Access{Allow: []string{gatewayID}, Subject: []string{"spiffe://shop.example/user/*"}})
+	sd := testService(t, opts, methodOpts{"ForUsers", nil})
+	p, err := policy.FromServices(sd)
+	if err != nil {
+		t.Fatalf("FromServices: %v", err)
+	}
+	want := testRule("ForUsers", gatewayID)
+	want.Subject = []string{"spiffe://shop.example/user/*"}
+	if len(p.Rules) != 1 || !reflect.DeepEqual(p.Rules[0], want) {
+		t.Fatalf("rules = %#v, want [%#v]", p.Rules, want)
+	}
+}

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -68,6 +69,16 @@ type Rule struct {
 	// [Decision.RequireToken]). It is not allowed on deny rules. By default
 	// a rule requires no token.
 	RequireToken bool
+	// Subject, on an allow rule, lists patterns (the language of From) for
+	// the verified subject of the call: who the transaction is for, proven
+	// by a transaction token minted at the edge by one of the policy's
+	// [Policy.TxnIssuers]. Such a rule matches only a call whose subject
+	// matches; a call without a verified subject that only such rules
+	// would allow is refused as unauthenticated (see
+	// [Decision.NeedSubject]). Not allowed on deny rules (a caller could
+	// escape them by sending no token). Empty: the rule does not look at
+	// the subject.
+	Subject []string
 	// Source says where the rule was declared, for errors, e.g.
 	// "policy.yaml:12" or "proto shop.orders.v1.OrderService".
 	Source string
@@ -83,32 +94,44 @@ type Policy struct {
 	DryRun bool
 	// Source names where the policy came from (a file name), for errors.
 	Source string
+	// TxnIssuers lists the SPIFFE IDs of the workloads whose transaction
+	// tokens are trusted to say who a call is for (the edge that mints
+	// them); see [Rule.Subject]. Empty: no token's subject is trusted.
+	TxnIssuers []string
 }
 
 // Merge returns a policy with the rules of p followed by those of others.
 // The result is in dry-run if any input is; duplicate rule names are caught
 // by [Compile].
 func Merge(p Policy, others ...Policy) Policy {
-	out := Policy{Rules: append([]Rule(nil), p.Rules...), DryRun: p.DryRun, Source: p.Source}
+	out := Policy{Rules: append([]Rule(nil), p.Rules...), DryRun: p.DryRun, Source: p.Source,
+		TxnIssuers: append([]string(nil), p.TxnIssuers...)}
 	for _, o := range others {
 		out.Rules = append(out.Rules, o.Rules...)
 		out.DryRun = out.DryRun || o.DryRun
+		for _, id := range o.TxnIssuers {
+			if !slices.Contains(out.TxnIssuers, id) {
+				out.TxnIssuers = append(out.TxnIssuers, id)
+			}
+		}
 	}
 	return out
 }
 
 // parsedRule is a rule that passed [checkRule], with its patterns parsed.
 type parsedRule struct {
-	callers []callerPattern
-	methods []methodPattern
-	at      []callerPattern
+	callers  []callerPattern
+	methods  []methodPattern
+	at       []callerPattern
+	subjects []callerPattern
 }
 
 // ruleError is what is wrong with one field of a rule. Its text is the
 // problem alone; the caller names the rule and where it was declared.
 type ruleError struct {
 	// field is the field at fault, as it is named in a file: "name",
-	// "effect", "from", "to", "at", "dry_run" or "require_token".
+	// "effect", "from", "to", "at", "subject", "dry_run" or
+	// "require_token".
 	field string
 	// entry is the index of the pattern at fault in From, To or At, or -1
 	// when the problem is with the field as a whole.
@@ -151,11 +174,18 @@ func checkRule(r Rule) (parsedRule, error) {
 	if pr.at, err = parseAll(r.At, parseCaller); err != nil {
 		return fail("at", len(pr.at), fmt.Errorf("at: %w", err))
 	}
+	if pr.subjects, err = parseAll(r.Subject, parseCaller); err != nil {
+		return fail("subject", len(pr.subjects), fmt.Errorf("subject: %w", err))
+	}
 	switch {
 	case r.DryRun && r.Effect == Allow:
 		return fail("dry_run", -1, errors.New("dry_run applies to deny rules only"))
 	case r.RequireToken && r.Effect != Allow:
 		return fail("require_token", -1, errors.New("require_token applies to allow rules only"))
+	case r.Subject != nil && len(r.Subject) == 0:
+		return fail("subject", -1, errors.New("subject is empty (leave it out to ignore the subject)"))
+	case len(r.Subject) > 0 && r.Effect != Allow:
+		return fail("subject", -1, errors.New("subject applies to allow rules only (a caller could escape a deny rule by sending no token)"))
 	}
 	return pr, nil
 }

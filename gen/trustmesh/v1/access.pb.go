@@ -43,7 +43,18 @@ type Access struct {
 	// more segments ("spiffe://shop.example/ns/shop/**"), or a whole trust
 	// domain ("spiffe://shop.example"). An invalid pattern is an error when
 	// the policy is built, naming the method and the pattern.
-	Allow         []string `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	Allow []string `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	// Subject patterns (the same language) for the verified subject of the
+	// call: who the transaction is for, proven by a transaction token minted
+	// at the edge by one of the policy's txn_issuers. When set, the callers
+	// above may call only on behalf of a matching subject, and a call
+	// without a valid token is refused as unauthenticated.
+	//
+	//	option (trustmesh.v1.service_access) = {
+	//	  allow: ["spiffe://shop.example/ns/shop/sa/gateway"]
+	//	  subject: ["spiffe://shop.example/user/*"]
+	//	};
+	Subject       []string `protobuf:"bytes,2,rep,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -81,6 +92,13 @@ func (*Access) Descriptor() ([]byte, []int) {
 func (x *Access) GetAllow() []string {
 	if x != nil {
 		return x.Allow
+	}
+	return nil
+}
+
+func (x *Access) GetSubject() []string {
+	if x != nil {
+		return x.Subject
 	}
 	return nil
 }
@@ -140,9 +158,10 @@ var File_trustmesh_v1_access_proto protoreflect.FileDescriptor
 
 const file_trustmesh_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x19trustmesh/v1/access.proto\x12\ftrustmesh.v1\x1a google/protobuf/descriptor.proto\"\x1e\n" +
+	"\x19trustmesh/v1/access.proto\x12\ftrustmesh.v1\x1a google/protobuf/descriptor.proto\"8\n" +
 	"\x06Access\x12\x14\n" +
-	"\x05allow\x18\x01 \x03(\tR\x05allow:^\n" +
+	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x18\n" +
+	"\asubject\x18\x02 \x03(\tR\asubject:^\n" +
 	"\x0eservice_access\x12\x1f.google.protobuf.ServiceOptions\x18\x8d\x8c\x03 \x01(\v2\x14.trustmesh.v1.AccessR\rserviceAccess:[\n" +
 	"\rmethod_access\x12\x1e.google.protobuf.MethodOptions\x18\x8d\x8c\x03 \x01(\v2\x14.trustmesh.v1.AccessR\fmethodAccessB\xad\x01\n" +
 	"\x10com.trustmesh.v1B\vAccessProtoP\x01Z;github.com/trustmesh/trustmesh/gen/trustmesh/v1;trustmeshv1\xa2\x02\x03TXX\xaa\x02\fTrustmesh.V1\xca\x02\fTrustmesh\\V1\xe2\x02\x18Trustmesh\\V1\\GPBMetadata\xea\x02\rTrustmesh::V1b\x06proto3"
