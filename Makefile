@@ -139,6 +139,15 @@ bench-rss: ## idle resident memory of each service in its own process
 bench-check: ## compile and run each benchmark once (the bench module has its own go.mod)
 	cd bench && $(GO) vet ./... && $(GO) test -run '^$$' -bench . -benchtime 1x . >/dev/null
 
+.PHONY: test-interop
+test-interop: ## the interop tier: Python grpcio, Node grpc-js and connect-node, grpcurl against the mesh over mTLS (installs them: apt-get, npm ci)
+	@start=$$(date +%s); rc=0; \
+	test/interop/setup.sh || rc=$$?; \
+	if [ $$rc = 0 ]; then \
+		$(GO) vet -tags interop ./test/interop && \
+		$(GO) test -tags interop -count=1 -v -timeout 10m -run '^TestInterop$$' ./test/interop || rc=$$?; fi; \
+	echo "test-interop: wall time $$(( $$(date +%s) - start ))s"; exit $$rc
+
 # SPIRE v1.13.3 is pinned in its own modules, so that the main go.mod stays
 # lean: spire-server in tools/spire/go.mod (with cloudsql-proxy v1.38.4, which
 # pulls a grpc whose go-spiffe the agent does not compile with) and
