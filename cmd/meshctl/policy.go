@@ -195,6 +195,7 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 	method := flags.String("method", "", "full method name (required), e.g. /shop.gateway.v1.StorefrontService/ListProducts")
 	protos := addProtoFlags(flags)
 	serverFlag := flags.String("server", "", "SPIFFE ID of the server that decides, for rules limited by at: (default: none, so such rules do not apply), e.g. spiffe://shop.example/ns/shop/sa/gateway")
+	subjectFlag := flags.String("subject", "", "SPIFFE ID of the verified subject (who the call is for, from its transaction token), for rules with subject: (default: none), e.g. spiffe://shop.example/user/alice")
 	positional, err := parseFlags(flags, path, explainUsage, args, stdout)
 	if err != nil {
 		return err
@@ -223,6 +224,12 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 	if err := checkMethod(*method); err != nil {
 		return usageErrorf("--method %q: %v", *method, err)
 	}
+	var subject spiffeid.ID
+	if *subjectFlag != "" {
+		if subject, err = spiffeid.FromString(*subjectFlag); err != nil {
+			return usageErrorf("--subject %q: %v (want spiffe://TRUST_DOMAIN/PATH)", *subjectFlag, err)
+		}
+	}
 
 	var compileOpts []policy.CompileOption
 	if *serverFlag != "" {
@@ -240,14 +247,19 @@ func policyExplain(_ context.Context, path string, args []string, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	return printDecision(stdout, pf, *method, caller)
+	return printDecision(stdout, pf, *method, caller, subject)
 }
 
-// printDecision prints the decision of pf for caller calling method, the
-// rule that makes it and where that is declared.
-func printDecision(stdout io.Writer, pf loadedPolicy, method string, caller spiffeid.ID) error {
-	d := pf.engine.Decide(method, caller)
-	fmt.Fprintf(stdout, "caller:   %s\nmethod:   %s\ndecision: %s\n", caller, method, d.Outcome)
+// printDecision prints the decision of pf for caller calling method on
+// behalf of subject (zero: none), the rule that makes it and where that is
+// declared.
+func printDecision(stdout io.Writer, pf loadedPolicy, method string, caller, subject spiffeid.ID) error {
+	d := pf.engine.DecideFor(method, caller, subject)
+	fmt.Fprintf(stdout, "caller:   %s\n", caller)
+	if !subject.IsZero() {
+		fmt.Fprintf(stdout, "subject:  %s\n", subject)
+	}
+	fmt.Fprintf(stdout, "method:   %s\ndecision: %s\n", method, d.Outcome)
 	if d.Rule == policy.DefaultRule {
 		fmt.Fprintf(stdout, "rule:     %s (no rule matches)\n", d.Rule)
 	} else {
@@ -258,6 +270,9 @@ func printDecision(stdout io.Writer, pf loadedPolicy, method string, caller spif
 	}
 	if d.RequireToken {
 		fmt.Fprintln(stdout, "token:    required (authorization: Bearer TOKEN, bound to the caller's certificate)")
+	}
+	if d.NeedSubject {
+		fmt.Fprintln(stdout, "subject:  required (a transaction token minted by one of txn_issuers; refused as unauthenticated without one)")
 	}
 	if pf.policy.DryRun {
 		_, err := fmt.Fprintln(stdout, "note:     the whole policy is in dry-run: denied calls proceed")
@@ -289,15 +304,24 @@ func policyDiff(_ context.Context, path string, args []string, stdout io.Writer)
 		return err
 	}
 	methods, callers := diffCases(serviceMethods(src.services), before, after)
+	// Each caller is tried without a subject and on behalf of an example
+	// of every subject pattern of either policy.
+	subjects := append([]exampleCaller{{}}, diffSubjects(before, after)...)
 	changes := 0
 	for _, m := range methods {
 		for _, c := range callers {
-			was, is := before.engine.Decide(m, c.id), after.engine.Decide(m, c.id)
-			if was.Outcome == is.Outcome && (was.RequireToken == is.RequireToken || !is.Proceed()) {
-				continue
+			for _, sub := range subjects {
+				was, is := before.engine.DecideFor(m, c.id, sub.id), after.engine.DecideFor(m, c.id, sub.id)
+				if was.Outcome == is.Outcome && was.NeedSubject == is.NeedSubject && (was.RequireToken == is.RequireToken || !is.Proceed()) {
+					continue
+				}
+				who := c.label()
+				if !sub.id.IsZero() {
+					who += " for " + sub.label()
+				}
+				fmt.Fprintf(stdout, "%s: %s %s (%s -> %s)\n", m, who, changeVerb(was, is), describe(was), describe(is))
+				changes++
 			}
-			fmt.Fprintf(stdout, "%s: %s %s (%s -> %s)\n", m, c.label(), changeVerb(was, is), describe(was), describe(is))
-			changes++
 		}
 	}
 	if changes == 0 {
@@ -339,9 +363,30 @@ func diffCases(methods []string, policies ...loadedPolicy) ([]string, []exampleC
 	return methods, slices.CompactFunc(callers, func(a, b exampleCaller) bool { return a.id == b.id })
 }
 
+// diffSubjects returns an example subject for each subject pattern of the
+// policies, sorted and without repeats.
+func diffSubjects(policies ...loadedPolicy) []exampleCaller {
+	var out []exampleCaller
+	for _, pf := range policies {
+		for _, r := range pf.policy.Rules {
+			for _, sub := range r.Subject {
+				if c, ok := exampleFor(sub); ok {
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b exampleCaller) int { return strings.Compare(a.label(), b.label()) })
+	return slices.CompactFunc(out, func(a, b exampleCaller) bool { return a.id == b.id })
+}
+
 // changeVerb names the change from decision was to is, which differ.
 func changeVerb(was, is policy.Decision) string {
 	switch {
+	case was.Outcome == is.Outcome && is.NeedSubject && !was.NeedSubject:
+		return "now needs a subject"
+	case was.Outcome == is.Outcome && was.NeedSubject && !is.NeedSubject:
+		return "no longer needs a subject"
 	case was.Outcome == is.Outcome && is.RequireToken:
 		return "now needs a token"
 	case was.Outcome == is.Outcome:
@@ -449,8 +494,11 @@ func describe(d policy.Decision) string {
 	if d.Rule == policy.DefaultRule {
 		return d.Outcome.String() + " by " + d.Rule
 	}
-	if d.RequireToken {
+	switch {
+	case d.RequireToken:
 		return d.Outcome.String() + " with a token by rule " + d.Rule
+	case d.NeedSubject:
+		return d.Outcome.String() + " without a subject by rule " + d.Rule
 	}
 	return d.Outcome.String() + " by rule " + d.Rule
 }

@@ -598,3 +598,34 @@ rules:
 		t.Errorf("garbage set: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestPolicySubject: explain takes --subject, and diff compares decisions
+// made on behalf of example subjects too.
+func TestPolicySubject(t *testing.T) {
+	t.Parallel()
+	const withSubject = `version: 1
+txn_issuers: ["spiffe://shop.example/ns/shop/sa/gateway"]
+rules:
+  - name: gateway-for-users
+    effect: allow
+    from: ["spiffe://shop.example/ns/shop/sa/gateway"]
+    to: ["/shop.orders.v1.OrderService/GetOrder"]
+    subject: ["spiffe://shop.example/user/*"]
+`
+	file := writePolicy(t, "subject.yaml", withSubject)
+	explain := func(extra ...string) string {
+		return mustRun(t, append([]string{"policy", "explain", file, "--caller", "spiffe://shop.example/ns/shop/sa/gateway",
+			"--method", "/shop.orders.v1.OrderService/GetOrder"}, extra...)...)
+	}
+	if out, want := explain("--subject", "spiffe://shop.example/user/alice"), "caller:   spiffe://shop.example/ns/shop/sa/gateway\nsubject:  spiffe://shop.example/user/alice\nmethod:   /shop.orders.v1.OrderService/GetOrder\ndecision: allow\nrule:     gateway-for-users\nsource:   "+file+":4\n"; out != want {
+		t.Errorf("explain with a subject:\n%s\nwant:\n%s", out, want)
+	}
+	if out := explain(); !strings.Contains(out, "decision: deny\n") || !strings.Contains(out, "subject:  required (a transaction token minted by one of txn_issuers") {
+		t.Errorf("explain without a subject:\n%s", out)
+	}
+	widened := writePolicy(t, "widened.yaml", strings.Replace(withSubject, `subject: ["spiffe://shop.example/user/*"]`, `subject: ["spiffe://shop.example/user/*", "spiffe://shop.example/ns/ops/sa/admin"]`, 1))
+	out := mustRun(t, "policy", "diff", file, widened)
+	if want := "/shop.orders.v1.OrderService/GetOrder: spiffe://shop.example/ns/shop/sa/gateway for spiffe://shop.example/ns/ops/sa/admin gains access (deny by rule gateway-for-users -> allow by rule gateway-for-users)\n"; out != want {
+		t.Errorf("diff:\n%s\nwant:\n%s", out, want)
+	}
+}
