@@ -193,7 +193,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func up(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var c common
 	fs := newFlagSet("up", "Usage: shop up [flags]\n\nRuns gateway, orders, inventory and payments on loopback, each with its own\nSVID from --cert-dir (created with the development CA if missing, like the\ndevelopment token issuer's key).\n\nFlags:\n", stderr)
 	c.register(fs, "listen address")
@@ -207,6 +207,22 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := c.config(stderr)
 	if err != nil {
 		return err
+	}
+	// OTEL_METRICS_EXPORTER=prometheus: one /metrics for the four services
+	// (each would bind the same port), bound before anything is created.
+	var prom *otelenv.PrometheusServer
+	if os.Getenv("OTEL_METRICS_EXPORTER") == otelenv.ExporterPrometheus {
+		if sp.on {
+			return fmt.Errorf("up --spire: OTEL_METRICS_EXPORTER=prometheus: the four services run in four processes, which would all bind OTEL_EXPORTER_PROMETHEUS_PORT; run `shop up` without --spire for one /metrics: %w", errUsage)
+		}
+		if prom, err = otelenv.ListenPrometheus(); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			err = errors.Join(err, prom.Shutdown(sctx))
+		}()
 	}
 	// The development issuer of cert-bound tokens: its key and the JWKS the
 	// gateway verifies with, in --cert-dir, whatever issues the SVIDs.
@@ -236,13 +252,14 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = printer.Shutdown(sctx)
 	}()
 	cfg.Telemetry = func(name string) (*otelenv.Providers, error) {
-		return otelenv.Setup(ctx, name, version.Version, otelenv.WithoutGlobal(), otelenv.DefaultToConsoleTree(printer))
+		return otelenv.Setup(ctx, name, version.Version, otelenv.WithoutGlobal(), otelenv.DefaultToConsoleTree(printer),
+			otelenv.WithPrometheusServer(prom))
 	}
 	m, err := shop.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	printWelcome(stdout, m)
+	printWelcome(stdout, m, prom)
 	return m.Wait()
 }
 

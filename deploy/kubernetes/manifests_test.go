@@ -228,8 +228,9 @@ func TestManifests(t *testing.T) {
 		if !slices.Equal(c.Command, []string{"shop", "serve", name}) {
 			t.Errorf("%s: command %v", name, c.Command)
 		}
-		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port {
-			t.Errorf("%s: ports %v, want %d", name, c.Ports, port)
+		if len(c.Ports) != 2 || c.Ports[0].Name != "grpc" || c.Ports[0].ContainerPort != port ||
+			c.Ports[1].Name != "metrics" || c.Ports[1].ContainerPort != 9464 {
+			t.Errorf("%s: ports %v, want grpc %d and metrics 9464", name, c.Ports, port)
 		}
 		sc := c.SecurityContext
 		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
@@ -239,6 +240,16 @@ func TestManifests(t *testing.T) {
 		env := map[string]string{}
 		for _, e := range c.Env {
 			env[e.Name] = e.Value
+		}
+		// Its own metrics for Prometheus, on the pod's address (autoexport's
+		// default host is localhost, which nothing outside the pod reaches).
+		if env["OTEL_METRICS_EXPORTER"] != "prometheus" || env["OTEL_EXPORTER_PROMETHEUS_HOST"] != "0.0.0.0" ||
+			(env["OTEL_EXPORTER_PROMETHEUS_PORT"] != "" && env["OTEL_EXPORTER_PROMETHEUS_PORT"] != "9464") {
+			t.Errorf("%s: OTEL_METRICS_EXPORTER %q on %q:%q, want prometheus on 0.0.0.0:9464", name,
+				env["OTEL_METRICS_EXPORTER"], env["OTEL_EXPORTER_PROMETHEUS_HOST"], env["OTEL_EXPORTER_PROMETHEUS_PORT"])
+		}
+		if a := d.Spec.Template.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != "9464" || a["prometheus.io/path"] != "/metrics" {
+			t.Errorf("%s: pod annotations %v, want prometheus.io/scrape, port 9464, path /metrics", name, a)
 		}
 		mounts := map[string]corev1.VolumeMount{}
 		for _, vm := range c.VolumeMounts {

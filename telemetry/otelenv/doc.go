@@ -7,7 +7,11 @@
 // OTEL_RESOURCE_ATTRIBUTES) with W3C trace context and baggage propagation,
 // and [Providers.Shutdown] flushes both. [DefaultToConsoleTree] prints traces
 // as trees ([github.com/trustmesh/trustmesh/telemetry/tracetree]) when the
-// environment names no exporter, as `shop up` does.
+// environment names no exporter, as `shop up` does. With
+// OTEL_METRICS_EXPORTER=prometheus, each Providers serves its own /metrics
+// (autoexport's server); several in one process share one instead: a
+// [PrometheusServer] from [ListenPrometheus], given to each [Setup] with
+// [WithPrometheusServer], labels every series with its service.name.
 //
 // It links the OTLP, stdout and Prometheus exporters, so it is for main
 // packages (cmd/shop, the sample's services); the toolkit's packages

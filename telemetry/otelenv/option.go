@@ -15,6 +15,7 @@ type setupConfig struct {
 	processors []sdktrace.SpanProcessor
 	noGlobal   bool
 	tree       *tracetree.Printer
+	prom       *PrometheusServer
 }
 
 // WithSpanProcessor adds sp to the tracer provider next to the exporter
@@ -69,5 +70,26 @@ type treeOption struct{ p *tracetree.Printer }
 func (o treeOption) applyToSetup(c *setupConfig) {
 	if o.p != nil {
 		c.tree = o.p
+	}
+}
+
+// WithPrometheusServer sends the metrics to s when OTEL_METRICS_EXPORTER is
+// prometheus ([ExporterPrometheus]), each series labelled service_name with
+// the resource's service.name, instead of to an HTTP server of their own. It
+// is for the Providers of several services in one process (`shop up`), which
+// would otherwise each bind OTEL_EXPORTER_PROMETHEUS_PORT. [Setup] fails if
+// another live Providers on s has the same service.name. A nil s is ignored,
+// and so is s with any other OTEL_METRICS_EXPORTER. By default, autoexport's
+// Prometheus exporter serves each Providers' metrics on its own server at
+// OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT.
+func WithPrometheusServer(s *PrometheusServer) Option {
+	return promOption{s}
+}
+
+type promOption struct{ s *PrometheusServer }
+
+func (o promOption) applyToSetup(c *setupConfig) {
+	if o.s != nil {
+		c.prom = o.s
 	}
 }

@@ -56,7 +56,10 @@ type Providers struct {
 //
 //   - OTEL_TRACES_EXPORTER (otlp, console, none; otlp when unset) and
 //     OTEL_METRICS_EXPORTER (otlp, console, none, prometheus), through
-//     autoexport; OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL
+//     autoexport, whose prometheus exporter serves /metrics on
+//     OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT
+//     (localhost:9464 when unset) unless [WithPrometheusServer] names a
+//     shared server; OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL
 //     (http/protobuf when unset, or grpc) and the other OTEL_EXPORTER_OTLP_*
 //     variables are read by the OTLP exporters; OTEL_BSP_* by the batch span
 //     processor;
@@ -120,9 +123,8 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 
 	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
 	if !metricsDefault {
-		reader, err := autoexport.NewMetricReader(ctx)
+		reader, err := metricReader(ctx, cfg.prom, res)
 		if err != nil {
-			err = fmt.Errorf("otelenv: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
 			if exp != nil {
 				err = errors.Join(err, exp.Shutdown(ctx))
 			}
@@ -141,6 +143,25 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 		otel.SetTextMapPropagator(p.Propagator)
 	}
 	return p, nil
+}
+
+// metricReader is the reader OTEL_METRICS_EXPORTER asks for: autoexport's,
+// or for prometheus one on prom when given.
+func metricReader(ctx context.Context, prom *PrometheusServer, res *resource.Resource) (sdkmetric.Reader, error) {
+	if os.Getenv("OTEL_METRICS_EXPORTER") == ExporterPrometheus {
+		// autoexport would let net.Listen read a bad port as a service name.
+		if _, _, err := prometheusHostPort(); err != nil {
+			return nil, err
+		}
+		if prom != nil {
+			return prom.reader(res)
+		}
+	}
+	reader, err := autoexport.NewMetricReader(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("otelenv: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
+	}
+	return reader, nil
 }
 
 // Shutdown flushes every batched span and metric to the exporters and stops
