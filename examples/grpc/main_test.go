@@ -141,6 +141,11 @@ func start(t *testing.T) *testMesh {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	// The first call waits for Serve to accept it, so afterwards the policy
+	// file has been loaded and is watched.
+	if err := invoke(m.client(t, adminID).health.Check, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("the server does not answer: %v", err)
+	}
 	return m
 }
 
