@@ -101,49 +101,10 @@ func serveInBackground(serve func(context.Context, net.Listener) error) (addr st
 	return ln.Addr().String(), func() error { cancel(); return <-done }, nil
 }
 
-// startGRPCGreeter serves greet.v1.GreetService with grpc-go, as
-// [ExampleNewGRPCServer] does.
-func startGRPCGreeter(pki examplePKI) (addr string, stop func() error, err error) {
-	creds, err := pki.creds(greeterID)
-	if err != nil {
-		return "", nil, err
-	}
-	authz, err := exampleAuthorizer()
-	if err != nil {
-		return "", nil, err
-	}
-	srv, err := mesh.NewGRPCServer(creds, mesh.WithAuthorizer(authz))
-	if err != nil {
-		return "", nil, err
-	}
-	greetv1.RegisterGreetServiceServer(srv, grpcGreeter{})
-	return serveInBackground(srv.Serve)
-}
-
-// startConnectGreeter serves greet.v1.GreetService with connect-go, as
-// [ExampleNewConnectServer] does.
-func startConnectGreeter(pki examplePKI) (addr string, stop func() error, err error) {
-	creds, err := pki.creds(greeterID)
-	if err != nil {
-		return "", nil, err
-	}
-	authz, err := exampleAuthorizer()
-	if err != nil {
-		return "", nil, err
-	}
-	srv, err := mesh.NewConnectServer(creds, mesh.WithAuthorizer(authz))
-	if err != nil {
-		return "", nil, err
-	}
-	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, connectGreeter{}); err != nil {
-		return "", nil, err
-	}
-	return serveInBackground(srv.Serve)
-}
-
-// A grpc-go server of your own service: the policy decides who may call
-// each method (every method it serves, health and reflection included,
-// needs an allow rule), and the server is mutual TLS only.
+// A grpc-go server of your own service and a client: the policy decides
+// who may call each method (every method the server serves, health and
+// reflection included, needs an allow rule); the client presents its SVID
+// and accepts the server only by its SPIFFE ID.
 func ExampleNewGRPCServer() {
 	pki, err := newExamplePKI()
 	if err != nil {
@@ -177,30 +138,10 @@ func ExampleNewGRPCServer() {
 	}
 	greetv1.RegisterGreetServiceServer(srv, grpcGreeter{})
 
-	// srv.ListenAndServe(ctx, ":8443") checks the policy covers every
-	// method, then serves until ctx ends. Here: on a free port, in the
-	// background, and one call.
+	// srv.ListenAndServe(ctx, ":8443") checks that the policy covers every
+	// method, then serves until ctx ends. Here: on a free port of
+	// 127.0.0.1, in the background.
 	addr, stop, err := serveInBackground(srv.Serve)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer stop()
-	callGRPC(pki, addr, frontendID)
-	// Output:
-	// Hello, spiffe://example.org/ns/web/sa/frontend
-}
-
-// A grpc-go client: it presents the workload's SVID and accepts the server
-// only if its SVID carries the expected SPIFFE ID. A caller the policy does
-// not allow gets PermissionDenied.
-func ExampleDialGRPC() {
-	pki, err := newExamplePKI()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	addr, stop, err := startGRPCGreeter(pki)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -208,36 +149,32 @@ func ExampleDialGRPC() {
 	defer stop()
 
 	for _, caller := range []spiffeid.ID{frontendID, malloryID} {
-		callGRPC(pki, addr, caller)
+		callerCreds, err := pki.creds(caller)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		conn, err := mesh.DialGRPC(addr, callerCreds, greeterID)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp, err := greetv1.NewGreetServiceClient(conn).Greet(context.Background(), &greetv1.GreetRequest{Name: caller.String()})
+		if err != nil {
+			fmt.Printf("%v: %s\n", status.Code(err), status.Convert(err).Message())
+		} else {
+			fmt.Println(resp.GetGreeting())
+		}
+		conn.Close()
 	}
 	// Output:
 	// Hello, spiffe://example.org/ns/web/sa/frontend
 	// PermissionDenied: spiffe://example.org/user/mallory may not call /greet.v1.GreetService/Greet
 }
 
-// callGRPC greets the server at addr as caller, with grpc-go.
-func callGRPC(pki examplePKI, addr string, caller spiffeid.ID) {
-	creds, err := pki.creds(caller)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	conn, err := mesh.DialGRPC(addr, creds, greeterID)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer conn.Close()
-	resp, err := greetv1.NewGreetServiceClient(conn).Greet(context.Background(), &greetv1.GreetRequest{Name: caller.String()})
-	if err != nil {
-		fmt.Printf("%v: %s\n", status.Code(err), status.Convert(err).Message())
-		return
-	}
-	fmt.Println(resp.GetGreeting())
-}
-
-// A connect-go server of your own service: one port for gRPC, gRPC-Web and
-// Connect, every request authorized before its message is read.
+// A connect-go server of your own service, on one port for Connect, gRPC
+// and gRPC-Web, and a client of each protocol: every request is authorized
+// before its message is read.
 func ExampleNewConnectServer() {
 	pki, err := newExamplePKI()
 	if err != nil {
@@ -264,62 +201,43 @@ func ExampleNewConnectServer() {
 		fmt.Println(err)
 		return
 	}
-
 	addr, stop, err := serveInBackground(srv.Serve)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer stop()
-	callConnect(pki, addr, frontendID)
+
+	for _, caller := range []spiffeid.ID{frontendID, malloryID} {
+		callerCreds, err := pki.creds(caller)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		hc, err := mesh.NewHTTPClient(callerCreds, greeterID)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		// Connect by default; connect.WithGRPC() or connect.WithGRPCWeb() for the others.
+		for _, protocol := range [][]connect.ClientOption{nil, {connect.WithGRPC()}, {connect.WithGRPCWeb()}} {
+			client := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, protocol...)
+			resp, err := client.Greet(context.Background(), connect.NewRequest(&greetv1.GreetRequest{Name: caller.String()}))
+			if err != nil {
+				fmt.Println(err)
+			} else {
+				fmt.Println(resp.Msg.GetGreeting())
+			}
+		}
+		hc.CloseIdleConnections()
+	}
 	// Output:
 	// Hello, spiffe://example.org/ns/web/sa/frontend
-}
-
-// A connect-go client: the HTTP client presents the workload's SVID and
-// accepts the server only by its SPIFFE ID; the generated client speaks
-// Connect by default, or gRPC and gRPC-Web with connect.WithGRPC and
-// connect.WithGRPCWeb.
-func ExampleNewHTTPClient() {
-	pki, err := newExamplePKI()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	addr, stop, err := startConnectGreeter(pki)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer stop()
-
-	callConnect(pki, addr, frontendID, connect.WithGRPC())
-	callConnect(pki, addr, malloryID)
-	// Output:
+	// Hello, spiffe://example.org/ns/web/sa/frontend
 	// Hello, spiffe://example.org/ns/web/sa/frontend
 	// permission_denied: spiffe://example.org/user/mallory may not call /greet.v1.GreetService/Greet
-}
-
-// callConnect greets the server at addr as caller, with connect-go.
-func callConnect(pki examplePKI, addr string, caller spiffeid.ID, opts ...connect.ClientOption) {
-	creds, err := pki.creds(caller)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	hc, err := mesh.NewHTTPClient(creds, greeterID)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer hc.CloseIdleConnections()
-	client := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, opts...)
-	resp, err := client.Greet(context.Background(), connect.NewRequest(&greetv1.GreetRequest{Name: caller.String()}))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(resp.Msg.GetGreeting())
+	// permission_denied: spiffe://example.org/user/mallory may not call /greet.v1.GreetService/Greet
+	// permission_denied: spiffe://example.org/user/mallory may not call /greet.v1.GreetService/Greet
 }
 
 // Check fails, before any port is opened, when the policy lets no one call
