@@ -70,11 +70,12 @@ generate-examples: ## regenerate each example's gen/ (and third_party/trustmesh,
 
 .PHONY: test-examples
 test-examples: ## each example module: buf lint, go vet, staticcheck, go test -race
-	@for ex in $(EXAMPLES); do \
+	@failed=""; for ex in $(EXAMPLES); do \
 		echo "test-examples: $$ex"; \
 		(cd $$ex && $(EXAMPLE_TOOL) buf lint && $(GO) vet ./... && \
-			$(EXAMPLE_TOOL) staticcheck ./... && $(GO) test -race -count=1 ./...) || exit 1; \
-	done
+			$(EXAMPLE_TOOL) staticcheck ./... && $(GO) test -race -count=1 ./...) || failed="$$failed $$ex"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-examples: FAILED:$$failed" >&2; exit 1; fi
 
 .PHONY: lint
 lint: ## buf lint, gofmt, go vet, staticcheck
