@@ -37,13 +37,46 @@ generate: ## regenerate gen/ from proto/ with buf (local plugins), and the sampl
 	$(GO) test -count=1 -run '^TestSampleProtoDescriptors$$' ./services/shop -update
 
 .PHONY: check-generated
-check-generated: ## fail if gen/ is not what `buf generate` produces from proto/
+check-generated: ## fail if gen/ (the root's and each example's) is not what `buf generate` produces, or an exported access.proto is stale
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(TOOL) buf generate -o "$$tmp"; \
 	if ! diff -r gen "$$tmp/gen" >/dev/null; then \
-		diff -r gen "$$tmp/gen" | head -n 20; \
+		diff -r gen "$$tmp/gen" | head -n 20 || true; \
 		echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; \
-	fi; echo "gen/ is fresh"
+	fi; echo "gen/ is fresh"; \
+	for ex in $(EXAMPLES); do \
+		out="$$tmp/$$ex"; mkdir -p "$$out"; \
+		(cd $$ex && $(EXAMPLE_TOOL) buf generate -o "$$out"); \
+		if [ -d $$ex/third_party ]; then (cd $$ex && $(GO) tool meshctl proto export "$$out/third_party" >/dev/null); fi; \
+		for d in gen third_party; do \
+			[ -d $$ex/$$d ] || continue; \
+			if ! diff -r $$ex/$$d "$$out/$$d" >/dev/null; then \
+				diff -r $$ex/$$d "$$out/$$d" | head -n 20 || true; \
+				echo "$$ex/$$d is stale: run 'make generate-examples' and commit the result" >&2; exit 1; \
+			fi; \
+		done; echo "$$ex/gen is fresh"; \
+	done
+
+# The standalone example modules (own go.mod, proto and gen/; see examples/).
+EXAMPLES     := examples/grpc examples/connect examples/workloadapi
+EXAMPLE_TOOL := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+
+.PHONY: generate-examples
+generate-examples: ## regenerate each example's gen/ (and third_party/trustmesh, exported by meshctl)
+	@for ex in $(EXAMPLES); do \
+		echo "generate-examples: $$ex"; \
+		if [ -d $$ex/third_party ]; then (cd $$ex && $(GO) tool meshctl proto export third_party); fi; \
+		(cd $$ex && $(EXAMPLE_TOOL) buf generate); \
+	done
+
+.PHONY: test-examples
+test-examples: ## each example module: buf lint, go vet, staticcheck, go test -race
+	@failed=""; for ex in $(EXAMPLES); do \
+		echo "test-examples: $$ex"; \
+		(cd $$ex && $(EXAMPLE_TOOL) buf lint && $(GO) vet ./... && \
+			$(EXAMPLE_TOOL) staticcheck ./... && $(GO) test -race -count=1 ./...) || failed="$$failed $$ex"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-examples: FAILED:$$failed" >&2; exit 1; fi
 
 .PHONY: lint
 lint: ## buf lint, gofmt, go vet, staticcheck
@@ -55,7 +88,7 @@ lint: ## buf lint, gofmt, go vet, staticcheck
 	$(TOOL) staticcheck ./...
 
 .PHONY: test
-test: tools check-generated lint bench-check test-modules ## everything CI checks: generated code, lint, benchmarks compile, go test -race
+test: tools check-generated lint bench-check test-modules test-examples ## everything CI checks: generated code, lint, benchmarks compile, the examples, go test -race
 	$(GO) test -race -count=1 ./...
 
 ## Containers ---------------------------------------------------------------

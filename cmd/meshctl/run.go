@@ -32,6 +32,7 @@ Commands:
   policy lint     check a policy file and report methods no rule allows
   policy explain  show the decision for one caller and method, and the rule
   policy diff     show which callers gain or lose access to each method
+  proto export    write trustmesh/v1/access.proto under a directory, for your buf workspace
   tokens init     write a development token issuer's key (and its JWKS)
   tokens issue    mint a development access token bound to a certificate
   version         print the meshctl version
@@ -73,6 +74,11 @@ func commands() command {
 					{name: "explain", run: policyExplain},
 					{name: "diff", run: policyDiff},
 				},
+			},
+			{
+				name:  "proto",
+				usage: protoUsage,
+				subs:  []command{{name: "export", run: protoExport}},
 			},
 			{
 				name:  "tokens",
