@@ -40,7 +40,8 @@ func (p Principal) String() string {
 // handshake; there is deliberately no NewContext, so no code (a header
 // parser, a test shortcut) can make FromContext return an identity that
 // was not proven. To test a handler, call it through a mesh server over
-// TLS on loopback (the testpki package of the examples shows how).
+// TLS on loopback, with a development CA from certs.NewCA (the examples/
+// modules of the trustmesh repository show how).
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(idkey.Key{}).(Principal)
 	return p, ok && !p.IsZero()

@@ -80,7 +80,6 @@ func Verify(chain []*x509.Certificate, bundles x509bundle.Source, role Role, now
 // anyExtendedKeyUsage, is refused.
 //
 // On error the Principal is the zero value and the chains are nil.
-
 func VerifyChains(chain []*x509.Certificate, bundles x509bundle.Source, role Role, now time.Time) (Principal, [][]*x509.Certificate, error) {
 	if role != Client && role != Server {
 		return Principal{}, nil, wrapErr(errNoRole)

@@ -20,9 +20,9 @@ import (
 // The identities of the examples: a greeter and its callers, all members of
 // example.org.
 var (
-	greeterID  = spiffeid.RequireFromString("spiffe://example.org/ns/greet/sa/greeter")
-	frontendID = spiffeid.RequireFromString("spiffe://example.org/ns/web/sa/frontend")
-	malloryID  = spiffeid.RequireFromString("spiffe://example.org/user/mallory")
+	exampleGreeterID = spiffeid.RequireFromString("spiffe://example.org/ns/greet/sa/greeter")
+	frontendID       = spiffeid.RequireFromString("spiffe://example.org/ns/web/sa/frontend")
+	malloryID        = spiffeid.RequireFromString("spiffe://example.org/user/mallory")
 )
 
 // examplePolicy lets the frontend greet, and ops use health and reflection.
@@ -47,7 +47,7 @@ rules:
 type examplePKI struct{ ca *certs.CA }
 
 func newExamplePKI() (examplePKI, error) {
-	ca, err := certs.NewCA(greeterID.TrustDomain())
+	ca, err := certs.NewCA(exampleGreeterID.TrustDomain())
 	return examplePKI{ca}, err
 }
 
@@ -70,21 +70,21 @@ func exampleAuthorizer() (*interceptors.Authorizer, error) {
 	return interceptors.NewAuthorizer(rules)
 }
 
-// grpcGreeter implements greet.v1.GreetService for grpc-go.
-type grpcGreeter struct {
+// exampleGRPCGreeter implements greet.v1.GreetService for grpc-go.
+type exampleGRPCGreeter struct {
 	greetv1.UnimplementedGreetServiceServer
 }
 
-func (grpcGreeter) Greet(_ context.Context, req *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
+func (exampleGRPCGreeter) Greet(_ context.Context, req *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
 	return &greetv1.GreetResponse{Greeting: "Hello, " + req.GetName()}, nil
 }
 
-// connectGreeter implements greet.v1.GreetService for connect-go.
-type connectGreeter struct {
+// exampleConnectGreeter implements greet.v1.GreetService for connect-go.
+type exampleConnectGreeter struct {
 	greetv1connect.UnimplementedGreetServiceHandler
 }
 
-func (connectGreeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
+func (exampleConnectGreeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
 	return connect.NewResponse(&greetv1.GreetResponse{Greeting: "Hello, " + req.Msg.GetName()}), nil
 }
 
@@ -111,7 +111,7 @@ func ExampleNewGRPCServer() {
 		fmt.Println(err)
 		return
 	}
-	creds, err := pki.creds(greeterID)
+	creds, err := pki.creds(exampleGreeterID)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -136,7 +136,7 @@ func ExampleNewGRPCServer() {
 		fmt.Println(err)
 		return
 	}
-	greetv1.RegisterGreetServiceServer(srv, grpcGreeter{})
+	greetv1.RegisterGreetServiceServer(srv, exampleGRPCGreeter{})
 
 	// srv.ListenAndServe(ctx, ":8443") checks that the policy covers every
 	// method, then serves until ctx ends. Here: on a free port of
@@ -154,7 +154,7 @@ func ExampleNewGRPCServer() {
 			fmt.Println(err)
 			return
 		}
-		conn, err := mesh.DialGRPC(addr, callerCreds, greeterID)
+		conn, err := mesh.DialGRPC(addr, callerCreds, exampleGreeterID)
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -181,7 +181,7 @@ func ExampleNewConnectServer() {
 		fmt.Println(err)
 		return
 	}
-	creds, err := pki.creds(greeterID)
+	creds, err := pki.creds(exampleGreeterID)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -197,7 +197,7 @@ func ExampleNewConnectServer() {
 		return
 	}
 	// Mount takes the generated handler constructor and your implementation.
-	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, connectGreeter{}); err != nil {
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, exampleConnectGreeter{}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -214,7 +214,7 @@ func ExampleNewConnectServer() {
 			fmt.Println(err)
 			return
 		}
-		hc, err := mesh.NewHTTPClient(callerCreds, greeterID)
+		hc, err := mesh.NewHTTPClient(callerCreds, exampleGreeterID)
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -248,7 +248,7 @@ func ExampleGRPCServer_Check() {
 		fmt.Println(err)
 		return
 	}
-	creds, err := pki.creds(greeterID)
+	creds, err := pki.creds(exampleGreeterID)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -271,7 +271,7 @@ func ExampleGRPCServer_Check() {
 		fmt.Println(err)
 		return
 	}
-	greetv1.RegisterGreetServiceServer(srv, grpcGreeter{})
+	greetv1.RegisterGreetServiceServer(srv, exampleGRPCGreeter{})
 	fmt.Println(srv.Check())
 	// Output:
 	// mesh: no allow rule covers 5 served method(s): /grpc.health.v1.Health/Check, /grpc.health.v1.Health/List, /grpc.health.v1.Health/Watch, /grpc.reflection.v1.ServerReflection/ServerReflectionInfo, /grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)
@@ -285,7 +285,7 @@ func ExampleWithoutReflection() {
 		fmt.Println(err)
 		return
 	}
-	creds, err := pki.creds(greeterID)
+	creds, err := pki.creds(exampleGreeterID)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -295,7 +295,7 @@ func ExampleWithoutReflection() {
 		fmt.Println(err)
 		return
 	}
-	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, connectGreeter{}); err != nil {
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, exampleConnectGreeter{}); err != nil {
 		fmt.Println(err)
 		return
 	}

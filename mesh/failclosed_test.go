@@ -257,3 +257,25 @@ func TestOptionValuesAreChecked(t *testing.T) {
 		t.Errorf("a second InTapHandle: %v", err)
 	}
 }
+
+// TestAllowStandardMethods: the helper's rule covers every health and
+// reflection method both stacks serve, for the callers named only.
+func TestAllowStandardMethods(t *testing.T) {
+	t.Parallel()
+	e, err := policy.Compile(mesh.AllowStandardMethods("spiffe://example.org/ns/ops/*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, other := spiffeid.RequireFromString("spiffe://example.org/ns/ops/probe"), spiffeid.RequireFromString(friendID)
+	for _, m := range mesh.GRPCStandardMethods() {
+		if d := e.Decide(m, ops); d.Outcome != policy.Allowed || d.Rule != "mesh:standard-methods" {
+			t.Errorf("%s for ops: %+v", m, d)
+		}
+		if d := e.Decide(m, other); d.Outcome != policy.Denied {
+			t.Errorf("%s for another caller: %+v", m, d)
+		}
+	}
+	if _, err := policy.Compile(mesh.AllowStandardMethods()); err == nil {
+		t.Error("a rule with no callers compiled")
+	}
+}

@@ -6,6 +6,8 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/trustmesh/trustmesh/policy"
 )
 
 // ConnectStandardMethods returns the methods a [ConnectServer] serves
@@ -49,4 +51,22 @@ func ServiceMethods(services ...string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// AllowStandardMethods returns a policy of one allow rule,
+// "mesh:standard-methods", that lets the callers matching from (caller
+// patterns, see the policy package) call health and reflection — every
+// method of [GRPCStandardMethods], which a [ConnectServer] serves a subset
+// of. Merge it with a policy file ([policy.Merge], or [policy.WithBase] for
+// a watcher) so that the server's own methods are covered without spelling
+// out the four reflection and health paths; use [WithoutReflection] to
+// serve no reflection at all.
+func AllowStandardMethods(from ...string) policy.Policy {
+	return policy.Policy{Rules: []policy.Rule{{
+		Name:   "mesh:standard-methods",
+		Effect: policy.Allow,
+		From:   append([]string(nil), from...),
+		To:     GRPCStandardMethods(),
+		Source: "mesh.AllowStandardMethods",
+	}}}
 }
