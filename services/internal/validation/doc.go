@@ -14,13 +14,14 @@
 // receives, whoever sent it: it trusts nothing upstream.
 //
 // A request that breaks a rule is refused with InvalidArgument, its message
-// protovalidate's ("validation error: order_id: value length must be at
-// most 128 bytes"), and one buf.validate.Violations error detail that holds
+// protovalidate's ("validation error: order_id: must be at most 128
+// bytes"), and one buf.validate.Violations error detail that holds
 // the field path, the rule path and the rule ID (string.max_bytes).
 // Validation stops at the first violation, so that the message stays a
 // short line whatever the request holds: protovalidate's messages name the
 // field and the rule, never the field's value, so a 1 MB ID gets the same
-// short message as a 129-byte one.
+// short message as a 129-byte one. (The field path of a map entry would
+// hold its key; the sample's requests have no maps.)
 //
 // Rules that protovalidate cannot express stay in the handlers: that an
 // order belongs to its caller, that a currency is the one the payment
