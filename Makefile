@@ -37,7 +37,7 @@ generate: ## regenerate gen/ from proto/ with buf (local plugins), and the sampl
 	$(GO) test -count=1 -run '^TestSampleProtoDescriptors$$' ./services/shop -update
 
 .PHONY: check-generated
-check-generated: ## fail if gen/ (the root's and each example's) is not what `buf generate` produces, or an exported access.proto is stale
+check-generated: ## fail if gen/ (the root's and each example's) is not what `buf generate` produces, or an exported access.proto or the vendored validate.proto is stale
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(TOOL) buf generate -o "$$tmp"; \
 	if ! diff -r gen "$$tmp/gen" >/dev/null; then \
@@ -56,6 +56,9 @@ check-generated: ## fail if gen/ (the root's and each example's) is not what `bu
 			fi; \
 		done; echo "$$ex/gen is fresh"; \
 	done
+	@cd tools && $(GO) test -count=1 ./protovalidateproto >/dev/null || { \
+		cd tools && $(GO) test -count=1 ./protovalidateproto; exit 1; }
+	@echo "proto/buf/validate/validate.proto is the published protovalidate schema"
 
 # The standalone example modules (own go.mod, proto and gen/; see examples/).
 EXAMPLES     := examples/grpc examples/connect examples/workloadapi
@@ -78,6 +81,47 @@ test-examples: ## each example module: buf lint, go vet, staticcheck, go test -r
 	done; \
 	if [ -n "$$failed" ]; then echo "test-examples: FAILED:$$failed" >&2; exit 1; fi
 
+# proto/buf/validate/validate.proto is protovalidate's schema, which our protos
+# import for their buf.validate rules. The Buf Schema Registry is out of reach,
+# so it is printed from the descriptor embedded in the published Go package
+# (buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go, pinned in
+# tools/go.mod at the version go.mod uses); buf generates no Go code for it.
+.PHONY: protovalidate-proto
+protovalidate-proto: ## rewrite proto/buf/validate/validate.proto from the pinned protovalidate Go package (after upgrading it)
+	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; \
+	(cd tools && $(GO) run ./protovalidateproto) > "$$tmp"; \
+	mv "$$tmp" proto/buf/validate/validate.proto; trap - EXIT
+	@echo "wrote proto/buf/validate/validate.proto"
+
+# Wire compatibility of proto/: `buf breaking` against a committed image of
+# the last released protos. A change that breaks clients of the protos (a
+# field renumbered or retyped, a method removed, ...) fails `make test` with
+# buf's message; make such a change deliberately with a new package version
+# (shop.gateway.v2 beside v1), or, if no one depends on the old one yet,
+# refresh the baseline with `make proto-baseline` in the same commit.
+BASELINE   := proto/baseline.binpb
+
+.PHONY: breaking
+breaking: breaking-selftest ## fail if proto/ breaks wire compatibility with the committed baseline (proto/baseline.binpb)
+	$(TOOL) buf breaking --against $(BASELINE)
+	@echo "breaking: proto/ is compatible with $(BASELINE)"
+
+.PHONY: breaking-selftest
+breaking-selftest: ## prove that `make breaking` fails on a field renumbered in a copy of proto/
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -r buf.yaml proto "$$tmp"/; \
+	sed -i 's/int64 units_minor = 2;/int64 units_minor = 3;/' "$$tmp/proto/shop/money/v1/money.proto"; \
+	if out=$$($(TOOL) buf breaking "$$tmp" --against $(BASELINE) 2>&1); then \
+		echo "breaking-selftest: buf breaking accepted shop.money.v1.Money.units_minor renumbered from 2 to 3" >&2; exit 1; fi; \
+	if ! grep -q 'Previously present field "2" with name "units_minor" on message "Money" was deleted' <<<"$$out"; then \
+		echo "breaking-selftest: buf breaking failed, but not on the renumbered field:" >&2; echo "$$out" >&2; exit 1; fi
+	@echo "breaking-selftest: a renumbered field fails buf breaking"
+
+.PHONY: proto-baseline
+proto-baseline: ## refresh proto/baseline.binpb from proto/ (deliberately: it accepts every change made since)
+	$(TOOL) buf build --exclude-source-info -o $(BASELINE)
+	@echo "wrote $(BASELINE): commit it with the proto change it accepts"
+
 .PHONY: lint
 lint: ## buf lint, gofmt, go vet, staticcheck
 	$(TOOL) buf lint
@@ -88,7 +132,7 @@ lint: ## buf lint, gofmt, go vet, staticcheck
 	$(TOOL) staticcheck ./...
 
 .PHONY: test
-test: tools check-generated lint bench-check test-modules test-examples ## everything CI checks: generated code, lint, benchmarks compile, the examples, go test -race
+test: tools check-generated lint breaking bench-check test-modules test-examples ## everything CI checks: generated code, lint, buf breaking, benchmarks compile, the examples, go test -race
 	$(GO) test -race -count=1 ./...
 
 ## Containers ---------------------------------------------------------------

@@ -30,16 +30,17 @@ import (
 // field's length: far below any client's header limit (16 KiB for grpcio).
 const maxMessage = 256
 
-// serveGateway serves srv's v1 and v2 storefronts over mTLS as the gateway
-// until the test ends and returns its address.
-func serveGateway(t *testing.T, m *meshtest.Mesh, srv *gateway.Server, opts ...mesh.ServerOption) string {
+// serveGateway serves srv's v1 and v2 storefronts over mTLS as the gateway,
+// with the protos' request rules enforced, until the test ends and returns
+// its address.
+func serveGateway(t *testing.T, m *meshtest.Mesh, srv *gateway.Server, opts ...mesh.ConnectServerOption) string {
 	t.Helper()
 	return m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) error {
 		if err := mesh.Mount(cs, gatewayv1connect.NewStorefrontServiceHandler, srv); err != nil {
 			return err
 		}
 		return mesh.Mount(cs, gatewayv2connect.NewStorefrontServiceHandler, gateway.NewV2(srv))
-	}, opts...)
+	}, append([]mesh.ConnectServerOption{validated(t)}, opts...)...)
 }
 
 // protocols are the ways a person's client may speak to the gateway.
@@ -92,18 +93,18 @@ func TestLongIDsAreRefused(t *testing.T) {
 				{"v1 PlaceOrder customer_id", func(ctx context.Context) error {
 					_, err := v1.PlaceOrder(ctx, connect.NewRequest(&gatewayv1.PlaceOrderRequest{CustomerId: long, Items: cart("sku-apple", 1)}))
 					return err
-				}, "customer_id: must be at most 128 bytes, got %d"},
+				}, "validation error: customer_id: must be at most 128 bytes"},
 				{"v1 PlaceOrder product_id", func(ctx context.Context) error {
 					_, err := v1.PlaceOrder(ctx, connect.NewRequest(&gatewayv1.PlaceOrderRequest{Items: cart("sku-apple", 1, long, 1)}))
 					return err
-				}, "items[1].product_id: must be at most 128 bytes, got %d"},
+				}, "validation error: items[1].product_id: must be at most 128 bytes"},
 				{"v1 GetOrder order_id", func(ctx context.Context) error {
 					_, err := v1.GetOrder(ctx, connect.NewRequest(&gatewayv1.GetOrderRequest{OrderId: long}))
 					return err
-				}, "order_id: must be at most 128 bytes, got %d"},
+				}, "validation error: order_id: must be at most 128 bytes"},
 				{"v1 WatchOrder order_id", func(ctx context.Context) error {
 					return drain(v1.WatchOrder(ctx, connect.NewRequest(&gatewayv1.WatchOrderRequest{OrderId: long})))
-				}, "order_id: must be at most 128 bytes, got %d"},
+				}, "validation error: order_id: must be at most 128 bytes"},
 				{"v2 ListProducts page_token", func(ctx context.Context) error {
 					_, err := v2.ListProducts(ctx, connect.NewRequest(&gatewayv2.ListProductsRequest{PageToken: long}))
 					return err
@@ -112,19 +113,19 @@ func TestLongIDsAreRefused(t *testing.T) {
 					_, err := v2.PlaceOrder(ctx, connect.NewRequest(&gatewayv2.PlaceOrderRequest{CustomerId: long,
 						Items: []*gatewayv2.CartItem{{ProductId: "sku-apple", Quantity: 1}}}))
 					return err
-				}, "customer_id: must be at most 128 bytes, got %d"},
+				}, "validation error: customer_id: must be at most 128 bytes"},
 				{"v2 PlaceOrder product_id", func(ctx context.Context) error {
 					_, err := v2.PlaceOrder(ctx, connect.NewRequest(&gatewayv2.PlaceOrderRequest{
 						Items: []*gatewayv2.CartItem{{ProductId: long, Quantity: 1}}}))
 					return err
-				}, "items[0].product_id: must be at most 128 bytes, got %d"},
+				}, "validation error: items[0].product_id: must be at most 128 bytes"},
 				{"v2 GetOrder order_id", func(ctx context.Context) error {
 					_, err := v2.GetOrder(ctx, connect.NewRequest(&gatewayv2.GetOrderRequest{OrderId: long}))
 					return err
-				}, "order_id: must be at most 128 bytes, got %d"},
+				}, "validation error: order_id: must be at most 128 bytes"},
 				{"v2 WatchOrder order_id", func(ctx context.Context) error {
 					return drain(v2.WatchOrder(ctx, connect.NewRequest(&gatewayv2.WatchOrderRequest{OrderId: long})))
-				}, "order_id: must be at most 128 bytes, got %d"},
+				}, "validation error: order_id: must be at most 128 bytes"},
 			}
 			for _, tc := range testCases {
 				t.Run(fmt.Sprintf("%s/%s/%d", protocol.name, tc.name, n), func(t *testing.T) {

@@ -32,7 +32,9 @@ type Config struct {
 }
 
 // Server implements [gatewayv1connect.StorefrontServiceHandler] on top of the
-// orders and inventory services. Create it with [New].
+// orders and inventory services. Create it with [New], and serve it with
+// the request rules enforced (validation.Connect): its methods rely on
+// them.
 type Server struct {
 	maxItems int
 	orders   ordersv1.OrderServiceClient
@@ -60,7 +62,8 @@ func New(cfg Config, orders ordersv1.OrderServiceClient, inv inventoryv1.Invento
 	return &Server{maxItems: cfg.MaxItems, orders: orders, inv: inv, log: log}, nil
 }
 
-// ListProducts returns inventory's catalogue.
+// ListProducts returns inventory's catalogue. It has no side effects, so
+// Connect clients may call it with GET.
 func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[gatewayv1.ListProductsRequest]) (*connect.Response[gatewayv1.ListProductsResponse], error) {
 	res, err := s.inv.ListProducts(ctx, &inventoryv1.ListProductsRequest{})
 	if err != nil {
@@ -78,9 +81,12 @@ func (s *Server) ListProducts(ctx context.Context, _ *connect.Request[gatewayv1.
 	return connect.NewResponse(&gatewayv1.ListProductsResponse{Products: products}), nil
 }
 
-// PlaceOrder validates the request and creates the order with the orders
-// service. customer_id may be empty; it and every product ID have at most
-// [MaxIDBytes] bytes.
+// PlaceOrder creates the order with the orders service, for the caller. More
+// than the configured most items is InvalidArgument. The request keeps the
+// proto's rules (see services/internal/validation): a customer_id of at
+// most [MaxIDBytes] bytes (it may be empty), at least one item, each
+// product at most once, product IDs of 1 to [MaxIDBytes] bytes, positive
+// quantities.
 func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.PlaceOrderRequest]) (*connect.Response[gatewayv1.PlaceOrderResponse], error) {
 	msg := req.Msg
 	if err := s.validatePlace(msg); err != nil {
@@ -104,34 +110,20 @@ func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.
 	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: toGateway(res.GetOrder())}), nil
 }
 
+// validatePlace checks what the proto's rules cannot: the configured most
+// items per order.
 func (s *Server) validatePlace(msg *gatewayv1.PlaceOrderRequest) error {
-	if err := input.CheckOptionalID(msg.GetCustomerId()); err != nil {
-		return invalid("customer_id: " + err.Error())
-	}
-	switch {
-	case len(msg.GetItems()) == 0:
-		return invalid("items: must contain at least one item")
-	case len(msg.GetItems()) > s.maxItems:
-		return invalid(fmt.Sprintf("items: at most %d items per order, got %d", s.maxItems, len(msg.GetItems())))
-	}
-	for i, item := range msg.GetItems() {
-		if err := input.CheckID(item.GetProductId()); err != nil {
-			return invalid(fmt.Sprintf("items[%d].product_id: %v", i, err))
-		}
-		switch {
-		case item.GetQuantity() <= 0:
-			return invalid(fmt.Sprintf("items[%d].quantity: must be positive, got %d", i, item.GetQuantity()))
-		}
+	if n := len(msg.GetItems()); n > s.maxItems {
+		return invalid(fmt.Sprintf("items: at most %d items per order, got %d", s.maxItems, n))
 	}
 	return nil
 }
 
-// GetOrder returns the order from the orders service. The order ID must
-// have 1 to [MaxIDBytes] bytes.
+// GetOrder returns the caller's order from the orders service; another
+// customer's order is NotFound, like one that does not exist. The order ID
+// has 1 to [MaxIDBytes] bytes (the proto's rule). It has no side effects,
+// so Connect clients may call it with GET.
 func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.GetOrderRequest]) (*connect.Response[gatewayv1.GetOrderResponse], error) {
-	if err := input.CheckID(req.Msg.GetOrderId()); err != nil {
-		return nil, invalid("order_id: " + err.Error())
-	}
 	who, err := customer(ctx)
 	if err != nil {
 		return nil, err
@@ -148,7 +140,7 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 
 // WatchOrder relays the orders service's stream of the order's states. It
 // ends when that stream ends, and the caller's cancellation ends that stream.
-// The order ID must have 1 to [MaxIDBytes] bytes.
+// The order ID has 1 to [MaxIDBytes] bytes (the proto's rule).
 func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.WatchOrderRequest], stream *connect.ServerStream[gatewayv1.WatchOrderResponse]) error {
 	return s.watch(ctx, req.Msg.GetOrderId(), func(o *ordersv1.Order) error {
 		return stream.Send(&gatewayv1.WatchOrderResponse{Order: toGateway(o)})
@@ -157,9 +149,6 @@ func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.
 
 // watch relays the states of the caller's order orderID to send.
 func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.Order) error) error {
-	if err := input.CheckID(orderID); err != nil {
-		return invalid("order_id: " + err.Error())
-	}
 	who, err := customer(ctx)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -61,13 +60,12 @@ func NewV2(s *Server) *V2Server {
 // it follows, so the next page starts after that product even if products
 // were added or removed in between. A page token longer than any that
 // ListProducts returns is InvalidArgument, like any other token it did not
-// return.
+// return. page_size is not negative (the proto's rule). It has no side
+// effects, so Connect clients may call it with GET.
 func (v *V2Server) ListProducts(ctx context.Context, req *connect.Request[gatewayv2.ListProductsRequest]) (*connect.Response[gatewayv2.ListProductsResponse], error) {
 	size := int(req.Msg.GetPageSize())
 	switch {
-	case size < 0:
-		return nil, invalid(fmt.Sprintf("page_size: must not be negative, got %d", size))
-	case size == 0:
+	case size <= 0: // zero; a negative size breaks the proto's rule and is refused before the handler
 		size = DefaultPageSize
 	case size > MaxPageSize:
 		size = MaxPageSize

@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
@@ -24,14 +27,15 @@ import (
 	"github.com/trustmesh/trustmesh/services/payments"
 )
 
-// newV2Client serves srv's v2 storefront over the mesh's mTLS on loopback
-// and returns a client for it that calls as alice.
+// newV2Client serves srv's v2 storefront over the mesh's mTLS on loopback,
+// with the protos' request rules enforced, and returns a client for it that
+// calls as alice.
 func newV2Client(t *testing.T, srv gatewayv2connect.StorefrontServiceHandler, opts ...connect.ClientOption) gatewayv2connect.StorefrontServiceClient {
 	t.Helper()
 	m := meshtest.New(t)
 	addr := m.ServeConnect(meshtest.Gateway, func(cs *mesh.ConnectServer) error {
 		return mesh.Mount(cs, gatewayv2connect.NewStorefrontServiceHandler, srv)
-	})
+	}, validated(t))
 	return gatewayv2connect.NewStorefrontServiceClient(m.HTTPClient(meshtest.Alice, meshtest.Gateway), "https://"+addr, opts...)
 }
 
@@ -126,7 +130,7 @@ func TestV2ListProductsErrors(t *testing.T) {
 		token string
 		msg   string
 	}{
-		{"negative page size", -1, "", "page_size: must not be negative, got -1"},
+		{"negative page size", -1, "", "validation error: page_size: must be greater than or equal to 0"},
 		{"not base64", 0, "!!", "page_token: not a token returned by ListProducts"},
 		{"a product ID", 0, "sku-apple", "page_token: not a token returned by ListProducts"},
 		{"empty after prefix", 0, "Z2F0ZXdheS52Mi9hZnRlcjo", "page_token: not a token returned by ListProducts"},
@@ -254,7 +258,7 @@ func TestV2Errors(t *testing.T) {
 	_, err = c.PlaceOrder(ctx, connect.NewRequest(&gatewayv2.PlaceOrderRequest{CustomerId: "alice", Items: []*gatewayv2.CartItem{{ProductId: "sku-fig", Quantity: 21}}}))
 	wantError(t, err, connect.CodeFailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`)
 	_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv2.GetOrderRequest{}))
-	wantError(t, err, connect.CodeInvalidArgument, "order_id: must not be empty")
+	wantError(t, err, connect.CodeInvalidArgument, "validation error: order_id: value is required")
 	_, err = c.GetOrder(ctx, connect.NewRequest(&gatewayv2.GetOrderRequest{OrderId: "ord_nope"}))
 	wantError(t, err, connect.CodeNotFound, `order "ord_nope" not found`)
 
@@ -268,7 +272,7 @@ func TestV2Errors(t *testing.T) {
 		}
 		_ = stream.Close()
 		if id == "" {
-			wantError(t, stream.Err(), connect.CodeInvalidArgument, "order_id: must not be empty")
+			wantError(t, stream.Err(), connect.CodeInvalidArgument, "validation error: order_id: value is required")
 		} else {
 			wantError(t, stream.Err(), connect.CodeNotFound, `order "ord_nope" not found`)
 		}
@@ -286,14 +290,21 @@ func TestNewV2PanicsOnNil(t *testing.T) {
 }
 
 // v2 converts v1 orders field by field: the messages must keep the same
-// fields and statuses, or the conversion would silently drop one.
+// fields and statuses, or the conversion would silently drop one. v2's
+// unchanged methods are v1's handlers, so their requests must also keep
+// the same rules (buf.validate options), or v2 would let through what v1's
+// handler relies on being refused.
 func TestV2OrderMatchesV1(t *testing.T) {
 	t.Parallel()
 	fields := func(md protoreflect.MessageDescriptor) string {
 		var s []string
 		for i := range md.Fields().Len() {
 			fd := md.Fields().Get(i)
-			s = append(s, fmt.Sprintf("%d:%s:%s", fd.Number(), fd.Name(), fd.Kind()))
+			rules, err := protojson.Marshal(proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = append(s, fmt.Sprintf("%d:%s:%s:%s", fd.Number(), fd.Name(), fd.Kind(), rules))
 		}
 		return strings.Join(s, " ")
 	}
@@ -301,6 +312,9 @@ func TestV2OrderMatchesV1(t *testing.T) {
 		{(&gatewayv1.Order{}).ProtoReflect().Descriptor(), (&gatewayv2.Order{}).ProtoReflect().Descriptor()},
 		{(&gatewayv1.LineItem{}).ProtoReflect().Descriptor(), (&gatewayv2.LineItem{}).ProtoReflect().Descriptor()},
 		{(&gatewayv1.CartItem{}).ProtoReflect().Descriptor(), (&gatewayv2.CartItem{}).ProtoReflect().Descriptor()},
+		{(&gatewayv1.PlaceOrderRequest{}).ProtoReflect().Descriptor(), (&gatewayv2.PlaceOrderRequest{}).ProtoReflect().Descriptor()},
+		{(&gatewayv1.GetOrderRequest{}).ProtoReflect().Descriptor(), (&gatewayv2.GetOrderRequest{}).ProtoReflect().Descriptor()},
+		{(&gatewayv1.WatchOrderRequest{}).ProtoReflect().Descriptor(), (&gatewayv2.WatchOrderRequest{}).ProtoReflect().Descriptor()},
 	} {
 		if v1, v2 := fields(pair[0]), fields(pair[1]); v1 != v2 {
 			t.Errorf("%s fields = %s, v1 = %s", pair[1].FullName(), v2, v1)

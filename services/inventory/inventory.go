@@ -3,7 +3,6 @@ package inventory
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -19,6 +18,7 @@ import (
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	"github.com/trustmesh/trustmesh/services/internal/input"
+	"github.com/trustmesh/trustmesh/services/internal/validation"
 )
 
 // MaxIDBytes is the longest order or product ID, and product name, that
@@ -28,10 +28,11 @@ const MaxIDBytes = input.MaxIDBytes
 // Config configures a [Server].
 type Config struct {
 	// Catalogue is the products the server starts with; their
-	// AvailableQuantity is the initial stock. Each needs a unique non-empty
-	// ID and a name, both of at most [MaxIDBytes] bytes, a price with a
-	// currency code and a non-negative amount, and non-negative stock. By
-	// default (nil or empty), [DefaultCatalogue].
+	// AvailableQuantity is the initial stock. Each must keep the rules of
+	// shop.inventory.v1.Product (a unique ID and a name of 1 to
+	// [MaxIDBytes] bytes, a price with an ISO 4217 currency code and a
+	// non-negative amount, non-negative stock). By default (nil or empty),
+	// [DefaultCatalogue].
 	Catalogue []*inventoryv1.Product
 }
 
@@ -51,7 +52,8 @@ func DefaultCatalogue() []*inventoryv1.Product {
 }
 
 // Server implements [inventoryv1.InventoryServiceServer] over an in-memory
-// catalogue. Create it with [New].
+// catalogue. Create it with [New], and serve it with the request rules
+// enforced (validation.GRPC): its methods rely on them.
 type Server struct {
 	inventoryv1.UnimplementedInventoryServiceServer
 
@@ -65,8 +67,10 @@ type Server struct {
 
 var _ inventoryv1.InventoryServiceServer = (*Server)(nil)
 
-// New returns a Server stocked with cfg.Catalogue. It fails if the catalogue
-// is malformed. A nil log discards log output.
+// New returns a Server stocked with cfg.Catalogue. It fails if a product
+// of the catalogue breaks the proto's rules ("inventory: catalogue[0]:
+// validation error: name: value is required") or two share an ID. A nil
+// log discards log output.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -75,9 +79,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if len(catalogue) == 0 {
 		catalogue = DefaultCatalogue()
 	}
+	v, err := validation.Validator()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
 	products := make(map[string]*inventoryv1.Product, len(catalogue))
 	for i, p := range catalogue {
-		if err := checkProduct(p); err != nil {
+		if err := v.Validate(p); err != nil {
 			return nil, fmt.Errorf("inventory: catalogue[%d]: %w", i, err)
 		}
 		if _, dup := products[p.GetId()]; dup {
@@ -91,26 +99,6 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		products:     products,
 		reservations: make(map[string]*inventoryv1.Reservation),
 	}, nil
-}
-
-func checkProduct(p *inventoryv1.Product) error {
-	switch {
-	case p.GetId() == "":
-		return errors.New("id must not be empty")
-	case len(p.GetId()) > MaxIDBytes:
-		return fmt.Errorf("id: %w", input.CheckID(p.GetId()))
-	case p.GetName() == "":
-		return fmt.Errorf("product %q: name must not be empty", p.GetId())
-	case len(p.GetName()) > MaxIDBytes:
-		return fmt.Errorf("product %q: name: %w", p.GetId(), input.CheckID(p.GetName()))
-	case p.GetPrice().GetCurrencyCode() == "":
-		return fmt.Errorf("product %q: price needs a currency code", p.GetId())
-	case p.GetPrice().GetUnitsMinor() < 0:
-		return fmt.Errorf("product %q: price must not be negative", p.GetId())
-	case p.GetAvailableQuantity() < 0:
-		return fmt.Errorf("product %q: available quantity must not be negative", p.GetId())
-	}
-	return nil
 }
 
 // ListProducts returns every product, ordered by ID.
@@ -130,11 +118,10 @@ func (s *Server) ListProducts(context.Context, *inventoryv1.ListProductsRequest)
 // taken. Reserving again for the same order with the same items returns the
 // existing reservation; with other items it is AlreadyExists, and after the
 // reservation was released it is FailedPrecondition (order IDs are single use).
-// The order ID and every product ID must have 1 to [MaxIDBytes] bytes.
+// req must keep the proto's rules (see services/internal/validation): an
+// order ID and product IDs of 1 to [MaxIDBytes] bytes, at least one item,
+// each product at most once, positive quantities.
 func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
-	if err := validateReserve(req); err != nil {
-		return nil, err
-	}
 	orderID := req.GetOrderId()
 
 	s.mu.Lock()
@@ -180,29 +167,6 @@ func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*i
 	return &inventoryv1.ReserveResponse{Reservation: proto.CloneOf(r)}, nil
 }
 
-func validateReserve(req *inventoryv1.ReserveRequest) error {
-	if err := input.CheckID(req.GetOrderId()); err != nil {
-		return status.Errorf(codes.InvalidArgument, "order_id: %v", err)
-	}
-	if len(req.GetItems()) == 0 {
-		return status.Error(codes.InvalidArgument, "items: must contain at least one item")
-	}
-	seen := make(map[string]bool, len(req.GetItems()))
-	for i, item := range req.GetItems() {
-		if err := input.CheckID(item.GetProductId()); err != nil {
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: %v", i, err)
-		}
-		switch {
-		case item.GetQuantity() <= 0:
-			return status.Errorf(codes.InvalidArgument, "items[%d].quantity: must be positive, got %d", i, item.GetQuantity())
-		case seen[item.GetProductId()]:
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, input.Clip(item.GetProductId()))
-		}
-		seen[item.GetProductId()] = true
-	}
-	return nil
-}
-
 // sameItems reports whether r holds exactly items, in any order.
 func sameItems(r *inventoryv1.Reservation, items []*inventoryv1.StockItem) bool {
 	if len(r.GetLines()) != len(items) {
@@ -223,12 +187,10 @@ func sameItems(r *inventoryv1.Reservation, items []*inventoryv1.StockItem) bool 
 // Release gives the stock of the order's reservation back. Releasing again is
 // a no-op that returns the released reservation; an order without a
 // reservation is NotFound, so that a caller compensating for the wrong order
-// hears about it. The order ID must have 1 to [MaxIDBytes] bytes.
+// hears about it. The order ID has 1 to [MaxIDBytes] bytes (the proto's
+// rule).
 func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
 	orderID := req.GetOrderId()
-	if err := input.CheckID(orderID); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "order_id: %v", err)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.reservations[orderID]
@@ -246,16 +208,10 @@ func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*i
 	return &inventoryv1.ReleaseResponse{Reservation: proto.CloneOf(r)}, nil
 }
 
-// Restock adds req.Quantity units to an existing product's stock. The
-// product ID must have 1 to [MaxIDBytes] bytes.
+// Restock adds req.Quantity units to an existing product's stock; a sum
+// over the largest int64 is InvalidArgument. req keeps the proto's rules: a
+// product ID of 1 to [MaxIDBytes] bytes and a positive quantity.
 func (s *Server) Restock(_ context.Context, req *inventoryv1.RestockRequest) (*inventoryv1.RestockResponse, error) {
-	if err := input.CheckID(req.GetProductId()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "product_id: %v", err)
-	}
-	switch {
-	case req.GetQuantity() <= 0:
-		return nil, status.Errorf(codes.InvalidArgument, "quantity: must be positive, got %d", req.GetQuantity())
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.products[req.GetProductId()]

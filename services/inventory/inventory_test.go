@@ -6,11 +6,15 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/services/internal/meshtest"
+	"github.com/trustmesh/trustmesh/services/internal/validation"
 	"github.com/trustmesh/trustmesh/services/inventory"
 )
 
@@ -27,6 +31,22 @@ func newServer(t *testing.T) *inventory.Server {
 		t.Fatalf("New: %v", err)
 	}
 	return s
+}
+
+// serve serves s over mTLS as inventory, with the proto's request rules
+// enforced as in the mesh, until the test ends, and returns a client that
+// calls it as orders.
+func serve(t *testing.T, s *inventory.Server, opts ...mesh.GRPCServerOption) inventoryv1.InventoryServiceClient {
+	t.Helper()
+	m := meshtest.New(t)
+	v, err := validation.GRPC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := m.ServeGRPC(meshtest.Inventory, func(r grpc.ServiceRegistrar) {
+		inventoryv1.RegisterInventoryServiceServer(r, s)
+	}, append([]mesh.GRPCServerOption{v}, opts...)...)
+	return inventoryv1.NewInventoryServiceClient(m.DialGRPC(addr, meshtest.Orders, meshtest.Inventory))
 }
 
 func wantStatus(t *testing.T, err error, code codes.Code, msg string) {
@@ -62,11 +82,14 @@ func TestNewRejectsBadCatalogue(t *testing.T) {
 		catalogue []*inventoryv1.Product
 		want      string
 	}{
-		{"empty id", []*inventoryv1.Product{{Name: "A", Price: eur(1)}}, "inventory: catalogue[0]: id must not be empty"},
-		{"no name", []*inventoryv1.Product{{Id: "a", Price: eur(1)}}, `inventory: catalogue[0]: product "a": name must not be empty`},
-		{"no price", []*inventoryv1.Product{{Id: "a", Name: "A"}}, `inventory: catalogue[0]: product "a": price needs a currency code`},
-		{"negative price", []*inventoryv1.Product{{Id: "a", Name: "A", Price: eur(-1)}}, `inventory: catalogue[0]: product "a": price must not be negative`},
-		{"negative stock", []*inventoryv1.Product{{Id: "a", Name: "A", Price: eur(1), AvailableQuantity: -1}}, `inventory: catalogue[0]: product "a": available quantity must not be negative`},
+		{"empty id", []*inventoryv1.Product{{Name: "A", Price: eur(1)}}, "inventory: catalogue[0]: validation error: id: value is required"},
+		{"no name", []*inventoryv1.Product{{Id: "a", Price: eur(1)}}, "inventory: catalogue[0]: validation error: name: value is required"},
+		{"no price", []*inventoryv1.Product{{Id: "a", Name: "A"}}, "inventory: catalogue[0]: validation error: price: value is required"},
+		{"no currency", []*inventoryv1.Product{{Id: "a", Name: "A", Price: &moneyv1.Money{UnitsMinor: 1}}},
+			"inventory: catalogue[0]: validation error: price.currency_code: does not match regex pattern `^[A-Z]{3}$`"},
+		{"negative price", []*inventoryv1.Product{{Id: "a", Name: "A", Price: eur(-1)}}, "inventory: catalogue[0]: validation error: price: units_minor must not be negative"},
+		{"negative stock", []*inventoryv1.Product{{Id: "a", Name: "A", Price: eur(1), AvailableQuantity: -1}},
+			"inventory: catalogue[0]: validation error: available_quantity: must be greater than or equal to 0"},
 		{"duplicate", []*inventoryv1.Product{{Id: "a", Name: "A", Price: eur(1)}, {Id: "a", Name: "B", Price: eur(1)}}, `inventory: catalogue[1]: duplicate product "a"`},
 	}
 	for _, tc := range testCases {
@@ -111,17 +134,17 @@ func TestReserveValidation(t *testing.T) {
 		msg  string
 	}{
 		{"no order id", &inventoryv1.ReserveRequest{Items: []*inventoryv1.StockItem{item("sku-apple", 1)}},
-			codes.InvalidArgument, "order_id: must not be empty"},
+			codes.InvalidArgument, "validation error: order_id: value is required"},
 		{"no items", &inventoryv1.ReserveRequest{OrderId: "o1"},
-			codes.InvalidArgument, "items: must contain at least one item"},
+			codes.InvalidArgument, "validation error: items: must contain at least 1 item(s)"},
 		{"empty product id", &inventoryv1.ReserveRequest{OrderId: "o1", Items: []*inventoryv1.StockItem{item("sku-apple", 1), item("", 1)}},
-			codes.InvalidArgument, "items[1].product_id: must not be empty"},
+			codes.InvalidArgument, "validation error: items[1].product_id: value is required"},
 		{"zero quantity", &inventoryv1.ReserveRequest{OrderId: "o1", Items: []*inventoryv1.StockItem{item("sku-apple", 0)}},
-			codes.InvalidArgument, "items[0].quantity: must be positive, got 0"},
+			codes.InvalidArgument, "validation error: items[0].quantity: must be greater than 0"},
 		{"negative quantity", &inventoryv1.ReserveRequest{OrderId: "o1", Items: []*inventoryv1.StockItem{item("sku-apple", -3)}},
-			codes.InvalidArgument, "items[0].quantity: must be positive, got -3"},
+			codes.InvalidArgument, "validation error: items[0].quantity: must be greater than 0"},
 		{"duplicate product", &inventoryv1.ReserveRequest{OrderId: "o1", Items: []*inventoryv1.StockItem{item("sku-apple", 1), item("sku-apple", 2)}},
-			codes.InvalidArgument, `items[1].product_id: duplicate product "sku-apple"`},
+			codes.InvalidArgument, "validation error: items: must list each product at most once"},
 		{"unknown product", &inventoryv1.ReserveRequest{OrderId: "o1", Items: []*inventoryv1.StockItem{item("sku-apple", 1), item("sku-kiwi", 1)}},
 			codes.NotFound, `items[1].product_id: unknown product "sku-kiwi"`},
 		{"short stock", &inventoryv1.ReserveRequest{OrderId: "o1", Items: []*inventoryv1.StockItem{item("sku-apple", 1), item("sku-fig", 3)}},
@@ -132,7 +155,7 @@ func TestReserveValidation(t *testing.T) {
 			t.Parallel()
 			s := newServer(t)
 			before := stock(t, s)
-			_, err := s.Reserve(context.Background(), tc.req)
+			_, err := serve(t, s).Reserve(context.Background(), tc.req)
 			wantStatus(t, err, tc.code, tc.msg)
 			// All or nothing: a failed reservation takes no stock at all.
 			if after := stock(t, s); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -218,8 +241,8 @@ func TestRelease(t *testing.T) {
 
 	_, err := s.Release(ctx, &inventoryv1.ReleaseRequest{OrderId: "o2"})
 	wantStatus(t, err, codes.NotFound, `no reservation for order "o2"`)
-	_, err = s.Release(ctx, &inventoryv1.ReleaseRequest{})
-	wantStatus(t, err, codes.InvalidArgument, "order_id: must not be empty")
+	_, err = serve(t, s).Release(ctx, &inventoryv1.ReleaseRequest{})
+	wantStatus(t, err, codes.InvalidArgument, "validation error: order_id: value is required")
 }
 
 func TestRestock(t *testing.T) {
@@ -231,8 +254,9 @@ func TestRestock(t *testing.T) {
 		msg  string
 	}{
 		{"ok", &inventoryv1.RestockRequest{ProductId: "sku-fig", Quantity: 5}, codes.OK, ""},
-		{"no product id", &inventoryv1.RestockRequest{Quantity: 5}, codes.InvalidArgument, "product_id: must not be empty"},
-		{"zero quantity", &inventoryv1.RestockRequest{ProductId: "sku-fig"}, codes.InvalidArgument, "quantity: must be positive, got 0"},
+		{"no product id", &inventoryv1.RestockRequest{Quantity: 5}, codes.InvalidArgument, "validation error: product_id: value is required"},
+		{"zero quantity", &inventoryv1.RestockRequest{ProductId: "sku-fig"}, codes.InvalidArgument, "validation error: quantity: must be greater than 0"},
+		{"negative quantity", &inventoryv1.RestockRequest{ProductId: "sku-fig", Quantity: -5}, codes.InvalidArgument, "validation error: quantity: must be greater than 0"},
 		{"unknown product", &inventoryv1.RestockRequest{ProductId: "sku-kiwi", Quantity: 1}, codes.NotFound, `product_id: unknown product "sku-kiwi"`},
 		{"overflow", &inventoryv1.RestockRequest{ProductId: "sku-fig", Quantity: 1<<63 - 1}, codes.InvalidArgument,
 			`quantity: restocking 9223372036854775807 would overflow the stock of product "sku-fig"`},
@@ -241,7 +265,7 @@ func TestRestock(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newServer(t)
-			res, err := s.Restock(context.Background(), tc.req)
+			res, err := serve(t, s).Restock(context.Background(), tc.req)
 			if tc.code != codes.OK {
 				wantStatus(t, err, tc.code, tc.msg)
 				return

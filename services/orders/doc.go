@@ -5,12 +5,16 @@
 // WatchOrder streams every step.
 //
 // [Server] holds business logic only; mesh/ and cmd/shop serve it over mTLS
-// with grpc-go and give it mTLS clients for inventory and payments. Call
+// with grpc-go, with the request rules that the proto declares
+// (buf.validate options) enforced before any method runs (see
+// services/internal/validation), and give it mTLS clients for inventory and
+// payments. Call
 // [Server.Close] when shutting down, before the gRPC server's GracefulStop:
 // it stops the status timers and ends open WatchOrder streams.
 //
-// Errors are gRPC statuses. InvalidArgument names the offending field
-// ("items[0].quantity: must be positive, got 0"). Inventory's and payments'
+// Errors are gRPC statuses. A request that breaks a rule is InvalidArgument
+// naming the field and the rule ("validation error: items[0].quantity: must
+// be greater than 0"). Inventory's and payments'
 // answers about the request keep their code and message (InvalidArgument,
 // NotFound, AlreadyExists, FailedPrecondition, OutOfRange), so a short stock
 // is FailedPrecondition "insufficient stock for product ..." and a declined
@@ -26,8 +30,8 @@
 // the trace ID; every log line of a CreateOrder carries its trace ID.
 //
 // Every customer, product and order ID has 1 to [MaxIDBytes] (128) bytes: a
-// longer one is InvalidArgument ("customer_id: must be at most 128 bytes,
-// got 1048576"), refused before any downstream call. An ID a caller sent is
+// longer one is InvalidArgument ("validation error: customer_id: must be at
+// most 128 bytes"), refused before any downstream call. An ID a caller sent is
 // repeated in an error message cut to 64 bytes ("…(N bytes)" marks the
 // cut).
 package orders

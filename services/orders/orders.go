@@ -50,7 +50,8 @@ type Config struct {
 }
 
 // Server implements [ordersv1.OrderServiceServer] with orders kept in memory.
-// Create it with [New] and stop it with [Server.Close].
+// Create it with [New] and stop it with [Server.Close]. Serve it with the
+// request rules enforced (validation.GRPC): its methods rely on them.
 type Server struct {
 	ordersv1.UnimplementedOrderServiceServer
 
@@ -131,12 +132,11 @@ var errClosed = status.Error(codes.Unavailable, "orders service is shutting down
 // returns the CONFIRMED order. When the reservation fails nothing is stored
 // and the inventory error is returned. When the charge fails the stock is
 // released, the order is kept as PAYMENT_DECLINED (a decline) or CANCELLED
-// (any other failure), and the payments error is returned. The customer ID
-// and every product ID must have 1 to [MaxIDBytes] bytes.
+// (any other failure), and the payments error is returned. req keeps the
+// proto's rules (see services/internal/validation): a customer ID and
+// product IDs of 1 to [MaxIDBytes] bytes, at least one item, each product
+// at most once, positive quantities.
 func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
-	if err := validateCreate(req); err != nil {
-		return nil, err
-	}
 	if s.isClosed() {
 		return nil, errClosed
 	}
@@ -198,29 +198,6 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 	log.Info("order confirmed", slog.String("payment_id", confirmed.GetPaymentId()),
 		slog.Int64("total_minor", confirmed.GetTotal().GetUnitsMinor()))
 	return &ordersv1.CreateOrderResponse{Order: proto.CloneOf(confirmed)}, nil
-}
-
-func validateCreate(req *ordersv1.CreateOrderRequest) error {
-	if err := input.CheckID(req.GetCustomerId()); err != nil {
-		return status.Errorf(codes.InvalidArgument, "customer_id: %v", err)
-	}
-	if len(req.GetItems()) == 0 {
-		return status.Error(codes.InvalidArgument, "items: must contain at least one item")
-	}
-	seen := make(map[string]bool, len(req.GetItems()))
-	for i, item := range req.GetItems() {
-		if err := input.CheckID(item.GetProductId()); err != nil {
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: %v", i, err)
-		}
-		switch {
-		case item.GetQuantity() <= 0:
-			return status.Errorf(codes.InvalidArgument, "items[%d].quantity: must be positive, got %d", i, item.GetQuantity())
-		case seen[item.GetProductId()]:
-			return status.Errorf(codes.InvalidArgument, "items[%d].product_id: duplicate product %q", i, input.Clip(item.GetProductId()))
-		}
-		seen[item.GetProductId()] = true
-	}
-	return nil
 }
 
 // failureLevel is the level at which a downstream failure with code is
@@ -300,12 +277,9 @@ func (s *Server) release(ctx context.Context, id string, log *slog.Logger) {
 	}
 }
 
-// GetOrder returns the order as it is now. The order ID must have 1 to
-// [MaxIDBytes] bytes.
+// GetOrder returns the order as it is now. The order ID has 1 to
+// [MaxIDBytes] bytes (the proto's rule).
 func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
-	if err := input.CheckID(req.GetOrderId()); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "order_id: %v", err)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.orders[req.GetOrderId()]
@@ -318,11 +292,8 @@ func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*or
 // WatchOrder sends the order as it is now and then every later state of it,
 // none skipped, until the order reaches a final status (the stream then ends
 // with OK), the caller cancels, or the server is closed (Unavailable). The
-// order ID must have 1 to [MaxIDBytes] bytes.
+// order ID has 1 to [MaxIDBytes] bytes (the proto's rule).
 func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
-	if err := input.CheckID(req.GetOrderId()); err != nil {
-		return status.Errorf(codes.InvalidArgument, "order_id: %v", err)
-	}
 	s.mu.Lock()
 	rec, ok := s.orders[req.GetOrderId()]
 	var next int

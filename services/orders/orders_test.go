@@ -21,6 +21,7 @@ import (
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
 	"github.com/trustmesh/trustmesh/services/internal/inproc"
+	"github.com/trustmesh/trustmesh/services/internal/meshtest"
 	"github.com/trustmesh/trustmesh/services/inventory"
 	"github.com/trustmesh/trustmesh/services/orders"
 	"github.com/trustmesh/trustmesh/services/payments"
@@ -119,6 +120,14 @@ func newFixture(t *testing.T, o options) fixture {
 	return fixture{srv: srv, inv: inv}
 }
 
+// serve serves the fixture's orders server over mTLS, with the proto's
+// request rules enforced as in the mesh, and returns a client that calls it
+// as the gateway.
+func (f fixture) serve(t *testing.T) ordersv1.OrderServiceClient {
+	t.Helper()
+	return serveOrders(t, meshtest.New(t), f.srv, meshtest.NewLog())
+}
+
 func (f fixture) stock(t *testing.T) map[string]int64 {
 	t.Helper()
 	res, err := f.inv.ListProducts(context.Background(), &inventoryv1.ListProductsRequest{})
@@ -189,11 +198,11 @@ func TestCreateOrderErrors(t *testing.T) {
 		code     codes.Code
 		msg      string
 	}{
-		{"no customer", "", cart("sku-apple", 1), codes.InvalidArgument, "customer_id: must not be empty"},
-		{"no items", "alice", nil, codes.InvalidArgument, "items: must contain at least one item"},
-		{"empty product id", "alice", cart("sku-apple", 1, "", 1), codes.InvalidArgument, "items[1].product_id: must not be empty"},
-		{"zero quantity", "alice", cart("sku-apple", 0), codes.InvalidArgument, "items[0].quantity: must be positive, got 0"},
-		{"duplicate product", "alice", cart("sku-apple", 1, "sku-apple", 1), codes.InvalidArgument, `items[1].product_id: duplicate product "sku-apple"`},
+		{"no customer", "", cart("sku-apple", 1), codes.InvalidArgument, "validation error: customer_id: value is required"},
+		{"no items", "alice", nil, codes.InvalidArgument, "validation error: items: must contain at least 1 item(s)"},
+		{"empty product id", "alice", cart("sku-apple", 1, "", 1), codes.InvalidArgument, "validation error: items[1].product_id: value is required"},
+		{"zero quantity", "alice", cart("sku-apple", 0), codes.InvalidArgument, "validation error: items[0].quantity: must be greater than 0"},
+		{"duplicate product", "alice", cart("sku-apple", 1, "sku-apple", 1), codes.InvalidArgument, "validation error: items: must list each product at most once"},
 		// Inventory's answers about the request pass through with their code and message.
 		{"unknown product", "alice", cart("sku-apple", 1, "sku-kiwi", 1), codes.NotFound, `items[1].product_id: unknown product "sku-kiwi"`},
 		{"short stock", "alice", cart("sku-apple", 1, "sku-fig", 21), codes.FailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`},
@@ -203,7 +212,7 @@ func TestCreateOrderErrors(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, options{})
 			before := fmt.Sprint(f.stock(t))
-			_, err := f.srv.CreateOrder(context.Background(), &ordersv1.CreateOrderRequest{CustomerId: tc.customer, Items: tc.items})
+			_, err := f.serve(t).CreateOrder(context.Background(), &ordersv1.CreateOrderRequest{CustomerId: tc.customer, Items: tc.items})
 			wantStatus(t, err, tc.code, tc.msg)
 			if after := fmt.Sprint(f.stock(t)); after != before {
 				t.Fatalf("stock changed: %s -> %s", before, after)
@@ -345,9 +354,10 @@ func (c cancelFirst) Charge(ctx context.Context, req *connect.Request[paymentsv1
 func TestGetOrderErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{})
-	_, err := f.srv.GetOrder(context.Background(), &ordersv1.GetOrderRequest{})
-	wantStatus(t, err, codes.InvalidArgument, "order_id: must not be empty")
-	_, err = f.srv.GetOrder(context.Background(), &ordersv1.GetOrderRequest{OrderId: "ord_nope"})
+	client := f.serve(t)
+	_, err := client.GetOrder(context.Background(), &ordersv1.GetOrderRequest{})
+	wantStatus(t, err, codes.InvalidArgument, "validation error: order_id: value is required")
+	_, err = client.GetOrder(context.Background(), &ordersv1.GetOrderRequest{OrderId: "ord_nope"})
 	wantStatus(t, err, codes.NotFound, `order "ord_nope" not found`)
 }
 
@@ -505,8 +515,11 @@ func TestWatchOrderEnds(t *testing.T) {
 		f := newFixture(t, options{})
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
-		_, err := watch(ctx, f, "")
-		wantStatus(t, err, codes.InvalidArgument, "order_id: must not be empty")
+		stream, err := f.serve(t).WatchOrder(ctx, &ordersv1.WatchOrderRequest{})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		wantStatus(t, err, codes.InvalidArgument, "validation error: order_id: value is required")
 		_, err = watch(ctx, f, "ord_nope")
 		wantStatus(t, err, codes.NotFound, `order "ord_nope" not found`)
 	})

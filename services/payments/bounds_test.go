@@ -11,7 +11,6 @@ import (
 	"connectrpc.com/connect"
 
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
-	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/internal/input"
 	"github.com/trustmesh/trustmesh/services/internal/meshtest"
@@ -29,13 +28,8 @@ const maxMessage = 256
 // reaches the log.
 func TestLongIDsAreRefused(t *testing.T) {
 	t.Parallel()
-	m := meshtest.New(t)
 	log := meshtest.NewLog()
 	impl := payments.New(payments.Config{}, log.Logger)
-	addr := m.ServeConnect(meshtest.Payments, func(srv *mesh.ConnectServer) error {
-		return mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, impl)
-	}, mesh.WithLogger(log.Logger))
-	hc := m.HTTPClient(meshtest.Orders, meshtest.Payments)
 
 	for _, protocol := range []struct {
 		name string
@@ -44,7 +38,7 @@ func TestLongIDsAreRefused(t *testing.T) {
 		{"grpc", []connect.ClientOption{connect.WithGRPC()}},
 		{"connect", nil},
 	} {
-		client := paymentsv1connect.NewPaymentServiceClient(hc, "https://"+addr, protocol.opts...)
+		client := serve(t, impl, []mesh.ConnectServerOption{mesh.WithLogger(log.Logger)}, protocol.opts...)
 		for _, n := range []int{1 << 20, 200 << 10} {
 			long := strings.Repeat("x", n)
 			testCases := []struct {
@@ -55,15 +49,15 @@ func TestLongIDsAreRefused(t *testing.T) {
 				{"Charge order_id", func(ctx context.Context) error {
 					_, err := client.Charge(ctx, connect.NewRequest(&paymentsv1.ChargeRequest{OrderId: long, Amount: money("EUR", 100)}))
 					return err
-				}, fmt.Sprintf("order_id: must be at most 128 bytes, got %d", n)},
+				}, "validation error: order_id: must be at most 128 bytes"},
 				{"Charge currency_code", func(ctx context.Context) error {
 					_, err := client.Charge(ctx, connect.NewRequest(&paymentsv1.ChargeRequest{OrderId: "o1", Amount: money(long, 100)}))
 					return err
-				}, fmt.Sprintf(`amount.currency_code: unsupported currency "%s…(%d bytes)", want "EUR"`, long[:input.ClipBytes], n)},
+				}, "validation error: amount.currency_code: does not match regex pattern `^[A-Z]{3}$`"},
 				{"Refund payment_id", func(ctx context.Context) error {
 					_, err := client.Refund(ctx, connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: long}))
 					return err
-				}, fmt.Sprintf("payment_id: must be at most 128 bytes, got %d", n)},
+				}, "validation error: payment_id: must be at most 128 bytes"},
 			}
 			for _, tc := range testCases {
 				t.Run(fmt.Sprintf("%s/%s/%d", protocol.name, tc.name, n), func(t *testing.T) {

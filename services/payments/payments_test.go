@@ -11,6 +11,10 @@ import (
 
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
+	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/services/internal/meshtest"
+	"github.com/trustmesh/trustmesh/services/internal/validation"
 	"github.com/trustmesh/trustmesh/services/payments"
 )
 
@@ -18,7 +22,28 @@ func money(code string, minor int64) *moneyv1.Money {
 	return &moneyv1.Money{CurrencyCode: code, UnitsMinor: minor}
 }
 
-func charge(s *payments.Server, order string, amount *moneyv1.Money) (*paymentsv1.Payment, error) {
+// serve serves s over mTLS as payments, with the proto's request rules
+// enforced as in the mesh, until the test ends, and returns a client that
+// calls it as orders with opts.
+func serve(t *testing.T, s *payments.Server, serverOpts []mesh.ConnectServerOption, opts ...connect.ClientOption) paymentsv1connect.PaymentServiceClient {
+	t.Helper()
+	m := meshtest.New(t)
+	v, err := validation.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := m.ServeConnect(meshtest.Payments, func(srv *mesh.ConnectServer) error {
+		return mesh.Mount(srv, paymentsv1connect.NewPaymentServiceHandler, s)
+	}, append([]mesh.ConnectServerOption{v}, serverOpts...)...)
+	return paymentsv1connect.NewPaymentServiceClient(m.HTTPClient(meshtest.Orders, meshtest.Payments), "https://"+addr, opts...)
+}
+
+// charger is what charge calls: a Server, or a client of one.
+type charger interface {
+	Charge(context.Context, *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error)
+}
+
+func charge(s charger, order string, amount *moneyv1.Money) (*paymentsv1.Payment, error) {
 	res, err := s.Charge(context.Background(), connect.NewRequest(&paymentsv1.ChargeRequest{OrderId: order, Amount: amount}))
 	if err != nil {
 		return nil, err
@@ -54,20 +79,22 @@ func TestCharge(t *testing.T) {
 		{name: "zero-decimal currency", cfg: payments.Config{Currency: "JPY", Limit: 10000}, order: "o1", amount: money("JPY", 12000),
 			code: connect.CodeFailedPrecondition, msg: "payment declined: amount JPY 12000 exceeds limit JPY 10000"},
 		{name: "no order id", amount: money("EUR", 1),
-			code: connect.CodeInvalidArgument, msg: "order_id: must not be empty"},
+			code: connect.CodeInvalidArgument, msg: "validation error: order_id: value is required"},
 		{name: "no amount", order: "o1",
-			code: connect.CodeInvalidArgument, msg: "amount: must be set"},
+			code: connect.CodeInvalidArgument, msg: "validation error: amount: value is required"},
 		{name: "other currency", order: "o1", amount: money("USD", 1),
 			code: connect.CodeInvalidArgument, msg: `amount.currency_code: unsupported currency "USD", want "EUR"`},
+		{name: "not a currency code", order: "o1", amount: money("euro", 1),
+			code: connect.CodeInvalidArgument, msg: "validation error: amount.currency_code: does not match regex pattern `^[A-Z]{3}$`"},
 		{name: "zero amount", order: "o1", amount: money("EUR", 0),
-			code: connect.CodeInvalidArgument, msg: "amount.units_minor: must be positive, got 0"},
+			code: connect.CodeInvalidArgument, msg: "validation error: amount: units_minor must be positive"},
 		{name: "negative amount", order: "o1", amount: money("EUR", -5),
-			code: connect.CodeInvalidArgument, msg: "amount.units_minor: must be positive, got -5"},
+			code: connect.CodeInvalidArgument, msg: "validation error: amount: units_minor must be positive"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := charge(payments.New(tc.cfg, nil), tc.order, tc.amount)
+			p, err := charge(serve(t, payments.New(tc.cfg, nil), nil), tc.order, tc.amount)
 			if tc.code != 0 {
 				wantError(t, err, tc.code, tc.msg)
 				return
@@ -139,13 +166,14 @@ func TestRefund(t *testing.T) {
 		code connect.Code
 		msg  string
 	}{
-		{"no payment id", "", connect.CodeInvalidArgument, "payment_id: must not be empty"},
+		{"no payment id", "", connect.CodeInvalidArgument, "validation error: payment_id: value is required"},
 		{"unknown payment", "pay_nope", connect.CodeNotFound, `payment_id: unknown payment "pay_nope"`},
 	}
+	client := serve(t, s, nil)
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := s.Refund(ctx, connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: tc.id}))
+			_, err := client.Refund(ctx, connect.NewRequest(&paymentsv1.RefundRequest{PaymentId: tc.id}))
 			wantError(t, err, tc.code, tc.msg)
 		})
 	}

@@ -51,10 +51,11 @@ func (m *Mesh) Credentials(id string) mesh.Credentials {
 
 // ServeGRPC serves, as id, a mesh grpc-go server with what register
 // registers, until the test ends, and returns its address. opts come after
-// mesh.WithoutAuthorization.
-func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts ...mesh.ServerOption) string {
+// mesh.WithoutAuthorization; they may be grpc-go only ones, such as
+// mesh.WithGRPCInterceptors.
+func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts ...mesh.GRPCServerOption) string {
 	m.t.Helper()
-	srv, err := mesh.NewGRPCServer(m.Credentials(id), mesh.WithoutAuthorization(), mesh.WithServerOptions(opts...))
+	srv, err := mesh.NewGRPCServer(m.Credentials(id), append([]mesh.GRPCServerOption{mesh.WithoutAuthorization()}, opts...)...)
 	if err != nil {
 		m.t.Fatalf("meshtest: %v", err)
 	}
@@ -64,10 +65,11 @@ func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts .
 
 // ServeConnect serves, as id, a mesh connect-go server with what mount
 // mounts (with mesh.Mount), until the test ends, and returns its address.
-// opts come after mesh.WithoutAuthorization.
-func (m *Mesh) ServeConnect(id string, mount func(*mesh.ConnectServer) error, opts ...mesh.ServerOption) string {
+// opts come after mesh.WithoutAuthorization; they may be connect-go only
+// ones, such as mesh.WithConnectHandlerOptions.
+func (m *Mesh) ServeConnect(id string, mount func(*mesh.ConnectServer) error, opts ...mesh.ConnectServerOption) string {
 	m.t.Helper()
-	srv, err := mesh.NewConnectServer(m.Credentials(id), mesh.WithoutAuthorization(), mesh.WithServerOptions(opts...))
+	srv, err := mesh.NewConnectServer(m.Credentials(id), append([]mesh.ConnectServerOption{mesh.WithoutAuthorization()}, opts...)...)
 	if err != nil {
 		m.t.Fatalf("meshtest: %v", err)
 	}

@@ -9,6 +9,7 @@
 package gatewayv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -170,7 +171,7 @@ func (x *Product) GetAvailableQuantity() int64 {
 // CartItem is a product and quantity to order.
 type CartItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The product's ID, for example "sku-apple".
+	// The product's ID, for example "sku-apple": 1 to 128 bytes.
 	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	// The number of units; must be positive.
 	Quantity      int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
@@ -512,7 +513,8 @@ type PlaceOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional: the order is always placed for the caller, as verified by
 	// mutual TLS. If set, it must name the caller: its SPIFFE ID or the last
-	// segment of it ("alice"); anything else is PermissionDenied.
+	// segment of it ("alice"); anything else is PermissionDenied. At most 128
+	// bytes.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// The products and quantities; at least one, each product at most once.
 	Items         []*CartItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
@@ -613,7 +615,7 @@ func (x *PlaceOrderResponse) GetOrder() *Order {
 // GetOrderRequest asks for an order.
 type GetOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order's ID.
+	// The order's ID: 1 to 128 bytes.
 	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -705,7 +707,7 @@ func (x *GetOrderResponse) GetOrder() *Order {
 // WatchOrderRequest asks to follow an order.
 type WatchOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order's ID.
+	// The order's ID: 1 to 128 bytes.
 	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -798,16 +800,16 @@ var File_shop_gateway_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_shop_gateway_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	"\x1dshop/gateway/v1/gateway.proto\x12\x0fshop.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\"\x88\x01\n" +
+	"\x1dshop/gateway/v1/gateway.proto\x12\x0fshop.gateway.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\"\x88\x01\n" +
 	"\aProduct\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
 	"\x05price\x18\x03 \x01(\v2\x14.shop.money.v1.MoneyR\x05price\x12-\n" +
-	"\x12available_quantity\x18\x04 \x01(\x03R\x11availableQuantity\"E\n" +
-	"\bCartItem\x12\x1d\n" +
+	"\x12available_quantity\x18\x04 \x01(\x03R\x11availableQuantity\"[\n" +
+	"\bCartItem\x12*\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xd2\x01\n" +
+	"product_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\tproductId\x12#\n" +
+	"\bquantity\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\bquantity\"\xd2\x01\n" +
 	"\bLineItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12!\n" +
@@ -834,19 +836,20 @@ const file_shop_gateway_v1_gateway_proto_rawDesc = "" +
 	"updateTime\"\x15\n" +
 	"\x13ListProductsRequest\"L\n" +
 	"\x14ListProductsResponse\x124\n" +
-	"\bproducts\x18\x01 \x03(\v2\x18.shop.gateway.v1.ProductR\bproducts\"e\n" +
-	"\x11PlaceOrderRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\x12/\n" +
-	"\x05items\x18\x02 \x03(\v2\x19.shop.gateway.v1.CartItemR\x05items\"B\n" +
+	"\bproducts\x18\x01 \x03(\v2\x18.shop.gateway.v1.ProductR\bproducts\"\xe3\x01\n" +
+	"\x11PlaceOrderRequest\x12)\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x01R\n" +
+	"customerId\x12\xa2\x01\n" +
+	"\x05items\x18\x02 \x03(\v2\x19.shop.gateway.v1.CartItemBq\xbaHn\xba\x01f\n" +
+	"\x15items.unique_products\x12#must list each product at most once\x1a(this.map(item, item.product_id).unique()\x92\x01\x02\b\x01R\x05items\"B\n" +
 	"\x12PlaceOrderResponse\x12,\n" +
-	"\x05order\x18\x01 \x01(\v2\x16.shop.gateway.v1.OrderR\x05order\",\n" +
-	"\x0fGetOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"@\n" +
+	"\x05order\x18\x01 \x01(\v2\x16.shop.gateway.v1.OrderR\x05order\"9\n" +
+	"\x0fGetOrderRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\"@\n" +
 	"\x10GetOrderResponse\x12,\n" +
-	"\x05order\x18\x01 \x01(\v2\x16.shop.gateway.v1.OrderR\x05order\".\n" +
-	"\x11WatchOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"B\n" +
+	"\x05order\x18\x01 \x01(\v2\x16.shop.gateway.v1.OrderR\x05order\";\n" +
+	"\x11WatchOrderRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\"B\n" +
 	"\x12WatchOrderResponse\x12,\n" +
 	"\x05order\x18\x01 \x01(\v2\x16.shop.gateway.v1.OrderR\x05order*\xd6\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
@@ -856,12 +859,12 @@ const file_shop_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
 	"\x16ORDER_STATUS_CANCELLED\x10\x05\x12!\n" +
-	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xf1\x02\n" +
-	"\x11StorefrontService\x12[\n" +
-	"\fListProducts\x12$.shop.gateway.v1.ListProductsRequest\x1a%.shop.gateway.v1.ListProductsResponse\x12U\n" +
+	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xfb\x02\n" +
+	"\x11StorefrontService\x12`\n" +
+	"\fListProducts\x12$.shop.gateway.v1.ListProductsRequest\x1a%.shop.gateway.v1.ListProductsResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\n" +
-	"PlaceOrder\x12\".shop.gateway.v1.PlaceOrderRequest\x1a#.shop.gateway.v1.PlaceOrderResponse\x12O\n" +
-	"\bGetOrder\x12 .shop.gateway.v1.GetOrderRequest\x1a!.shop.gateway.v1.GetOrderResponse\x12W\n" +
+	"PlaceOrder\x12\".shop.gateway.v1.PlaceOrderRequest\x1a#.shop.gateway.v1.PlaceOrderResponse\x12T\n" +
+	"\bGetOrder\x12 .shop.gateway.v1.GetOrderRequest\x1a!.shop.gateway.v1.GetOrderResponse\"\x03\x90\x02\x01\x12W\n" +
 	"\n" +
 	"WatchOrder\x12\".shop.gateway.v1.WatchOrderRequest\x1a#.shop.gateway.v1.WatchOrderResponse0\x01B\xbf\x01\n" +
 	"\x13com.shop.gateway.v1B\fGatewayProtoP\x01Z<github.com/trustmesh/trustmesh/gen/shop/gateway/v1;gatewayv1\xa2\x02\x03SGX\xaa\x02\x0fShop.Gateway.V1\xca\x02\x0fShop\\Gateway\\V1\xe2\x02\x1bShop\\Gateway\\V1\\GPBMetadata\xea\x02\x11Shop::Gateway::V1b\x06proto3"

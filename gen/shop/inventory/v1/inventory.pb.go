@@ -9,6 +9,7 @@
 package inventoryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	_ "github.com/trustmesh/trustmesh/gen/trustmesh/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -27,15 +28,17 @@ const (
 )
 
 // Product is one entry of the catalogue.
+// The inventory service checks its catalogue against these rules when it
+// starts.
 type Product struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The product's ID (its SKU), for example "sku-apple".
+	// The product's ID (its SKU), for example "sku-apple": 1 to 128 bytes.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The product's display name.
+	// The product's display name: 1 to 128 bytes.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// The price of one unit.
+	// The price of one unit; not negative.
 	Price *v1.Money `protobuf:"bytes,3,opt,name=price,proto3" json:"price,omitempty"`
-	// The number of units in stock and not reserved.
+	// The number of units in stock and not reserved; not negative.
 	AvailableQuantity int64 `protobuf:"varint,4,opt,name=available_quantity,json=availableQuantity,proto3" json:"available_quantity,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -185,7 +188,7 @@ func (x *ListProductsResponse) GetProducts() []*Product {
 // StockItem is a quantity of one product.
 type StockItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The product's ID.
+	// The product's ID: 1 to 128 bytes.
 	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	// The number of units; must be positive.
 	Quantity      int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
@@ -386,7 +389,7 @@ func (x *Reservation) GetReleaseTime() *timestamppb.Timestamp {
 // ReserveRequest asks for stock for an order.
 type ReserveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order to reserve for; the idempotency key.
+	// The order to reserve for; the idempotency key: 1 to 128 bytes.
 	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// The products and quantities; at least one, each product at most once.
 	Items         []*StockItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
@@ -487,7 +490,7 @@ func (x *ReserveResponse) GetReservation() *Reservation {
 // ReleaseRequest asks to give back the stock held for an order.
 type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order whose reservation is released.
+	// The order whose reservation is released: 1 to 128 bytes.
 	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -579,7 +582,7 @@ func (x *ReleaseResponse) GetReservation() *Reservation {
 // RestockRequest adds stock to a product.
 type RestockRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The product to restock; it must exist.
+	// The product to restock; it must exist: 1 to 128 bytes.
 	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	// The number of units added; must be positive.
 	Quantity      int64 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
@@ -681,19 +684,20 @@ var File_shop_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_shop_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"\x88\x01\n" +
-	"\aProduct\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
-	"\x05price\x18\x03 \x01(\v2\x14.shop.money.v1.MoneyR\x05price\x12-\n" +
-	"\x12available_quantity\x18\x04 \x01(\x03R\x11availableQuantity\"\x15\n" +
+	"!shop/inventory/v1/inventory.proto\x12\x11shop.inventory.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"\x84\x02\n" +
+	"\aProduct\x12\x1b\n" +
+	"\x02id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\x02id\x12\x1f\n" +
+	"\x04name\x18\x02 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\x04name\x12\x82\x01\n" +
+	"\x05price\x18\x03 \x01(\v2\x14.shop.money.v1.MoneyBV\xbaHS\xba\x01M\n" +
+	"\x12price.not_negative\x12 units_minor must not be negative\x1a\x15this.units_minor >= 0\xc8\x01\x01R\x05price\x126\n" +
+	"\x12available_quantity\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x11availableQuantity\"\x15\n" +
 	"\x13ListProductsRequest\"N\n" +
 	"\x14ListProductsResponse\x126\n" +
-	"\bproducts\x18\x01 \x03(\v2\x1a.shop.inventory.v1.ProductR\bproducts\"F\n" +
-	"\tStockItem\x12\x1d\n" +
+	"\bproducts\x18\x01 \x03(\v2\x1a.shop.inventory.v1.ProductR\bproducts\"\\\n" +
+	"\tStockItem\x12*\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xa4\x01\n" +
+	"product_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\tproductId\x12#\n" +
+	"\bquantity\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\bquantity\"\xa4\x01\n" +
 	"\x0fReservationLine\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12!\n" +
@@ -706,26 +710,27 @@ const file_shop_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x05lines\x18\x02 \x03(\v2\".shop.inventory.v1.ReservationLineR\x05lines\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12=\n" +
-	"\frelease_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreleaseTime\"_\n" +
-	"\x0eReserveRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x122\n" +
-	"\x05items\x18\x02 \x03(\v2\x1c.shop.inventory.v1.StockItemR\x05items\"S\n" +
+	"\frelease_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreleaseTime\"\xe0\x01\n" +
+	"\x0eReserveRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\x12\xa5\x01\n" +
+	"\x05items\x18\x02 \x03(\v2\x1c.shop.inventory.v1.StockItemBq\xbaHn\xba\x01f\n" +
+	"\x15items.unique_products\x12#must list each product at most once\x1a(this.map(item, item.product_id).unique()\x92\x01\x02\b\x01R\x05items\"S\n" +
 	"\x0fReserveResponse\x12@\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1e.shop.inventory.v1.ReservationR\vreservation\"+\n" +
-	"\x0eReleaseRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"S\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1e.shop.inventory.v1.ReservationR\vreservation\"8\n" +
+	"\x0eReleaseRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\"S\n" +
 	"\x0fReleaseResponse\x12@\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1e.shop.inventory.v1.ReservationR\vreservation\"K\n" +
-	"\x0eRestockRequest\x12\x1d\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1e.shop.inventory.v1.ReservationR\vreservation\"a\n" +
+	"\x0eRestockRequest\x12*\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x03R\bquantity\"G\n" +
+	"product_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\tproductId\x12#\n" +
+	"\bquantity\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\bquantity\"G\n" +
 	"\x0fRestockResponse\x124\n" +
-	"\aproduct\x18\x01 \x01(\v2\x1a.shop.inventory.v1.ProductR\aproduct2\xa1\x04\n" +
-	"\x10InventoryService\x12\xb8\x01\n" +
-	"\fListProducts\x12&.shop.inventory.v1.ListProductsRequest\x1a'.shop.inventory.v1.ListProductsResponse\"W\xea\xe0\x18S\n" +
+	"\aproduct\x18\x01 \x01(\v2\x1a.shop.inventory.v1.ProductR\aproduct2\xa4\x04\n" +
+	"\x10InventoryService\x12\xbb\x01\n" +
+	"\fListProducts\x12&.shop.inventory.v1.ListProductsRequest\x1a'.shop.inventory.v1.ListProductsResponse\"Z\xea\xe0\x18S\n" +
 	"(spiffe://shop.example/ns/shop/sa/gateway\n" +
-	"'spiffe://shop.example/ns/shop/sa/orders\x12\x7f\n" +
+	"'spiffe://shop.example/ns/shop/sa/orders\x90\x02\x01\x12\x7f\n" +
 	"\aReserve\x12!.shop.inventory.v1.ReserveRequest\x1a\".shop.inventory.v1.ReserveResponse\"-\xea\xe0\x18)\n" +
 	"'spiffe://shop.example/ns/shop/sa/orders\x12\x7f\n" +
 	"\aRelease\x12!.shop.inventory.v1.ReleaseRequest\x1a\".shop.inventory.v1.ReleaseResponse\"-\xea\xe0\x18)\n" +

@@ -9,6 +9,7 @@
 package moneyv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -27,7 +28,8 @@ const (
 // (cents for EUR), so that arithmetic on it is exact.
 type Money struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The ISO 4217 alphabetic currency code, for example "EUR".
+	// The ISO 4217 alphabetic currency code, for example "EUR": three
+	// capital letters.
 	CurrencyCode string `protobuf:"bytes,1,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// The amount in minor units of the currency: 1999 is 19.99 EUR.
 	UnitsMinor    int64 `protobuf:"varint,2,opt,name=units_minor,json=unitsMinor,proto3" json:"units_minor,omitempty"`
@@ -83,9 +85,10 @@ var File_shop_money_v1_money_proto protoreflect.FileDescriptor
 
 const file_shop_money_v1_money_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/money/v1/money.proto\x12\rshop.money.v1\"M\n" +
-	"\x05Money\x12#\n" +
-	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x1f\n" +
+	"\x19shop/money/v1/money.proto\x12\rshop.money.v1\x1a\x1bbuf/validate/validate.proto\"`\n" +
+	"\x05Money\x126\n" +
+	"\rcurrency_code\x18\x01 \x01(\tB\x11\xbaH\x0er\f2\n" +
+	"^[A-Z]{3}$R\fcurrencyCode\x12\x1f\n" +
 	"\vunits_minor\x18\x02 \x01(\x03R\n" +
 	"unitsMinorB\xaf\x01\n" +
 	"\x11com.shop.money.v1B\n" +

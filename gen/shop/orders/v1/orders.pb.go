@@ -9,6 +9,7 @@
 package ordersv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	_ "github.com/trustmesh/trustmesh/gen/trustmesh/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -99,7 +100,7 @@ func (OrderStatus) EnumDescriptor() ([]byte, []int) {
 // CartItem is a product and quantity the customer asks for.
 type CartItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The product's ID, for example "sku-apple".
+	// The product's ID, for example "sku-apple": 1 to 128 bytes.
 	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	// The number of units; must be positive.
 	Quantity      int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
@@ -355,7 +356,7 @@ func (x *Order) GetUpdateTime() *timestamppb.Timestamp {
 // CreateOrderRequest places an order.
 type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The customer placing the order; must not be empty.
+	// The customer placing the order: 1 to 128 bytes.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// The products and quantities; at least one, each product at most once.
 	Items         []*CartItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
@@ -456,7 +457,7 @@ func (x *CreateOrderResponse) GetOrder() *Order {
 // GetOrderRequest asks for an order.
 type GetOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order's ID.
+	// The order's ID: 1 to 128 bytes.
 	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -548,7 +549,7 @@ func (x *GetOrderResponse) GetOrder() *Order {
 // WatchOrderRequest asks to follow an order.
 type WatchOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order's ID.
+	// The order's ID: 1 to 128 bytes.
 	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -641,11 +642,11 @@ var File_shop_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
-	"\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"E\n" +
-	"\bCartItem\x12\x1d\n" +
+	"\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"[\n" +
+	"\bCartItem\x12*\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xd2\x01\n" +
+	"product_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\tproductId\x12#\n" +
+	"\bquantity\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\bquantity\"\xd2\x01\n" +
 	"\bLineItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12!\n" +
@@ -669,19 +670,20 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"e\n" +
-	"\x12CreateOrderRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\x12.\n" +
-	"\x05items\x18\x02 \x03(\v2\x18.shop.orders.v1.CartItemR\x05items\"B\n" +
+	"updateTime\"\xe6\x01\n" +
+	"\x12CreateOrderRequest\x12,\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\n" +
+	"customerId\x12\xa1\x01\n" +
+	"\x05items\x18\x02 \x03(\v2\x18.shop.orders.v1.CartItemBq\xbaHn\xba\x01f\n" +
+	"\x15items.unique_products\x12#must list each product at most once\x1a(this.map(item, item.product_id).unique()\x92\x01\x02\b\x01R\x05items\"B\n" +
 	"\x13CreateOrderResponse\x12+\n" +
-	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\",\n" +
-	"\x0fGetOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"?\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"9\n" +
+	"\x0fGetOrderRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\"?\n" +
 	"\x10GetOrderResponse\x12+\n" +
-	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\".\n" +
-	"\x11WatchOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"A\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\";\n" +
+	"\x11WatchOrderRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\"A\n" +
 	"\x12WatchOrderResponse\x12+\n" +
 	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order*\xd6\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
@@ -691,10 +693,10 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
 	"\x16ORDER_STATUS_CANCELLED\x10\x05\x12!\n" +
-	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xbc\x02\n" +
+	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xc1\x02\n" +
 	"\fOrderService\x12V\n" +
-	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12M\n" +
-	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\x12U\n" +
+	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12R\n" +
+	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\n" +
 	"WatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01\x1a.\xea\xe0\x18*\n" +
 	"(spiffe://shop.example/ns/shop/sa/gatewayB\xb7\x01\n" +

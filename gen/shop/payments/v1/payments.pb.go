@@ -9,6 +9,7 @@
 package paymentsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	_ "github.com/trustmesh/trustmesh/gen/trustmesh/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -173,7 +174,7 @@ func (x *Payment) GetRefundTime() *timestamppb.Timestamp {
 // ChargeRequest asks to charge an order.
 type ChargeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order to charge; the idempotency key.
+	// The order to charge; the idempotency key: 1 to 128 bytes.
 	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// The amount to charge; positive, in the processor's currency.
 	Amount        *v1.Money `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
@@ -274,7 +275,7 @@ func (x *ChargeResponse) GetPayment() *Payment {
 // RefundRequest asks to refund a payment.
 type RefundRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The payment to refund.
+	// The payment to refund: 1 to 128 bytes.
 	PaymentId     string `protobuf:"bytes,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -367,7 +368,7 @@ var File_shop_payments_v1_payments_proto protoreflect.FileDescriptor
 
 const file_shop_payments_v1_payments_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshop/payments/v1/payments.proto\x12\x10shop.payments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"\x95\x02\n" +
+	"\x1fshop/payments/v1/payments.proto\x12\x10shop.payments.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19shop/money/v1/money.proto\x1a\x19trustmesh/v1/access.proto\"\x95\x02\n" +
 	"\aPayment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12,\n" +
@@ -376,15 +377,16 @@ const file_shop_payments_v1_payments_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vrefund_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"refundTime\"X\n" +
-	"\rChargeRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12,\n" +
-	"\x06amount\x18\x02 \x01(\v2\x14.shop.money.v1.MoneyR\x06amount\"E\n" +
+	"refundTime\"\xb5\x01\n" +
+	"\rChargeRequest\x12&\n" +
+	"\border_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\aorderId\x12|\n" +
+	"\x06amount\x18\x02 \x01(\v2\x14.shop.money.v1.MoneyBN\xbaHK\xba\x01E\n" +
+	"\x0famount.positive\x12\x1cunits_minor must be positive\x1a\x14this.units_minor > 0\xc8\x01\x01R\x06amount\"E\n" +
 	"\x0eChargeResponse\x123\n" +
-	"\apayment\x18\x01 \x01(\v2\x19.shop.payments.v1.PaymentR\apayment\".\n" +
-	"\rRefundRequest\x12\x1d\n" +
+	"\apayment\x18\x01 \x01(\v2\x19.shop.payments.v1.PaymentR\apayment\";\n" +
+	"\rRefundRequest\x12*\n" +
 	"\n" +
-	"payment_id\x18\x01 \x01(\tR\tpaymentId\"E\n" +
+	"payment_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\tpaymentId\"E\n" +
 	"\x0eRefundResponse\x123\n" +
 	"\apayment\x18\x01 \x01(\v2\x19.shop.payments.v1.PaymentR\apayment*i\n" +
 	"\rPaymentStatus\x12\x1e\n" +

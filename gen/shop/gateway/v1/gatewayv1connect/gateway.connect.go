@@ -79,6 +79,7 @@ func NewStorefrontServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			httpClient,
 			baseURL+StorefrontServiceListProductsProcedure,
 			connect.WithSchema(storefrontServiceMethods.ByName("ListProducts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		placeOrder: connect.NewClient[v1.PlaceOrderRequest, v1.PlaceOrderResponse](
@@ -91,6 +92,7 @@ func NewStorefrontServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			httpClient,
 			baseURL+StorefrontServiceGetOrderProcedure,
 			connect.WithSchema(storefrontServiceMethods.ByName("GetOrder")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		watchOrder: connect.NewClient[v1.WatchOrderRequest, v1.WatchOrderResponse](
@@ -157,6 +159,7 @@ func NewStorefrontServiceHandler(svc StorefrontServiceHandler, opts ...connect.H
 		StorefrontServiceListProductsProcedure,
 		svc.ListProducts,
 		connect.WithSchema(storefrontServiceMethods.ByName("ListProducts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	storefrontServicePlaceOrderHandler := connect.NewUnaryHandler(
@@ -169,6 +172,7 @@ func NewStorefrontServiceHandler(svc StorefrontServiceHandler, opts ...connect.H
 		StorefrontServiceGetOrderProcedure,
 		svc.GetOrder,
 		connect.WithSchema(storefrontServiceMethods.ByName("GetOrder")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	storefrontServiceWatchOrderHandler := connect.NewServerStreamHandler(

@@ -91,6 +91,7 @@ func NewStorefrontServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			httpClient,
 			baseURL+StorefrontServiceListProductsProcedure,
 			connect.WithSchema(storefrontServiceMethods.ByName("ListProducts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		placeOrder: connect.NewClient[v2.PlaceOrderRequest, v2.PlaceOrderResponse](
@@ -103,6 +104,7 @@ func NewStorefrontServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			httpClient,
 			baseURL+StorefrontServiceGetOrderProcedure,
 			connect.WithSchema(storefrontServiceMethods.ByName("GetOrder")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		watchOrder: connect.NewClient[v2.WatchOrderRequest, v2.WatchOrderResponse](
@@ -172,6 +174,7 @@ func NewStorefrontServiceHandler(svc StorefrontServiceHandler, opts ...connect.H
 		StorefrontServiceListProductsProcedure,
 		svc.ListProducts,
 		connect.WithSchema(storefrontServiceMethods.ByName("ListProducts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	storefrontServicePlaceOrderHandler := connect.NewUnaryHandler(
@@ -184,6 +187,7 @@ func NewStorefrontServiceHandler(svc StorefrontServiceHandler, opts ...connect.H
 		StorefrontServiceGetOrderProcedure,
 		svc.GetOrder,
 		connect.WithSchema(storefrontServiceMethods.ByName("GetOrder")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	storefrontServiceWatchOrderHandler := connect.NewServerStreamHandler(

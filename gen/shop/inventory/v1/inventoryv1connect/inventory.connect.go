@@ -81,6 +81,7 @@ func NewInventoryServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			httpClient,
 			baseURL+InventoryServiceListProductsProcedure,
 			connect.WithSchema(inventoryServiceMethods.ByName("ListProducts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		reserve: connect.NewClient[v1.ReserveRequest, v1.ReserveResponse](
@@ -161,6 +162,7 @@ func NewInventoryServiceHandler(svc InventoryServiceHandler, opts ...connect.Han
 		InventoryServiceListProductsProcedure,
 		svc.ListProducts,
 		connect.WithSchema(inventoryServiceMethods.ByName("ListProducts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	inventoryServiceReserveHandler := connect.NewUnaryHandler(

@@ -78,6 +78,7 @@ func NewOrderServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			httpClient,
 			baseURL+OrderServiceGetOrderProcedure,
 			connect.WithSchema(orderServiceMethods.ByName("GetOrder")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
 		watchOrder: connect.NewClient[v1.WatchOrderRequest, v1.WatchOrderResponse](
@@ -142,6 +143,7 @@ func NewOrderServiceHandler(svc OrderServiceHandler, opts ...connect.HandlerOpti
 		OrderServiceGetOrderProcedure,
 		svc.GetOrder,
 		connect.WithSchema(orderServiceMethods.ByName("GetOrder")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	orderServiceWatchOrderHandler := connect.NewServerStreamHandler(
