@@ -23,6 +23,7 @@ import (
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/gateway"
+	"github.com/trustmesh/trustmesh/services/internal/validation"
 	"github.com/trustmesh/trustmesh/services/inventory"
 	"github.com/trustmesh/trustmesh/services/orders"
 	"github.com/trustmesh/trustmesh/services/payments"
@@ -180,7 +181,11 @@ func (s *service) rateLimited() bool {
 // serveGRPC builds the service's grpc-go server, registers its
 // implementation with register and serves it on ln.
 func (s *service) serveGRPC(ctx context.Context, ln net.Listener, register func(*mesh.GRPCServer)) error {
-	srv, err := mesh.NewGRPCServer(s.creds, mesh.WithServerOptions(s.opts...))
+	validate, err := validation.GRPC() // the protos' buf.validate rules, after authorization
+	if err != nil {
+		return s.errorf(err)
+	}
+	srv, err := mesh.NewGRPCServer(s.creds, mesh.WithServerOptions(s.opts...), validate)
 	if err != nil {
 		return s.errorf(err)
 	}
@@ -190,7 +195,11 @@ func (s *service) serveGRPC(ctx context.Context, ln net.Listener, register func(
 
 // newConnectServer builds the service's connect-go server.
 func (s *service) newConnectServer() (*mesh.ConnectServer, error) {
-	srv, err := mesh.NewConnectServer(s.creds, mesh.WithServerOptions(s.opts...))
+	validate, err := validation.Connect() // the protos' buf.validate rules, after authorization
+	if err != nil {
+		return nil, s.errorf(err)
+	}
+	srv, err := mesh.NewConnectServer(s.creds, mesh.WithServerOptions(s.opts...), validate)
 	if err != nil {
 		return nil, s.errorf(err)
 	}
