@@ -11,8 +11,10 @@
 //	meshctl certs inspect   explain a certificate and check it against a trust bundle
 //	meshctl certs rotate    re-issue SVIDs in place (default: the sample mesh's workloads)
 //	meshctl policy lint     check a policy file and report methods no allow rule covers (--strict, --methods)
-//	meshctl policy explain  the decision for one caller and method, and the rule (--server for at: rules)
-//	meshctl policy diff     which callers gain or lose access to each method
+//	meshctl policy explain  the decision for one caller and method, and the rule (--server for at: rules,
+//	                        --subject for subject: rules)
+//	meshctl policy diff     which callers (and subjects) gain or lose access to each method
+//	meshctl proto export    write trustmesh/v1/access.proto into DIR, for your own buf workspace
 //	meshctl tokens init     write a development token issuer's key and its JWKS
 //	meshctl tokens issue    mint a development access token bound to a certificate (RFC 8705)
 //	meshctl version         print the version
