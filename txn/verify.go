@@ -352,13 +352,20 @@ func (v *Verifier) checkTimes(times jwt.Claims, now time.Time) error {
 
 // parseHeader decodes the JOSE header of a compact JWS.
 func parseHeader(raw string) (header, error) {
-	encoded, _, ok := strings.Cut(raw, ".")
-	if !ok || strings.Count(raw, ".") != 2 {
+	encoded, rest, ok := strings.Cut(raw, ".")
+	if !ok || strings.Count(rest, ".") != 1 {
 		return header{}, refuse(ErrMalformed, "not a compact JWS (three base64url parts separated by dots)")
 	}
+	payload, signature, _ := strings.Cut(rest, ".")
 	data, err := base64.RawURLEncoding.DecodeString(encoded)
 	if err != nil {
 		return header{}, refuse(ErrMalformed, "header is not base64url: %w", err)
+	}
+	// go-jose would say "illegal base64 data" without saying where.
+	for _, part := range [...]struct{ name, data string }{{"claims part", payload}, {"signature", signature}} {
+		if _, err := base64.RawURLEncoding.DecodeString(part.data); err != nil {
+			return header{}, refuse(ErrMalformed, "%s is not base64url: %w", part.name, err)
+		}
 	}
 	var h header
 	if err := json.Unmarshal(data, &h); err != nil {
