@@ -34,6 +34,7 @@ Commands:
   policy diff     show which callers gain or lose access to each method
   tokens init     write a development token issuer's key (and its JWKS)
   tokens issue    mint a development access token bound to a certificate
+  txn inspect     decode a transaction token and verify it against a trust bundle
   version         print the meshctl version
   help            show this help
 
@@ -82,6 +83,7 @@ func commands() command {
 					{name: "issue", run: tokensIssue},
 				},
 			},
+			txnCommand(),
 			{name: "version", run: printVersion},
 		},
 	}
