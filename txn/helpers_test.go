@@ -247,3 +247,13 @@ type rotating struct{ svid atomic.Pointer[x509svid.SVID] }
 func (r *rotating) GetX509SVID() (*x509svid.SVID, error) { return r.svid.Load(), nil }
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// encodeJSON returns v as JSON in base64url.
+func encodeJSON(t testing.TB, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(data)
+}

@@ -217,10 +217,10 @@ func (v *Verifier) reusable(e *entry, now time.Time) bool {
 // header is the JOSE header of a token, as far as the Verifier reads it
 // before go-jose does.
 type header struct {
-	Alg  string          `json:"alg"`
-	Typ  json.RawMessage `json:"typ"`
-	X5c  []string        `json:"x5c"`
-	Crit json.RawMessage `json:"crit"`
+	Alg  string
+	Typ  json.RawMessage // nil: none
+	X5c  []string
+	Crit bool // a crit parameter is present
 }
 
 // verify is Verify without the cache.
@@ -236,7 +236,7 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 	if !accepted(alg) {
 		return nil, nil, refuse(ErrAlgorithm, "alg %q (want ES256, EdDSA or RS256)", clip(h.Alg))
 	}
-	if h.Crit != nil {
+	if h.Crit {
 		return nil, nil, refuse(ErrMalformed, "crit header: no JWS extension is understood")
 	}
 	chain, err := parseChain(h.X5c)
@@ -367,9 +367,24 @@ func parseHeader(raw string) (header, error) {
 			return header{}, refuse(ErrMalformed, "%s is not base64url: %w", part.name, err)
 		}
 	}
-	var h header
-	if err := json.Unmarshal(data, &h); err != nil {
-		return header{}, refuse(ErrMalformed, "header is not a JSON object of the right form: %s", clip(err.Error()))
+	// Into a map, not a struct: header parameter names are case-sensitive
+	// (encoding/json would fill Typ from "TYP"), and duplicates resolve as
+	// they do for go-jose, which reads the header into a map too.
+	var params map[string]json.RawMessage
+	if err := json.Unmarshal(data, &params); err != nil {
+		return header{}, refuse(ErrMalformed, "header is not a JSON object: %s", clip(err.Error()))
+	}
+	h := header{Typ: params["typ"]}
+	_, h.Crit = params["crit"]
+	if alg, ok := params["alg"]; ok {
+		if err := json.Unmarshal(alg, &h.Alg); err != nil {
+			return header{}, refuse(ErrMalformed, "alg header %s is not a string", clip(string(alg)))
+		}
+	}
+	if x5c, ok := params["x5c"]; ok {
+		if err := json.Unmarshal(x5c, &h.X5c); err != nil {
+			return header{}, refuse(ErrMalformed, "x5c header is not an array of strings")
+		}
 	}
 	return h, nil
 }
