@@ -8,18 +8,21 @@
 //
 // # Trust without a new key
 //
-// There is no token service and no token key to distribute. The edge
-// workload mints with its own X.509-SVID: it signs with the SVID's private
-// key (ES256 for ECDSA P-256, EdDSA for Ed25519, RS256 for RSA, chosen by
-// the key; nothing else) and carries the SVID's certificate chain in the
-// x5c header. A verifier checks that chain against the SPIFFE trust bundle
-// it already has, under the same X.509-SVID rules as a peer's certificate
-// ([identity.VerifyChains], as a [identity.Client]: a minter is a workload
-// that calls others, and its SVID carries clientAuth like every workload
-// SVID), and then checks that the signer is one of the workloads allowed
-// to mint (policy names them, e.g. txn_issuers). SVID rotation needs
-// nothing: the minter reads its SVID on every Mint, the verifier trusts
-// whatever chains to the bundle.
+// There is no token service and no token key to distribute: the draft's
+// Transaction Token Service is the edge workload itself (the draft lets a
+// token be "obtained through a local interface"), and it mints with its
+// own X.509-SVID: it signs with the SVID's private key (ES256 for ECDSA
+// P-256, EdDSA for Ed25519, RS256 for RSA, chosen by the key; nothing
+// else) and carries the SVID's certificate chain in the x5c header. A
+// verifier checks that chain against the SPIFFE trust bundle it already
+// has, under the same X.509-SVID rules as a peer's certificate
+// ([identity.VerifyChains] with the role [identity.Client]: a minter's
+// token goes out on the calls it makes as a client, and workload SVIDs
+// carry clientAuth; VerifyChains rather than Verify because the verified
+// chain bounds how long the token may stay cached), and then checks that
+// the signer is one of the workloads allowed to mint (policy names them,
+// e.g. txn_issuers). SVID rotation needs nothing: the minter reads its
+// SVID on every Mint, the verifier trusts whatever chains to the bundle.
 //
 // The chain is verified as of the time of verification, not the token's
 // iat, which is only the signer's word: a key whose certificate has since
@@ -39,7 +42,8 @@
 //	             deadline
 //	txn          the transaction id: the trace id when the edge traces the
 //	             call, else 128 random bits in hexadecimal
-//	scope        the purpose of the transaction: by default the method
+//	scope        the purpose of the transaction (required since revision
+//	             10 of the draft): by default the method
 //	tctx         {"method": "/pkg.Service/Method"}, the method the
 //	             transaction entered by
 //	rctx         {"req_ip": "..."}, only when the edge passes the
