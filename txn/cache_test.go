@@ -189,3 +189,37 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCacheBundleChangesDuringVerify: the bundle that verified a token's
+// chain is the one its cache entry is tied to, even when the source hands
+// out another one (without the signer's CA) a moment later, in the middle
+// of the first verification.
+func TestCacheBundleChangesDuringVerify(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	raw := m.mint(t).Raw()
+	src := &flipSource{first: m.pki.Bundle(), then: testpki.New(t, "shop.example").Bundle()}
+	v, err := txn.NewVerifier(src, shop, spiffeid.MatchOneOf(gateway))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(raw, m.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(raw, m.now); !errors.Is(err, txn.ErrUntrusted) {
+		t.Errorf("Verify once the CA left the bundle = %v, want %v", err, txn.ErrUntrusted)
+	}
+}
+
+// flipSource hands out first on its first call, then on every later one.
+type flipSource struct {
+	calls       atomic.Int32
+	first, then *x509bundle.Bundle
+}
+
+func (s *flipSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if s.calls.Add(1) == 1 {
+		return s.first.GetX509BundleForTrustDomain(td)
+	}
+	return s.then.GetX509BundleForTrustDomain(td)
+}

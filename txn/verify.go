@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/trustmesh/trustmesh/identity"
 )
@@ -243,10 +244,21 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 	if err != nil {
 		return nil, nil, err
 	}
+	// The chain is verified against one bundle, fetched first and kept
+	// with the cache entry, so that a bundle update racing with this
+	// verification makes the next hit verify again rather than trust a
+	// chain checked against the previous bundle.
+	var src x509bundle.Source = v.bundles
+	var bundle *x509bundle.Bundle
+	if id, err := x509svid.IDFromCert(chain[0]); err == nil {
+		if b, err := v.bundles.GetX509BundleForTrustDomain(id.TrustDomain()); err == nil {
+			src, bundle = b, b
+		}
+	}
 	// The chain is verified at now, not at the token's iat: iat is the
 	// signer's word, and a key whose certificate has expired, or left the
 	// bundle, must not sign for the transactions of today.
-	signer, verified, err := identity.VerifyChains(chain, v.bundles, identity.Client, now)
+	signer, verified, err := identity.VerifyChains(chain, src, identity.Client, now)
 	if err != nil {
 		return nil, nil, refuse(ErrUntrusted, "x5c chain: %w", err)
 	}
@@ -324,12 +336,8 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 			return nil, nil, refuse(ErrMalformed, "rctx req_ip %q is not an IP address", clip(c.RequestContext.ReqIP))
 		}
 	}
-	e := &entry{tok: tok, until: earliest(exp.Add(v.leeway), chainsExpiry(verified))}
-	// The bundle the chain was verified against, as the source hands it
-	// out: reusable compares it on every cache hit.
-	if e.bundle, err = v.bundles.GetX509BundleForTrustDomain(signer.ID.TrustDomain()); err != nil {
-		return nil, nil, refuse(ErrUntrusted, "x5c: %w", err)
-	}
+	// reusable compares the bundle with the source's on every cache hit.
+	e := &entry{tok: tok, until: earliest(exp.Add(v.leeway), chainsExpiry(verified)), bundle: bundle}
 	return tok, e, nil
 }
 
