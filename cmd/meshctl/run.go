@@ -35,6 +35,7 @@ Commands:
   proto export    write trustmesh/v1/access.proto under a directory, for your buf workspace
   tokens init     write a development token issuer's key (and its JWKS)
   tokens issue    mint a development access token bound to a certificate
+  txn inspect     decode a transaction token and verify it against a trust bundle
   version         print the meshctl version
   help            show this help
 
@@ -88,6 +89,7 @@ func commands() command {
 					{name: "issue", run: tokensIssue},
 				},
 			},
+			txnCommand(),
 			{name: "version", run: printVersion},
 		},
 	}
