@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/policy"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // Authorizer is the authorization core shared by every adapter: it asks the
@@ -32,6 +34,9 @@ type Authorizer struct {
 	tracing    *tracing      // nil: no tracing
 	tokens     TokenVerifier // nil: token rules refuse every call
 	repeats    *repeats      // summarises floods of identical refusals
+
+	txnVerifier *txn.Verifier // nil: transaction tokens are ignored
+	txnMinter   *txn.Minter   // non-nil: an edge, minting for calls without one
 }
 
 // AuthorizerOption configures an [Authorizer] built by [NewAuthorizer].
@@ -97,6 +102,9 @@ func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, er
 		return nil, err
 	}
 	a.repeats = newRepeats(a.log)
+	if err := a.checkPolicySubjects(src.Engine()); err != nil {
+		return nil, err
+	}
 	if err := a.checkPolicyTokens(src.Engine()); err != nil {
 		return nil, err
 	}
@@ -126,16 +134,36 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	if caller.IsZero() {
 		return ctx, errUnauthenticated
 	}
-	d := a.policy.Engine().Decide(method, caller.ID)
+	tok, txnErr := a.callTxn(ctx, carrier)
+	var subject spiffeid.ID
+	if tok != nil {
+		subject = tok.Subject()
+		ctx = txn.NewContext(ctx, tok)
+	}
+	d := a.policy.Engine().DecideFor(method, caller.ID, subject)
+	if txnErr == nil && d.NeedSubject {
+		txnErr = &txnError{msg: "transaction token required for " + clip(method)}
+	}
 	var tokenErr error
-	if d.RequireToken && d.Proceed() {
+	if txnErr == nil && d.RequireToken && d.Proceed() {
 		ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)
+	}
+	if txnErr == nil && tokenErr == nil && tok == nil && a.txnMinter != nil && d.Proceed() {
+		minted, err := a.mintTxn(ctx, caller, method)
+		if err != nil {
+			txnErr = err
+		} else {
+			ctx = txn.NewContext(ctx, minted)
+		}
 	}
 	// Denials are always audited; allows when sampled.
 	audit := d.Outcome != policy.Allowed || (a.allowEvery > 0 && a.allowCount.Add(1)%a.allowEvery == 0)
 	if t := a.tracing; t != nil {
 		t.count(ctx, d)
 		switch {
+		case txnErr != nil:
+			a.auditTxn(t.refused(ctx, carrier, caller, method, d, txnErr.Error()), caller, method, d, txnErr)
+			return ctx, txnErr
 		case d.Outcome == policy.Denied:
 			a.audit(t.refused(ctx, carrier, caller, method, d, "permission denied"), caller, method, d)
 			return ctx, &deniedError{caller: caller, method: method}
@@ -146,7 +174,11 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		// Audited once the server span exists, so the event carries its IDs.
 		return t.proceed(ctx, a, caller, method, d, audit), nil
 	}
-	if tokenErr != nil {
+	switch {
+	case txnErr != nil:
+		a.auditTxn(ctx, caller, method, d, txnErr)
+		return ctx, txnErr
+	case tokenErr != nil:
 		a.auditToken(ctx, caller, method, d, tokenErr)
 		return ctx, tokenErr
 	}
@@ -169,7 +201,7 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 	} else if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz decision"}) {
 		return // counted; summarised when its window closes
 	}
-	attrs := [7]slog.Attr{
+	attrs := [9]slog.Attr{
 		slog.String("caller", caller.ID.String()),
 		slog.String("method", clip(method)),
 		slog.String("decision", d.Outcome.String()),
@@ -177,9 +209,13 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),
 	}
 	n := 5
+	if tok, ok := txn.FromContext(ctx); ok {
+		attrs[n], attrs[n+1] = slog.String("subject", tok.Subject().String()), slog.String("txn", tok.ID())
+		n += 2
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		attrs[5], attrs[6] = slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())
-		n = 7
+		attrs[n], attrs[n+1] = slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())
+		n += 2
 	}
 	a.log.LogAttrs(ctx, level, "authz decision", attrs[:n]...)
 }

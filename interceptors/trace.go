@@ -20,6 +20,7 @@ import (
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // tracing is the Authorizer's link to OpenTelemetry (see
@@ -173,6 +174,9 @@ func annotate(ctx context.Context) context.Context {
 			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
 		}
 	}
+	if tok, ok := txn.FromContext(ctx); ok && span.IsRecording() {
+		span.SetAttributes(telemetry.TxnSubjectKey.String(tok.Subject().String()), telemetry.TxnIDKey.String(tok.ID()))
+	}
 	if p, ok := identity.FromContext(ctx); ok {
 		ctx = telemetry.AppendChain(ctx, p.ID)
 	}
@@ -250,4 +254,59 @@ func (c connectTrace) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		return next(annotate(ctx), conn)
 	}
+}
+
+// UnaryClientTxn returns a grpc-go client interceptor that forwards, as the
+// txn-token metadata, the transaction token of the call being served (the
+// one in ctx: verified by the server's Authorizer, or minted at the edge),
+// unchanged. Calls made outside a served call carry none. The mesh
+// package's clients install it.
+func UnaryClientTxn() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(withOutgoingTxn(ctx), method, req, reply, cc, opts...)
+	}
+}
+
+// StreamClientTxn is the streaming form of [UnaryClientTxn].
+func StreamClientTxn() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(withOutgoingTxn(ctx), desc, cc, method, opts...)
+	}
+}
+
+func withOutgoingTxn(ctx context.Context) context.Context {
+	if raw, ok := txn.RawFromContext(ctx); ok {
+		return metadata.AppendToOutgoingContext(ctx, txn.MetadataKey, raw)
+	}
+	return ctx
+}
+
+// ConnectClientTxn returns a connect-go client interceptor that forwards
+// the transaction token of the call being served, as the Txn-Token header,
+// like [UnaryClientTxn].
+func ConnectClientTxn() connect.Interceptor { return connectTxn{} }
+
+type connectTxn struct{}
+
+func (connectTxn) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if raw, ok := txn.RawFromContext(ctx); ok && req.Spec().IsClient {
+			req.Header().Set(txn.HeaderName, raw)
+		}
+		return next(ctx, req)
+	}
+}
+
+func (connectTxn) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if raw, ok := txn.RawFromContext(ctx); ok {
+			conn.RequestHeader().Set(txn.HeaderName, raw)
+		}
+		return conn
+	}
+}
+
+func (connectTxn) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }

@@ -104,7 +104,8 @@ func WithDialOptions(opts ...grpc.DialOption) GRPCClientOption {
 // DialGRPC returns a grpc-go client connection to target (host:port) that
 // presents the workload's SVID and accepts the server only if its SVID
 // carries exactly the SPIFFE ID server. The connection is established lazily
-// and shared by every call: make one per downstream and reuse it. It is
+// and shared by every call: make one per downstream and reuse it. Calls made
+// in the context of a served call forward its transaction token unchanged. It is
 // closed, and redialled on the next call, when the server's certificate
 // expires (see the package documentation).
 func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPCClientOption) (*grpc.ClientConn, error) {
@@ -126,7 +127,10 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPC
 	// The caller's options go first and the mesh's credentials last, so
 	// that the mesh's mTLS is what the connection uses in any case.
 	dopts := append(cfg.dialOptions[:len(cfg.dialOptions):len(cfg.dialOptions)],
-		grpc.WithTransportCredentials(newClientCredentials(tlsCfg, sv)))
+		grpc.WithTransportCredentials(newClientCredentials(tlsCfg, sv)),
+		// The transaction token of the call being served goes on, unchanged.
+		grpc.WithChainUnaryInterceptor(interceptors.UnaryClientTxn()),
+		grpc.WithChainStreamInterceptor(interceptors.StreamClientTxn()))
 	if cfg.telemetry != nil {
 		self, err := creds.SVID.GetX509SVID()
 		if err != nil {
@@ -190,7 +194,9 @@ func (m *markerCredentials) Clone() credentials.TransportCredentials { return m 
 func (*markerCredentials) OverrideServerName(string) error { return nil }
 
 // ConnectClientOptions returns the connect-go client options that match
-// opts: the client asks for no compression (connect-go's clients accept
+// opts: the transaction token of the call being served (see
+// interceptors.WithTransactionTokens) is forwarded unchanged on every call
+// made in its context, the client asks for no compression (connect-go's clients accept
 // gzip by default, which makes servers compress every large response; add
 // connect.WithAcceptCompression or connect.WithSendGzip after these options
 // where it pays) and, with [WithClientTelemetry], the caller-chain and
@@ -201,7 +207,10 @@ func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]con
 	if err != nil {
 		return nil, err
 	}
-	own := []connect.ClientOption{connect.WithAcceptCompression("gzip", nil, nil)}
+	own := []connect.ClientOption{
+		connect.WithAcceptCompression("gzip", nil, nil),
+		connect.WithInterceptors(interceptors.ConnectClientTxn()), // the served call's transaction token goes on
+	}
 	if cfg.telemetry == nil {
 		return own, nil
 	}

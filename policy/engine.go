@@ -275,6 +275,10 @@ func (e *Engine) Covers(method string) bool {
 // trusts to name a call's subject ([Policy.TxnIssuers]), or nil.
 func (e *Engine) TxnIssuers() []spiffeid.ID { return slices.Clone(e.txnIssuers) }
 
+// IsTxnIssuer reports whether id is one of the policy's TxnIssuers. It
+// allocates nothing.
+func (e *Engine) IsTxnIssuer(id spiffeid.ID) bool { return slices.Contains(e.txnIssuers, id) }
+
 // NeedsSubjects reports whether a rule applying on this server looks at
 // the subject ([Rule.Subject]): such a server must verify transaction
 // tokens.

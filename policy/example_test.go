@@ -54,7 +54,7 @@ func ExampleParse() {
 	// policy.yaml:3 frontend-reads allow [spiffe://example.org/ns/web/sa/frontend] [/tasks.v1.TaskService/ListTasks]
 	// policy.yaml:7 people-write-at-primary allow [spiffe://example.org/user/*] [/tasks.v1.TaskService/*]
 	// policy.yaml:12 no-interns deny [spiffe://example.org/user/intern] [/tasks.v1.TaskService/PurgeTasks]
-	// bad.yaml:4: rule typo: unknown field "efect" (want name, effect, from, to, at, dry_run or require_token)
+	// bad.yaml:4: rule typo: unknown field "efect" (want name, effect, from, to, at, subject, dry_run or require_token)
 }
 
 // Compile checks a policy once and compiles it for one server: rules with

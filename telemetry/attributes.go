@@ -22,6 +22,14 @@ const (
 	// a string slice of SPIFFE IDs, the original caller first. It is
 	// informational only.
 	CallerChainKey = attribute.Key("trustmesh.caller.chain")
+
+	// TxnSubjectKey is the verified subject of the call's transaction
+	// token: who the transaction is for (a SPIFFE ID).
+	TxnSubjectKey = attribute.Key("trustmesh.txn.subject")
+
+	// TxnIDKey is the transaction id (txn claim) of the call's transaction
+	// token.
+	TxnIDKey = attribute.Key("trustmesh.txn.id")
 )
 
 // The values of [AuthzDecisionKey].
