@@ -17,6 +17,7 @@
 //	meshctl proto export    write trustmesh/v1/access.proto into DIR, for your own buf workspace
 //	meshctl tokens init     write a development token issuer's key and its JWKS
 //	meshctl tokens issue    mint a development access token bound to a certificate (RFC 8705)
+//	meshctl txn inspect     decode a transaction token, verify it against a bundle and print its claims
 //	meshctl version         print the version
 //	meshctl help            show the usage (also: meshctl COMMAND --help)
 //
