@@ -14,6 +14,7 @@
 //	meshctl policy explain  the decision for one caller and method, and the rule (--server for at: rules,
 //	                        --subject for subject: rules)
 //	meshctl policy diff     which callers (and subjects) gain or lose access to each method
+//	meshctl policy test     run a table of expected decisions (caller, method, subject, token -> want, rule)
 //	meshctl proto export    write trustmesh/v1/access.proto into DIR, for your own buf workspace
 //	meshctl tokens init     write a development token issuer's key and its JWKS
 //	meshctl tokens issue    mint a development access token bound to a certificate (RFC 8705)

@@ -51,6 +51,7 @@ Usage:
   meshctl policy lint     FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--strict]
   meshctl policy explain  --caller SPIFFE_ID --method /pkg.Service/Method [--server SPIFFE_ID] [--proto-descriptors SET | --sample] [--protos=false] FILE
   meshctl policy diff     [--proto-descriptors SET | --sample] [--protos=false] OLD NEW
+  meshctl policy test     [--proto-descriptors SET | --sample] [--protos=false] POLICY CASES
 
 Run 'meshctl policy <subcommand> --help' for details.
 `

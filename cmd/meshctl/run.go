@@ -32,6 +32,7 @@ Commands:
   policy lint     check a policy file and report methods no rule allows
   policy explain  show the decision for one caller and method, and the rule
   policy diff     show which callers gain or lose access to each method
+  policy test     run a table of expected decisions against a policy (policy as code)
   proto export    write trustmesh/v1/access.proto under a directory, for your buf workspace
   tokens init     write a development token issuer's key (and its JWKS)
   tokens issue    mint a development access token bound to a certificate
@@ -74,6 +75,7 @@ func commands() command {
 					{name: "lint", run: policyLint},
 					{name: "explain", run: policyExplain},
 					{name: "diff", run: policyDiff},
+					{name: "test", run: policyTest},
 				},
 			},
 			{
