@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/policy"
 )
 
@@ -102,7 +102,7 @@ func TestFloodOfRefusalsIsSummarised(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testsync.Buffer{}
 	a, err := interceptors.NewAuthorizer(e, interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
@@ -136,23 +136,4 @@ func TestFloodOfRefusalsIsSummarised(t *testing.T) {
 	if n := strings.Count(got, "\n"); n != 3 {
 		t.Errorf("%d log lines, want 3 (two refusals in full and one summary):\n%s", n, got)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the audit log's concurrent
-// writers (the summary is written when its window closes).
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,11 +1,9 @@
 package mesh_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +15,10 @@ import (
 
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // healthPolicy lets the gateway check health and denies everyone else.
 func healthPolicy(t *testing.T, dryRun bool) *policy.Engine {
@@ -84,7 +65,7 @@ func TestAuthorization(t *testing.T) {
 	for _, st := range stacks {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
-			var audit syncBuffer
+			var audit testsync.Buffer
 			a, err := interceptors.NewAuthorizer(healthPolicy(t, false),
 				interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&audit, nil))))
 			if err != nil {
@@ -114,7 +95,7 @@ func TestAuthorization(t *testing.T) {
 		})
 		t.Run(st.name+"/dry-run", func(t *testing.T) {
 			t.Parallel()
-			var audit syncBuffer
+			var audit testsync.Buffer
 			a, err := interceptors.NewAuthorizer(healthPolicy(t, true),
 				interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&audit, nil))))
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 )
 
@@ -69,7 +70,7 @@ func TestPanicsAreContained(t *testing.T) {
 	for _, st := range stacks {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
-			var logs syncBuffer
+			var logs testsync.Buffer
 			addr := st.start(slog.New(slog.NewTextHandler(&logs, nil)))
 			for range 2 { // the second call shows the server survived the first
 				err := st.check(t, addr, client, serverID)

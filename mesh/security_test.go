@@ -31,6 +31,7 @@ import (
 	"github.com/trustmesh/trustmesh/certs"
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
@@ -276,7 +277,7 @@ func TestSecurityMatrixClientCertificates(t *testing.T) {
 		for _, tc := range testCases {
 			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				var logs syncBuffer
+				var logs testsync.Buffer
 				addr := st.start(t, serverCreds, slog.New(slog.NewTextHandler(&logs, nil)))
 				cfg := clientTLS(t, pki, serverID)
 				if tc.cert != nil {
@@ -308,7 +309,7 @@ func TestSecurityMatrixGoodClient(t *testing.T) {
 	for _, st := range securityStacks {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
-			var logs syncBuffer
+			var logs testsync.Buffer
 			addr := st.start(t, creds, slog.New(slog.NewTextHandler(&logs, nil)))
 			cfg := clientTLS(t, pki, serverID)
 			s := pki.SVID(t, clientID)
@@ -376,7 +377,7 @@ func TestSecurityMatrixPlaintext(t *testing.T) {
 		for _, tc := range testCases {
 			t.Run(st.name+"/"+tc.name+"/"+tc.client, func(t *testing.T) {
 				t.Parallel()
-				var logs syncBuffer
+				var logs testsync.Buffer
 				addr := st.start(t, creds, slog.New(slog.NewTextHandler(&logs, nil)))
 				wantOneOf(t, tc.client+" client", tc.call(t.Context(), addr, nil), tc.want[st.name])
 				wantLogLines(t, &logs, st.logPrefix, tc.reason[st.name])
@@ -426,7 +427,7 @@ func TestSecurityMatrixServerIdentity(t *testing.T) {
 		for _, tc := range testCases {
 			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				var logs syncBuffer
+				var logs testsync.Buffer
 				addr := st.start(t, mesh.Credentials{SVID: tc.server, Bundles: pki.Bundle()}, slog.New(slog.NewTextHandler(&logs, nil)))
 				expect := spiffeid.RequireFromString(tc.expect)
 
@@ -660,7 +661,7 @@ func TestRefusedCalls(t *testing.T) {
 			for _, tc := range testCases {
 				t.Run(stack+"/"+client+"/"+tc.name, func(t *testing.T) {
 					t.Parallel()
-					var logs, audit syncBuffer
+					var logs, audit testsync.Buffer
 					opts := []mesh.ServerOption{mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))}
 					if tc.authz {
 						a, err := interceptors.NewAuthorizer(engine, interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&audit, nil))))
@@ -825,7 +826,7 @@ func errString(err error) string {
 
 // wantLogLines waits for the server to log the refusal, then checks that
 // every warning is one line that contains prefix and each of reason.
-func wantLogLines(t *testing.T, logs *syncBuffer, prefix string, reason ...string) {
+func wantLogLines(t *testing.T, logs *testsync.Buffer, prefix string, reason ...string) {
 	t.Helper()
 	last := reason[len(reason)-1]
 	deadline := time.Now().Add(5 * time.Second)

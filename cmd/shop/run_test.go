@@ -18,6 +18,7 @@ import (
 
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v1/gatewayv1connect"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
@@ -152,7 +153,7 @@ func TestUpServesOnePrometheusEndpoint(t *testing.T) {
 	for _, s := range shop.Services {
 		args = append(args, "--"+s+"-addr", "127.0.0.1:0")
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr testsync.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,37 +44,8 @@ func TestTracesUsageErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestTracesPrintsReceivedTrace(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr testsync.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tracesCmd(ctx, []string{"--listen", "127.0.0.1:0"}, &stdout, &stderr) }()
@@ -91,7 +62,7 @@ func TestTracesPrintsReceivedTrace(t *testing.T) {
 	}()
 
 	addrRE := regexp.MustCompile(`on (127\.0\.0\.1:\d+);`)
-	waitFor(t, "the listening line", func() bool { return addrRE.MatchString(stderr.String()) })
+	testsync.WaitFor(t, "the listening line", func() bool { return addrRE.MatchString(stderr.String()) })
 	addr := addrRE.FindStringSubmatch(stderr.String())[1]
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -123,7 +94,7 @@ func TestTracesPrintsReceivedTrace(t *testing.T) {
 	}
 	want := "trace abababababababababababababababab\n" +
 		"inventory  server  shop.inventory.v1.InventoryService/Restock  caller=spiffe://shop.example/ns/shop/sa/orders  decision=deny  1.5ms\n\n"
-	waitFor(t, "the tree", func() bool { return stdout.String() != "" })
+	testsync.WaitFor(t, "the tree", func() bool { return stdout.String() != "" })
 	if got := stdout.String(); got != want {
 		t.Errorf("stdout:\n%q\nwant:\n%q", got, want)
 	}

@@ -11,6 +11,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/telemetry/internal/oteltest"
 	"github.com/trustmesh/trustmesh/telemetry/otelenv"
 	"github.com/trustmesh/trustmesh/telemetry/tracetree"
@@ -167,7 +168,7 @@ func TestDefaultToConsoleTree(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			var out oteltest.SyncBuffer
+			var out testsync.Buffer
 			tree := tracetree.NewPrinter(&out)
 			// Two services share the printer, as in `shop up`.
 			gw, err := otelenv.Setup(context.Background(), "gateway", "1.2.3", otelenv.DefaultToConsoleTree(tree), otelenv.WithoutGlobal())

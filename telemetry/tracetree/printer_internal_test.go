@@ -9,7 +9,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/trustmesh/trustmesh/telemetry/internal/oteltest"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 )
 
 // fakeClock drives a Printer whose timers are too long to fire during a
@@ -31,9 +31,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newTestPrinter(t *testing.T, opts ...Option) (*Printer, *fakeClock, *oteltest.SyncBuffer) {
+func newTestPrinter(t *testing.T, opts ...Option) (*Printer, *fakeClock, *testsync.Buffer) {
 	t.Helper()
-	var out oteltest.SyncBuffer
+	var out testsync.Buffer
 	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	opts = append([]Option{WithQuietPeriod(time.Hour), WithMaxWait(10 * time.Hour)}, opts...)
 	p := NewPrinter(&out, opts...)

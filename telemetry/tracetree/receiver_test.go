@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/telemetry"
 	"github.com/trustmesh/trustmesh/telemetry/internal/oteltest"
 	"github.com/trustmesh/trustmesh/telemetry/otelenv"
@@ -23,13 +24,13 @@ import (
 
 // startReceiver runs ServeReceiver on a loopback port until the test ends
 // and returns its address and output.
-func startReceiver(t *testing.T, opts ...tracetree.Option) (string, *oteltest.SyncBuffer) {
+func startReceiver(t *testing.T, opts ...tracetree.Option) (string, *testsync.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out oteltest.SyncBuffer
+	var out testsync.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tracetree.ServeReceiver(ctx, ln, &out, opts...) }()

@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +31,7 @@ import (
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
 	gatewayv2 "github.com/trustmesh/trustmesh/gen/shop/gateway/v2"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
 	"github.com/trustmesh/trustmesh/tokens"
@@ -87,31 +87,12 @@ func pair(dir, name string) keyPair {
 	return keyPair{Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
 }
 
-// syncBuffer is a bytes.Buffer safe for the mesh's goroutines to log into
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tier is the running mesh and what the clients need to call it.
 type tier struct {
 	cfg     config
 	cfgFile string
 	pyOut   string
-	log     *syncBuffer
+	log     *testsync.Buffer
 	root    string
 }
 
@@ -186,7 +167,7 @@ func startTier(t *testing.T) *tier {
 		t.Fatal(err)
 	}
 
-	log := &syncBuffer{}
+	log := &testsync.Buffer{}
 	addrs := map[string]string{}
 	for _, s := range shop.Services {
 		addrs[s] = "127.0.0.1:0"

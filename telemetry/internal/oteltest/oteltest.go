@@ -1,34 +1,11 @@
 package oteltest
 
 import (
-	"bytes"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// SyncBuffer is a bytes.Buffer safe for concurrent use. Its zero value is
-// empty and ready.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p to the buffer.
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // ClearOTelEnv unsets every OTEL_* variable for the rest of the test (with
 // t.Setenv, so the test must not be parallel), so that the developer's
