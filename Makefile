@@ -131,8 +131,12 @@ lint: ## buf lint, gofmt, go vet, staticcheck
 	$(GO) vet -tags load ./services/shop
 	$(TOOL) staticcheck ./...
 
+.PHONY: policy-test
+policy-test: ## the sample policy's expected decisions (services/policy_test.yaml) with meshctl policy test
+	$(GO) run ./cmd/meshctl policy test --sample services/policy.yaml services/policy_test.yaml
+
 .PHONY: test
-test: tools check-generated lint breaking bench-check test-modules test-examples ## everything CI checks: generated code, lint, buf breaking, benchmarks compile, the examples, go test -race
+test: tools check-generated lint breaking policy-test bench-check test-modules test-examples ## everything CI checks: generated code, lint, buf breaking, the sample policy's cases, benchmarks compile, the examples, go test -race
 	$(GO) test -race -count=1 ./...
 
 ## Containers ---------------------------------------------------------------
