@@ -306,13 +306,21 @@ func policyDiff(_ context.Context, path string, args []string, stdout io.Writer)
 	}
 	methods, callers := diffCases(serviceMethods(src.services), before, after)
 	// Each caller is tried without a subject and on behalf of an example
-	// of every subject pattern of either policy.
+	// of every subject pattern of either policy; a change on behalf of a
+	// subject is reported only where the subject makes a difference (its
+	// decisions are not those without one).
 	subjects := append([]exampleCaller{{}}, diffSubjects(before, after)...)
 	changes := 0
 	for _, m := range methods {
 		for _, c := range callers {
-			for _, sub := range subjects {
+			var wasNone, isNone policy.Decision
+			for i, sub := range subjects {
 				was, is := before.engine.DecideFor(m, c.id, sub.id), after.engine.DecideFor(m, c.id, sub.id)
+				if i == 0 {
+					wasNone, isNone = was, is
+				} else if was == wasNone && is == isNone {
+					continue
+				}
 				if was.Outcome == is.Outcome && was.NeedSubject == is.NeedSubject && (was.RequireToken == is.RequireToken || !is.Proceed()) {
 					continue
 				}

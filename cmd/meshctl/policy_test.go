@@ -628,4 +628,15 @@ rules:
 	if want := "/shop.orders.v1.OrderService/GetOrder: spiffe://shop.example/ns/shop/sa/gateway for spiffe://shop.example/ns/ops/sa/admin gains access (deny by rule gateway-for-users -> allow by rule gateway-for-users)\n"; out != want {
 		t.Errorf("diff:\n%s\nwant:\n%s", out, want)
 	}
+	// A change in which no subject plays a part is reported once, not
+	// again on behalf of every example subject.
+	refund := writePolicy(t, "refund.yaml", withSubject+`  - name: admin-refund
+    effect: allow
+    from: ["spiffe://shop.example/ns/ops/sa/admin"]
+    to: ["/shop.payments.v1.PaymentService/Refund"]
+`)
+	out = mustRun(t, "policy", "diff", file, refund)
+	if want := "/shop.payments.v1.PaymentService/Refund: spiffe://shop.example/ns/ops/sa/admin gains access (deny by default-deny -> allow by rule admin-refund)\n"; out != want {
+		t.Errorf("diff:\n%s\nwant:\n%s", out, want)
+	}
 }

@@ -62,8 +62,9 @@ func (m *methods) take() []string {
 
 // authorizedGateway serves both storefronts over mTLS as the sample mesh's
 // gateway does: every person may call v1 and only alice v2 (as in
-// services/policy.yaml), the protos' request rules enforced, and opts, on
-// top of the real orders, inventory and payments. It returns the gateway's
+// services/policy.yaml), a transaction token minted for each caller, the
+// protos' request rules enforced, and opts, on top of the real orders,
+// inventory and payments. It returns the gateway's
 // address.
 func authorizedGateway(t *testing.T, m *meshtest.Mesh, opts ...mesh.ConnectServerOption) string {
 	t.Helper()
@@ -74,7 +75,7 @@ func authorizedGateway(t *testing.T, m *meshtest.Mesh, opts ...mesh.ConnectServe
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, err := interceptors.NewAuthorizer(engine)
+	authz, err := interceptors.NewAuthorizer(engine, interceptors.WithTxnMinter(m.Minter())) // the edge, minting for orders
 	if err != nil {
 		t.Fatal(err)
 	}

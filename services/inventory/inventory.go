@@ -17,6 +17,7 @@ import (
 
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
+	"github.com/trustmesh/trustmesh/services/internal/downstream"
 	"github.com/trustmesh/trustmesh/services/internal/input"
 	"github.com/trustmesh/trustmesh/services/internal/validation"
 )
@@ -120,8 +121,10 @@ func (s *Server) ListProducts(context.Context, *inventoryv1.ListProductsRequest)
 // reservation was released it is FailedPrecondition (order IDs are single use).
 // req must keep the proto's rules (see services/internal/validation): an
 // order ID and product IDs of 1 to [MaxIDBytes] bytes, at least one item,
-// each product at most once, positive quantities.
-func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
+// each product at most once, positive quantities. The log line of a
+// reservation names the subject of the call's transaction token (who the
+// order is for), when it carries one.
+func (s *Server) Reserve(ctx context.Context, req *inventoryv1.ReserveRequest) (*inventoryv1.ReserveResponse, error) {
 	orderID := req.GetOrderId()
 
 	s.mu.Lock()
@@ -163,7 +166,7 @@ func (s *Server) Reserve(_ context.Context, req *inventoryv1.ReserveRequest) (*i
 		})
 	}
 	s.reservations[orderID] = r
-	s.log.Info("stock reserved", slog.String("order_id", input.Clip(orderID)), slog.Int("lines", len(r.Lines)))
+	s.log.Info("stock reserved", slog.String("order_id", input.Clip(orderID)), slog.Int("lines", len(r.Lines)), downstream.Subject(ctx))
 	return &inventoryv1.ReserveResponse{Reservation: proto.CloneOf(r)}, nil
 }
 
@@ -189,7 +192,7 @@ func sameItems(r *inventoryv1.Reservation, items []*inventoryv1.StockItem) bool 
 // reservation is NotFound, so that a caller compensating for the wrong order
 // hears about it. The order ID has 1 to [MaxIDBytes] bytes (the proto's
 // rule).
-func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
+func (s *Server) Release(ctx context.Context, req *inventoryv1.ReleaseRequest) (*inventoryv1.ReleaseResponse, error) {
 	orderID := req.GetOrderId()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -203,7 +206,7 @@ func (s *Server) Release(_ context.Context, req *inventoryv1.ReleaseRequest) (*i
 			s.products[l.GetProductId()].AvailableQuantity += int64(l.GetQuantity())
 		}
 		r.ReleaseTime = timestamppb.New(s.now())
-		s.log.Info("stock released", slog.String("order_id", input.Clip(orderID)))
+		s.log.Info("stock released", slog.String("order_id", input.Clip(orderID)), downstream.Subject(ctx))
 	}
 	return &inventoryv1.ReleaseResponse{Reservation: proto.CloneOf(r)}, nil
 }

@@ -74,7 +74,7 @@ func TestLongIDsAreRefused(t *testing.T) {
 				return err
 			}, "validation error: customer_id: must be at most 128 bytes"},
 			{"CreateOrder product_id", func(ctx context.Context) error {
-				_, err := client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: cart("sku-apple", 1, long, 1)})
+				_, err := client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{Items: cart("sku-apple", 1, long, 1)})
 				return err
 			}, "validation error: items[1].product_id: must be at most 128 bytes"},
 			{"GetOrder order_id", func(ctx context.Context) error {
@@ -94,7 +94,7 @@ func TestLongIDsAreRefused(t *testing.T) {
 		}
 		for _, tc := range testCases {
 			t.Run(fmt.Sprintf("%s/%d", tc.name, n), func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+				ctx, cancel := context.WithTimeout(m.OnBehalfOf(context.Background(), meshtest.Alice), testTimeout)
 				defer cancel()
 				st := status.Convert(tc.call(ctx))
 				if st.Code() != codes.InvalidArgument || st.Message() != tc.msg {

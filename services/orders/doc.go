@@ -12,6 +12,23 @@
 // [Server.Close] when shutting down, before the gRPC server's GracefulStop:
 // it stops the status timers and ends open WatchOrder streams.
 //
+// Orders belong to the person they are placed for, as the mesh verified
+// them: the subject of the transaction token that the gateway minted for the
+// person who called it, which every call to orders carries and the mesh
+// verifies before any method runs (txn.FromContext), never a customer ID a
+// request names. CreateOrder places the order for the subject; its
+// customer_id may be empty or repeat the subject's SPIFFE ID
+// ("spiffe://shop.example/user/alice"), and anything else is
+// PermissionDenied ("customer_id \"bob\" is not the transaction's subject
+// spiffe://shop.example/user/alice: orders are placed for the subject"),
+// like the gateway's own check: the request asks for something the
+// transaction may not do, it is not malformed. GetOrder and WatchOrder of
+// another subject's order are NotFound, exactly like an order that does not
+// exist, so that no one learns which order IDs exist. A call without a
+// verified subject is Unauthenticated (in the mesh the authorizer refuses
+// it first: "transaction token required for ..."). Every log line of a
+// CreateOrder carries the subject.
+//
 // Errors are gRPC statuses. A request that breaks a rule is InvalidArgument
 // naming the field and the rule ("validation error: items[0].quantity: must
 // be greater than 0"). Inventory's and payments'
@@ -29,9 +46,9 @@
 // failed", "order failed: charge failed"), with the code, the whole error and
 // the trace ID; every log line of a CreateOrder carries its trace ID.
 //
-// Every customer, product and order ID has 1 to [MaxIDBytes] (128) bytes: a
-// longer one is InvalidArgument ("validation error: customer_id: must be at
-// most 128 bytes"), refused before any downstream call. An ID a caller sent is
-// repeated in an error message cut to 64 bytes ("…(N bytes)" marks the
-// cut).
+// Every product and order ID has 1 to [MaxIDBytes] (128) bytes, a customer
+// ID at most that many: a longer one is InvalidArgument ("validation error:
+// customer_id: must be at most 128 bytes"), refused before any downstream
+// call. An ID a caller sent is repeated in an error message cut to 64 bytes
+// ("…(N bytes)" marks the cut).
 package orders

@@ -48,7 +48,7 @@ func TestInventoryDown(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 	client := serveOrders(t, m, srv, log, traces.ServerOption())
 
-	_, err = client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: cart("sku-apple", 1)})
+	_, err = client.CreateOrder(m.OnBehalfOf(t.Context(), meshtest.Alice), &ordersv1.CreateOrderRequest{Items: cart("sku-apple", 1)})
 	wantGeneric(t, err, codes.Unavailable, "inventory unavailable")
 	id := traces.WaitServerTraceIDs(t, 1)[0]
 	if !log.HasLine(`msg="order rejected: reservation failed"`, "code=Unavailable", "connect: connection refused", "trace_id="+id) {
@@ -89,13 +89,14 @@ func TestMisroutedPayments(t *testing.T) {
 	t.Cleanup(func() { _ = srv.Close() })
 	client := serveOrders(t, m, srv, log, traces.ServerOption())
 
-	_, err = client.CreateOrder(t.Context(), &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: cart("sku-apple", 1)})
+	ctx := m.OnBehalfOf(t.Context(), meshtest.Alice)
+	_, err = client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{Items: cart("sku-apple", 1)})
 	wantGeneric(t, err, codes.Unavailable, "payments unavailable")
 	reserved, released := inv.calls()
 	if len(reserved) != 1 || fmt.Sprint(released) != fmt.Sprint(reserved) {
 		t.Fatalf("reserved %v, released %v; want the one order released", reserved, released)
 	}
-	res, err := client.GetOrder(t.Context(), &ordersv1.GetOrderRequest{OrderId: reserved[0]})
+	res, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: reserved[0]})
 	if err != nil {
 		t.Fatal(err)
 	}

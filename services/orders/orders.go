@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,6 +26,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
 	"github.com/trustmesh/trustmesh/services/internal/downstream"
 	"github.com/trustmesh/trustmesh/services/internal/input"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // MaxIDBytes is the longest customer, product or order ID that the server
@@ -51,7 +53,12 @@ type Config struct {
 
 // Server implements [ordersv1.OrderServiceServer] with orders kept in memory.
 // Create it with [New] and stop it with [Server.Close]. Serve it with the
-// request rules enforced (validation.GRPC): its methods rely on them.
+// request rules enforced (validation.GRPC) and with transaction tokens
+// verified (interceptors.WithTransactionTokens): its methods rely on them.
+// Every method serves the subject of the call's verified transaction token
+// (txn.FromContext), the person the gateway minted it for, and nobody else:
+// CreateOrder places the order for the subject, GetOrder and WatchOrder show
+// only the subject's orders. A call without a token is Unauthenticated.
 type Server struct {
 	ordersv1.UnimplementedOrderServiceServer
 
@@ -129,19 +136,29 @@ func (s *Server) Close() error {
 var errClosed = status.Error(codes.Unavailable, "orders service is shutting down")
 
 // CreateOrder reserves stock for req's items, charges their total, and
-// returns the CONFIRMED order. When the reservation fails nothing is stored
+// returns the CONFIRMED order, placed for the subject of the call's
+// transaction token (see [Server]). When the reservation fails nothing is stored
 // and the inventory error is returned. When the charge fails the stock is
 // released, the order is kept as PAYMENT_DECLINED (a decline) or CANCELLED
 // (any other failure), and the payments error is returned. req keeps the
-// proto's rules (see services/internal/validation): a customer ID and
-// product IDs of 1 to [MaxIDBytes] bytes, at least one item, each product
-// at most once, positive quantities.
+// proto's rules (see services/internal/validation): a customer ID of at
+// most [MaxIDBytes] bytes, product IDs of 1 to [MaxIDBytes] bytes, at least
+// one item, each product at most once, positive quantities. The customer ID
+// may be empty or repeat the subject's SPIFFE ID; any other is
+// PermissionDenied, before any downstream call.
 func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
 	if s.isClosed() {
 		return nil, errClosed
 	}
+	who, err := subject(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkClaimedCustomer(req.GetCustomerId(), who); err != nil {
+		return nil, err
+	}
 	id := newID("ord_")
-	log := s.log.With(slog.String("order_id", id), downstream.TraceID(ctx))
+	log := s.log.With(slog.String("order_id", id), slog.String("subject", who.String()), downstream.TraceID(ctx))
 
 	items := make([]*inventoryv1.StockItem, 0, len(req.GetItems()))
 	for _, item := range req.GetItems() {
@@ -161,7 +178,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 	now := timestamppb.New(s.now())
 	order := &ordersv1.Order{
 		Id:         id,
-		CustomerId: req.GetCustomerId(),
+		CustomerId: who.String(),
 		Status:     ordersv1.OrderStatus_ORDER_STATUS_PENDING,
 		CreateTime: now,
 		UpdateTime: now,
@@ -277,13 +294,18 @@ func (s *Server) release(ctx context.Context, id string, log *slog.Logger) {
 	}
 }
 
-// GetOrder returns the order as it is now. The order ID has 1 to
-// [MaxIDBytes] bytes (the proto's rule).
-func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+// GetOrder returns the order as it is now. An order of another customer
+// than the call's subject is NotFound, like one that does not exist. The
+// order ID has 1 to [MaxIDBytes] bytes (the proto's rule).
+func (s *Server) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	who, err := subject(ctx)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.orders[req.GetOrderId()]
-	if !ok {
+	if !ok || rec.latest().GetCustomerId() != who.String() {
 		return nil, notFound(req.GetOrderId())
 	}
 	return &ordersv1.GetOrderResponse{Order: proto.CloneOf(rec.latest())}, nil
@@ -291,21 +313,28 @@ func (s *Server) GetOrder(_ context.Context, req *ordersv1.GetOrderRequest) (*or
 
 // WatchOrder sends the order as it is now and then every later state of it,
 // none skipped, until the order reaches a final status (the stream then ends
-// with OK), the caller cancels, or the server is closed (Unavailable). The
-// order ID has 1 to [MaxIDBytes] bytes (the proto's rule).
+// with OK), the caller cancels, or the server is closed (Unavailable). An
+// order of another customer than the call's subject is NotFound, like
+// GetOrder. The order ID has 1 to [MaxIDBytes] bytes (the proto's rule).
 func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrderResponse]) error {
+	ctx := stream.Context()
+	who, err := subject(ctx)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	rec, ok := s.orders[req.GetOrderId()]
 	var next int
-	if ok {
+	if ok && rec.latest().GetCustomerId() == who.String() { // the customer never changes
 		next = len(rec.versions) - 1
+	} else {
+		ok = false
 	}
 	s.mu.Unlock()
 	if !ok {
 		return notFound(req.GetOrderId())
 	}
 
-	ctx := stream.Context()
 	for {
 		s.mu.Lock()
 		pending := rec.versions[next:len(rec.versions):len(rec.versions)]
@@ -339,6 +368,31 @@ func final(st ordersv1.OrderStatus) bool {
 		return true
 	}
 	return false
+}
+
+// subject returns who the call is for: the subject of the transaction
+// token that the mesh verified (or the edge minted) for it. A call without
+// one is Unauthenticated: orders are placed and shown on behalf of a
+// verified subject only, never of a customer ID a request names.
+func subject(ctx context.Context) (spiffeid.ID, error) {
+	tok, ok := txn.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, errNoSubject
+	}
+	return tok.Subject(), nil
+}
+
+var errNoSubject = status.Error(codes.Unauthenticated, "no verified subject: orders serves calls that carry a transaction token only")
+
+// checkClaimedCustomer accepts an empty customer ID or the subject's SPIFFE
+// ID; anything else would place an order for someone the transaction is
+// not for.
+func checkClaimedCustomer(claimed string, who spiffeid.ID) error {
+	if claimed == "" || claimed == who.String() {
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "customer_id %q is not the transaction's subject %s: orders are placed for the subject",
+		input.Clip(claimed), who)
 }
 
 func notFound(id string) error {

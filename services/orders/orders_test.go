@@ -85,9 +85,19 @@ func (f failingPayments) Charge(context.Context, *connect.Request[paymentsv1.Cha
 }
 
 type fixture struct {
+	m   *meshtest.Mesh
 	srv *orders.Server
 	inv *recordingInventory
 }
+
+// as returns ctx carrying a transaction token for subject, minted as the
+// gateway mints them: the context of a call the gateway makes for subject.
+func (f fixture) as(ctx context.Context, subject string) context.Context {
+	return f.m.OnBehalfOf(ctx, subject)
+}
+
+// alice is f.as(context.Background(), meshtest.Alice).
+func (f fixture) alice() context.Context { return f.as(context.Background(), meshtest.Alice) }
 
 type options struct {
 	step       time.Duration
@@ -117,15 +127,15 @@ func newFixture(t *testing.T, o options) fixture {
 		orders.SetAfter(srv, o.after)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return fixture{srv: srv, inv: inv}
+	return fixture{m: meshtest.New(t), srv: srv, inv: inv}
 }
 
 // serve serves the fixture's orders server over mTLS, with the proto's
-// request rules enforced as in the mesh, and returns a client that calls it
-// as the gateway.
+// request rules enforced and transaction tokens verified as in the mesh,
+// and returns a client that calls it as the gateway (with f.as's tokens).
 func (f fixture) serve(t *testing.T) ordersv1.OrderServiceClient {
 	t.Helper()
-	return serveOrders(t, meshtest.New(t), f.srv, meshtest.NewLog())
+	return serveOrders(t, f.m, f.srv, meshtest.NewLog())
 }
 
 func (f fixture) stock(t *testing.T) map[string]int64 {
@@ -149,8 +159,10 @@ func cart(kv ...any) []*ordersv1.CartItem {
 	return items
 }
 
+// create places an order of items for alice (the subject; the request
+// names no customer).
 func create(f fixture, items []*ordersv1.CartItem) (*ordersv1.Order, error) {
-	res, err := f.srv.CreateOrder(context.Background(), &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: items})
+	res, err := f.srv.CreateOrder(f.alice(), &ordersv1.CreateOrderRequest{Items: items})
 	return res.GetOrder(), err
 }
 
@@ -198,21 +210,26 @@ func TestCreateOrderErrors(t *testing.T) {
 		code     codes.Code
 		msg      string
 	}{
-		{"no customer", "", cart("sku-apple", 1), codes.InvalidArgument, "validation error: customer_id: value is required"},
-		{"no items", "alice", nil, codes.InvalidArgument, "validation error: items: must contain at least 1 item(s)"},
-		{"empty product id", "alice", cart("sku-apple", 1, "", 1), codes.InvalidArgument, "validation error: items[1].product_id: value is required"},
-		{"zero quantity", "alice", cart("sku-apple", 0), codes.InvalidArgument, "validation error: items[0].quantity: must be greater than 0"},
-		{"duplicate product", "alice", cart("sku-apple", 1, "sku-apple", 1), codes.InvalidArgument, "validation error: items: must list each product at most once"},
+		// The customer is the transaction's subject (alice): a request may
+		// only repeat it.
+		{"another customer", "spiffe://shop.example/user/bob", cart("sku-apple", 1), codes.PermissionDenied,
+			`customer_id "spiffe://shop.example/user/bob" is not the transaction's subject spiffe://shop.example/user/alice: orders are placed for the subject`},
+		{"customer by name", "alice", cart("sku-apple", 1), codes.PermissionDenied,
+			`customer_id "alice" is not the transaction's subject spiffe://shop.example/user/alice: orders are placed for the subject`},
+		{"no items", "", nil, codes.InvalidArgument, "validation error: items: must contain at least 1 item(s)"},
+		{"empty product id", "", cart("sku-apple", 1, "", 1), codes.InvalidArgument, "validation error: items[1].product_id: value is required"},
+		{"zero quantity", "", cart("sku-apple", 0), codes.InvalidArgument, "validation error: items[0].quantity: must be greater than 0"},
+		{"duplicate product", "", cart("sku-apple", 1, "sku-apple", 1), codes.InvalidArgument, "validation error: items: must list each product at most once"},
 		// Inventory's answers about the request pass through with their code and message.
-		{"unknown product", "alice", cart("sku-apple", 1, "sku-kiwi", 1), codes.NotFound, `items[1].product_id: unknown product "sku-kiwi"`},
-		{"short stock", "alice", cart("sku-apple", 1, "sku-fig", 21), codes.FailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`},
+		{"unknown product", "", cart("sku-apple", 1, "sku-kiwi", 1), codes.NotFound, `items[1].product_id: unknown product "sku-kiwi"`},
+		{"short stock", meshtest.Alice, cart("sku-apple", 1, "sku-fig", 21), codes.FailedPrecondition, `insufficient stock for product "sku-fig": requested 21, available 20`},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, options{})
 			before := fmt.Sprint(f.stock(t))
-			_, err := f.serve(t).CreateOrder(context.Background(), &ordersv1.CreateOrderRequest{CustomerId: tc.customer, Items: tc.items})
+			_, err := f.serve(t).CreateOrder(f.alice(), &ordersv1.CreateOrderRequest{CustomerId: tc.customer, Items: tc.items})
 			wantStatus(t, err, tc.code, tc.msg)
 			if after := fmt.Sprint(f.stock(t)); after != before {
 				t.Fatalf("stock changed: %s -> %s", before, after)
@@ -232,7 +249,7 @@ func TestCreateOrderConfirms(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateOrder: %v", err)
 	}
-	if !strings.HasPrefix(o.GetId(), "ord_") || o.GetCustomerId() != "alice" || o.GetStatus() != confirmed ||
+	if !strings.HasPrefix(o.GetId(), "ord_") || o.GetCustomerId() != meshtest.Alice || o.GetStatus() != confirmed ||
 		!strings.HasPrefix(o.GetPaymentId(), "pay_") || o.GetCreateTime() == nil || o.GetUpdateTime() == nil {
 		t.Fatalf("order = %v", o)
 	}
@@ -250,7 +267,7 @@ func TestCreateOrderConfirms(t *testing.T) {
 	if s := f.stock(t); s["sku-fig"] != 18 || s["sku-apple"] != 97 {
 		t.Fatalf("stock = %v, want 18 figs and 97 apples", s)
 	}
-	got, err := f.srv.GetOrder(context.Background(), &ordersv1.GetOrderRequest{OrderId: o.GetId()})
+	got, err := f.srv.GetOrder(f.alice(), &ordersv1.GetOrderRequest{OrderId: o.GetId()})
 	if err != nil {
 		t.Fatalf("GetOrder: %v", err)
 	}
@@ -303,7 +320,7 @@ func TestCreateOrderCompensatesFailedCharge(t *testing.T) {
 				t.Fatalf("reserved %v, released %v; want the one order released", reserved, released)
 			}
 			// The failed order is kept in its final status.
-			res, err := f.srv.GetOrder(context.Background(), &ordersv1.GetOrderRequest{OrderId: reserved[0]})
+			res, err := f.srv.GetOrder(f.alice(), &ordersv1.GetOrderRequest{OrderId: reserved[0]})
 			if err != nil {
 				t.Fatalf("GetOrder: %v", err)
 			}
@@ -332,7 +349,7 @@ func TestCreateOrderCompensatesDespiteCancelledCaller(t *testing.T) {
 	pay := failingPayments{err: connect.NewError(connect.CodeCanceled, context.Canceled)}
 	f := newFixture(t, options{pay: cancelFirst{pay, cancel}})
 	before := fmt.Sprint(f.stock(t))
-	_, err := f.srv.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: cart("sku-fig", 1)})
+	_, err := f.srv.CreateOrder(f.as(ctx, meshtest.Alice), &ordersv1.CreateOrderRequest{CustomerId: meshtest.Alice, Items: cart("sku-fig", 1)})
 	wantStatus(t, err, codes.Canceled, "payments call canceled")
 	if after := fmt.Sprint(f.stock(t)); after != before {
 		t.Fatalf("stock not released: %s -> %s", before, after)
@@ -355,15 +372,16 @@ func TestGetOrderErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, options{})
 	client := f.serve(t)
-	_, err := client.GetOrder(context.Background(), &ordersv1.GetOrderRequest{})
+	_, err := client.GetOrder(f.alice(), &ordersv1.GetOrderRequest{})
 	wantStatus(t, err, codes.InvalidArgument, "validation error: order_id: value is required")
-	_, err = client.GetOrder(context.Background(), &ordersv1.GetOrderRequest{OrderId: "ord_nope"})
+	_, err = client.GetOrder(f.alice(), &ordersv1.GetOrderRequest{OrderId: "ord_nope"})
 	wantStatus(t, err, codes.NotFound, `order "ord_nope" not found`)
 }
 
-// watch collects the statuses of a WatchOrder stream until it ends.
+// watch collects the statuses of a WatchOrder stream, as alice, until it
+// ends.
 func watch(ctx context.Context, f fixture, id string) ([]ordersv1.OrderStatus, error) {
-	stream, err := inproc.OrdersClient(f.srv).WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: id})
+	stream, err := inproc.OrdersClient(f.srv).WatchOrder(f.as(ctx, meshtest.Alice), &ordersv1.WatchOrderRequest{OrderId: id})
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +408,7 @@ func TestWatchOrderFollowsEveryStep(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	stream, err := inproc.OrdersClient(f.srv).WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: o.GetId()})
+	stream, err := inproc.OrdersClient(f.srv).WatchOrder(f.as(ctx, meshtest.Alice), &ordersv1.WatchOrderRequest{OrderId: o.GetId()})
 	if err != nil {
 		t.Fatalf("WatchOrder: %v", err)
 	}
@@ -435,7 +453,7 @@ func TestWatchOrderWithShortStep(t *testing.T) {
 			if err != nil || len(got) == 0 || fmt.Sprint(got) != fmt.Sprint(all[len(all)-len(got):]) {
 				t.Errorf("watch %s = %v, %v; want a suffix of %v", o.GetId(), got, err, all)
 			}
-			res, err := f.srv.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: o.GetId()})
+			res, err := f.srv.GetOrder(f.as(ctx, meshtest.Alice), &ordersv1.GetOrderRequest{OrderId: o.GetId()})
 			if err != nil || res.GetOrder().GetStatus() != delivered {
 				t.Errorf("GetOrder after watch = %v, %v; want DELIVERED", res.GetOrder(), err)
 			}
@@ -471,7 +489,7 @@ func TestWatchOrderEnds(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
 		wctx, wcancel := context.WithCancel(ctx)
-		stream, err := inproc.OrdersClient(f.srv).WatchOrder(wctx, &ordersv1.WatchOrderRequest{OrderId: o.GetId()})
+		stream, err := inproc.OrdersClient(f.srv).WatchOrder(f.as(wctx, meshtest.Alice), &ordersv1.WatchOrderRequest{OrderId: o.GetId()})
 		if err != nil {
 			t.Fatalf("WatchOrder: %v", err)
 		}
@@ -491,7 +509,7 @@ func TestWatchOrderEnds(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
-		stream, err := inproc.OrdersClient(f.srv).WatchOrder(ctx, &ordersv1.WatchOrderRequest{OrderId: o.GetId()})
+		stream, err := inproc.OrdersClient(f.srv).WatchOrder(f.as(ctx, meshtest.Alice), &ordersv1.WatchOrderRequest{OrderId: o.GetId()})
 		if err != nil {
 			t.Fatalf("WatchOrder: %v", err)
 		}
@@ -515,7 +533,7 @@ func TestWatchOrderEnds(t *testing.T) {
 		f := newFixture(t, options{})
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
-		stream, err := f.serve(t).WatchOrder(ctx, &ordersv1.WatchOrderRequest{})
+		stream, err := f.serve(t).WatchOrder(f.as(ctx, meshtest.Alice), &ordersv1.WatchOrderRequest{})
 		if err == nil {
 			_, err = stream.Recv()
 		}

@@ -17,6 +17,7 @@ import (
 	moneyv1 "github.com/trustmesh/trustmesh/gen/shop/money/v1"
 	paymentsv1 "github.com/trustmesh/trustmesh/gen/shop/payments/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
+	"github.com/trustmesh/trustmesh/services/internal/downstream"
 	"github.com/trustmesh/trustmesh/services/internal/input"
 )
 
@@ -86,8 +87,10 @@ func New(cfg Config, log *slog.Logger) *Server {
 // amount it is CodeAlreadyExists. An amount in another currency than the
 // configured one is CodeInvalidArgument. req keeps the proto's rules (see
 // services/internal/validation): an order ID of 1 to [MaxIDBytes] bytes and
-// an amount with an ISO 4217 code and positive units.
-func (s *Server) Charge(_ context.Context, req *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
+// an amount with an ISO 4217 code and positive units. The log line of a
+// charge names the subject of the call's transaction token (who pays),
+// when it carries one.
+func (s *Server) Charge(ctx context.Context, req *connect.Request[paymentsv1.ChargeRequest]) (*connect.Response[paymentsv1.ChargeResponse], error) {
 	msg := req.Msg
 	if err := s.validateCharge(msg); err != nil {
 		return nil, err
@@ -106,7 +109,7 @@ func (s *Server) Charge(_ context.Context, req *connect.Request[paymentsv1.Charg
 	if amount.GetUnitsMinor() > s.limit {
 		limit := &moneyv1.Money{CurrencyCode: s.currency, UnitsMinor: s.limit}
 		s.log.Info("payment declined", slog.String("order_id", input.Clip(msg.GetOrderId())),
-			slog.Int64("amount_minor", amount.GetUnitsMinor()), slog.Int64("limit_minor", s.limit))
+			slog.Int64("amount_minor", amount.GetUnitsMinor()), slog.Int64("limit_minor", s.limit), downstream.Subject(ctx))
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 			"payment declined: amount %s exceeds limit %s", format(amount), format(limit)))
 	}
@@ -120,7 +123,7 @@ func (s *Server) Charge(_ context.Context, req *connect.Request[paymentsv1.Charg
 	s.byID[p.GetId()] = p
 	s.byOrder[p.GetOrderId()] = p
 	s.log.Info("payment captured", slog.String("order_id", input.Clip(p.GetOrderId())),
-		slog.String("payment_id", p.GetId()), slog.Int64("amount_minor", amount.GetUnitsMinor()))
+		slog.String("payment_id", p.GetId()), slog.Int64("amount_minor", amount.GetUnitsMinor()), downstream.Subject(ctx))
 	return connect.NewResponse(&paymentsv1.ChargeResponse{Payment: proto.CloneOf(p)}), nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // servedServices lists the protobuf services each sample service serves;
@@ -30,7 +31,12 @@ type authorization struct {
 	watcher    *policy.Watcher
 }
 
-func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Logger, meters metric.MeterProvider) (*authorization, error) {
+// newAuthorization builds service name's authorizer over creds: the
+// gateway, the edge, mints a transaction token for every call it lets in
+// (for its caller; a token a caller sends it is ignored, never trusted),
+// and the other services verify the token each call carries against the
+// trust bundles, trusting the minters the policy's txn_issuers name.
+func newAuthorization(ctx context.Context, name string, cfg Config, creds mesh.Credentials, log *slog.Logger, meters metric.MeterProvider) (*authorization, error) {
 	base, err := policy.FromServiceNames(servedServices[name]...)
 	if err != nil {
 		return nil, fmt.Errorf("shop: %s: %w", name, err)
@@ -49,10 +55,16 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 		_ = w.Close()
 		return nil, fmt.Errorf("shop: %s: %w", name, err)
 	}
+	txnOpt, err := transactionTokens(name, creds)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("shop: %s: %w", name, err)
+	}
 	a, err := interceptors.NewAuthorizer(w,
 		interceptors.WithAuditLogger(log),
 		interceptors.WithAuditAllows(cfg.AuditAllows),
-		interceptors.WithTokenVerifier(tv))
+		interceptors.WithTokenVerifier(tv),
+		txnOpt)
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("shop: %s: %w", name, err)
@@ -62,6 +74,22 @@ func newAuthorization(ctx context.Context, name string, cfg Config, log *slog.Lo
 }
 
 func (az *authorization) close() error { return az.watcher.Close() }
+
+// transactionTokens is the part service name plays with transaction tokens:
+// the gateway mints them with its own SVID (read on every mint, so it
+// follows rotations), every other service verifies them. The gateway does
+// not verify: a token a person sends it would otherwise be kept and
+// forwarded in place of the one it mints for that person.
+func transactionTokens(name string, creds mesh.Credentials) (interceptors.AuthorizerOption, error) {
+	if name != Gateway {
+		return interceptors.WithTransactionTokens(creds.Bundles, TrustDomain), nil
+	}
+	m, err := txn.NewMinter(creds.SVID, TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	return interceptors.WithTxnMinter(m), nil
+}
 
 // Methods returns every method service name serves: those of its protobuf
 // services, and health and reflection as its stack serves them.

@@ -24,6 +24,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // The callers of the decision matrix: the four workloads, the operator and
@@ -105,6 +106,13 @@ func expectAllowed(service, method, caller string) bool {
 	panic("expectAllowed: no expectation for " + method)
 }
 
+// expectSubject reports whether a call that expectAllowed allows also needs
+// a verified subject, a person's transaction token minted by the gateway:
+// the gateway calls orders on behalf of people only (orders' protos).
+func expectSubject(service, method, caller string) bool {
+	return service == shop.Orders && strings.HasPrefix(method, "/shop.orders.v1.") && caller == "gateway"
+}
+
 // expectToken reports whether a call that expectAllowed allows also needs
 // a certificate-bound access token: alice's v2 orders (rule
 // alice-places-v2-orders-with-token).
@@ -114,7 +122,10 @@ func expectToken(service, method, caller string) bool {
 
 // TestDecisionMatrix calls every method of every service as every caller,
 // with a grpc-go client and a connect-go client, over real mTLS, and checks
-// each outcome against the table.
+// each outcome against the table: once without a transaction token, once
+// with one the gateway's key minted for alice, which only the calls that
+// need a subject need (and which the gateway, the edge, ignores: it mints
+// its own).
 func TestDecisionMatrix(t *testing.T) {
 	t.Parallel()
 	m := startMesh(t)
@@ -138,6 +149,8 @@ func TestDecisionMatrix(t *testing.T) {
 		}
 	}
 
+	aliceTxn := mintTxn(t, m.CertDir, "gateway", "spiffe://shop.example/user/alice")
+
 	type call func(ctx context.Context, method string) error
 	clients := map[string]map[string]map[string]call{} // caller -> service -> client kind
 	for caller := range matrixCallers {
@@ -146,6 +159,10 @@ func TestDecisionMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		creds := mesh.Credentials{SVID: svid, Bundles: bundle}
+		connectOpts, err := mesh.ConnectClientOptions(creds) // forward the token in ctx, like the mesh's clients
+		if err != nil {
+			t.Fatal(err)
+		}
 		clients[caller] = map[string]map[string]call{}
 		for _, service := range shop.Services {
 			conn, err := mesh.DialGRPC(m.Addrs[service], creds, shop.WorkloadID(service))
@@ -160,44 +177,54 @@ func TestDecisionMatrix(t *testing.T) {
 			t.Cleanup(hc.CloseIdleConnections)
 			base := "https://" + m.Addrs[service]
 			clients[caller][service] = map[string]call{
-				"grpc-go":    func(ctx context.Context, method string) error { return grpcCall(ctx, conn, method) },
-				"connect-go": func(ctx context.Context, method string) error { return connectCall(ctx, hc, base, method) },
+				"grpc-go": func(ctx context.Context, method string) error { return grpcCall(ctx, conn, method) },
+				"connect-go": func(ctx context.Context, method string) error {
+					return connectCall(ctx, hc, base, method, connectOpts...)
+				},
 			}
 		}
 	}
 
 	checked := 0
-	for _, service := range shop.Services {
-		for _, method := range matrixMethods[service] {
-			for caller, id := range matrixCallers {
-				for kind, c := range clients[caller][service] {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					err := c(ctx, method)
-					cancel()
-					want := expectAllowed(service, method, caller)
-					code := codeOf(err)
-					if want && expectToken(service, method, caller) {
-						// Allowed only with a token; this call has none.
-						if code != codes.Unauthenticated || !strings.Contains(err.Error(), "token required for "+method) {
-							t.Errorf("%s: %s -> %s %s: %v (%v), want Unauthenticated: token required", kind, caller, service, method, code, err)
+	for _, withTxn := range []bool{false, true} {
+		for _, service := range shop.Services {
+			for _, method := range matrixMethods[service] {
+				for caller, id := range matrixCallers {
+					for kind, c := range clients[caller][service] {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						name := fmt.Sprintf("%s: %s -> %s %s (transaction token: %v)", kind, caller, service, method, withTxn)
+						if withTxn {
+							ctx = txn.NewContext(ctx, aliceTxn)
 						}
+						err := c(ctx, method)
+						cancel()
+						want := expectAllowed(service, method, caller)
+						code := codeOf(err)
 						checked++
-						continue
+						switch {
+						case want && expectToken(service, method, caller):
+							// Allowed only with an access token; this call has none.
+							if code != codes.Unauthenticated || !strings.Contains(err.Error(), "token required for "+method) {
+								t.Errorf("%s: %v (%v), want Unauthenticated: token required", name, code, err)
+							}
+						case want && expectSubject(service, method, caller) && !withTxn:
+							// The gateway's own certificate, but no person's token.
+							if code != codes.Unauthenticated || !strings.Contains(err.Error(), "transaction token required for "+method) {
+								t.Errorf("%s: %v (%v), want Unauthenticated: transaction token required", name, code, err)
+							}
+						case want && (code == codes.PermissionDenied || code == codes.Unauthenticated):
+							t.Errorf("%s: refused (%v), want allowed", name, err)
+						case !want && code != codes.PermissionDenied:
+							t.Errorf("%s: code %v (%v), want PermissionDenied", name, code, err)
+						case !want && !strings.Contains(err.Error(), fmt.Sprintf("%s may not call %s", id, method)):
+							t.Errorf("%s: message %q does not name the caller and method", name, err)
+						}
 					}
-					switch {
-					case want && (code == codes.PermissionDenied || code == codes.Unauthenticated):
-						t.Errorf("%s: %s -> %s %s: refused (%v), want allowed", kind, caller, service, method, err)
-					case !want && code != codes.PermissionDenied:
-						t.Errorf("%s: %s -> %s %s: code %v (%v), want PermissionDenied", kind, caller, service, method, code, err)
-					case !want && !strings.Contains(err.Error(), fmt.Sprintf("%s may not call %s", id, method)):
-						t.Errorf("%s: %s -> %s %s: message %q does not name the caller and method", kind, caller, service, method, err)
-					}
-					checked++
 				}
 			}
 		}
 	}
-	if checked < 500 {
+	if checked < 1000 {
 		t.Errorf("checked only %d (caller, method, client) cases", checked)
 	}
 }
@@ -219,11 +246,12 @@ func grpcCall(ctx context.Context, conn *grpc.ClientConn, method string) error {
 	return stream.RecvMsg(&emptypb.Empty{})
 }
 
-// connectCall does the same with connect-go over the gRPC protocol.
-func connectCall(ctx context.Context, hc *http.Client, base, method string) error {
+// connectCall does the same with connect-go over the gRPC protocol, with
+// opts.
+func connectCall(ctx context.Context, hc *http.Client, base, method string, opts ...connect.ClientOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := connect.NewClient[emptypb.Empty, emptypb.Empty](hc, base+method, connect.WithGRPC())
+	c := connect.NewClient[emptypb.Empty, emptypb.Empty](hc, base+method, append(opts, connect.WithGRPC())...)
 	stream, err := c.CallServerStream(ctx, connect.NewRequest(&emptypb.Empty{}))
 	if err != nil {
 		return err

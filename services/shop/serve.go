@@ -127,11 +127,12 @@ func (s *service) openCredentials(ctx context.Context) error {
 }
 
 // setUpAuthorization loads the service's policy and adds to its server
-// options what decides who may call it: the authorizer, coverage warnings
+// options what decides who may call it: the authorizer (minting
+// transaction tokens at the gateway, verifying them elsewhere), coverage warnings
 // (cfg.AllowUncovered), federated trust domains (cfg.FederationDir) and,
 // at the gateway, the per-caller rate limit (cfg.RateLimit).
 func (s *service) setUpAuthorization(ctx context.Context) error {
-	az, err := newAuthorization(ctx, s.name, s.cfg, s.log, s.meters)
+	az, err := newAuthorization(ctx, s.name, s.cfg, s.creds, s.log, s.meters)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,8 @@ func dialAs(t *testing.T, m *shop.Mesh, who, service string) *grpc.ClientConn {
 
 // TestOneTraceAcrossTheMesh records spans in process and checks that one
 // PlaceOrder is one trace over four services, correctly parented, with the
-// identity, the decision and the caller chain on every server span; and
+// identity, the decision, the caller chain and the transaction (subject
+// and id) on every server span; and
 // that a denied call's span says deny and names the rule.
 func TestOneTraceAcrossTheMesh(t *testing.T) {
 	t.Setenv("OTEL_TRACES_EXPORTER", "none")
@@ -114,6 +115,7 @@ func TestOneTraceAcrossTheMesh(t *testing.T) {
 		{"inventory server shop.inventory.v1.InventoryService/Reserve", orders, "proto:shop.inventory.v1.InventoryService.Reserve", []string{alice, gateway, orders}},
 		{"payments server shop.payments.v1.PaymentService/Charge", orders, "proto:shop.payments.v1.PaymentService.Charge", []string{alice, gateway, orders}},
 	}
+	txnIDs := map[string]bool{}
 	for _, want := range servers {
 		attrs := attrsOf(byName[want.span])
 		if got := attrs[telemetry.PeerSPIFFEIDKey].AsString(); got != want.peer {
@@ -128,6 +130,15 @@ func TestOneTraceAcrossTheMesh(t *testing.T) {
 		if got := attrs[telemetry.CallerChainKey].AsStringSlice(); !slices.Equal(got, want.chain) {
 			t.Errorf("%s: chain = %q, want %q", want.span, got, want.chain)
 		}
+		// The transaction the gateway minted a token for: alice's, one id
+		// on every hop, each of which verified the token again.
+		if got := attrs[telemetry.TxnSubjectKey].AsString(); got != alice {
+			t.Errorf("%s: transaction subject = %q, want %q", want.span, got, alice)
+		}
+		txnIDs[attrs[telemetry.TxnIDKey].AsString()] = true
+	}
+	if len(txnIDs) != 1 || txnIDs[""] {
+		t.Errorf("transaction ids on the server spans: %v, want one", txnIDs)
 	}
 
 	// Health checks make no spans (no noise): check every service as admin.

@@ -30,6 +30,7 @@ type spanRecord struct {
 	kind       trace.SpanKind
 	start, end time.Time
 	caller     string
+	subject    string // who the transaction is for, from its verified token
 	decision   string
 	rule       string
 	failed     bool
@@ -69,6 +70,8 @@ func (r *spanRecord) setAttribute(key, value string) {
 	switch key {
 	case string(telemetry.PeerSPIFFEIDKey):
 		r.caller = value
+	case string(telemetry.TxnSubjectKey):
+		r.subject = value
 	case string(telemetry.AuthzDecisionKey):
 		r.decision = value
 	case string(telemetry.AuthzRuleKey):
@@ -86,10 +89,13 @@ func isHealthCheck(name string) bool {
 // order they started, separated by a blank line. Each tree starts with a
 // line "trace TRACE_ID"; then comes one line per span:
 //
-//	SERVICE  KIND  METHOD  caller=SPIFFE_ID  decision=DECISION (RULE)  error="…"  DURATION
+//	SERVICE  KIND  METHOD  caller=SPIFFE_ID  subject=SPIFFE_ID  decision=DECISION (RULE)  error="…"  DURATION
 //
 // indented under its parent, children in the order they started; columns are
-// aligned and the fields that a span lacks are left out. A span whose parent
+// aligned and the fields that a span lacks are left out. subject is who the
+// call's transaction is for (telemetry.TxnSubjectKey, from the transaction
+// token the server verified or, at the edge, minted); caller is only the
+// direct peer. A span whose parent
 // is not among spans starts a tree of its own. Health-check spans are left
 // out. The output depends only on spans, so tests can compare it verbatim.
 func Format(spans []sdktrace.ReadOnlySpan) string {
@@ -232,6 +238,9 @@ func makeRow(r spanRecord, prefix string) row {
 	var f []string
 	if r.caller != "" {
 		f = append(f, "caller="+clean(r.caller, ""))
+	}
+	if r.subject != "" {
+		f = append(f, "subject="+clean(r.subject, ""))
 	}
 	if r.decision != "" {
 		d := "decision=" + clean(r.decision, "")

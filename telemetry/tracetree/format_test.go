@@ -92,6 +92,29 @@ gateway                server  shop.gateway.v1.StorefrontService/PlaceOrder  cal
 	}
 }
 
+// TestFormatShowsTheSubject: a server span that carries the verified
+// subject of its transaction shows it after the caller (the direct peer);
+// the subject is cleaned like every span-supplied string.
+func TestFormatShowsTheSubject(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.SpanStubs{
+		stub(1, 0, "gateway", trace.SpanKindServer, "shop.gateway.v1.StorefrontService/PlaceOrder", 0, 3,
+			append(decision(user, "allow", "users"), telemetry.TxnSubjectKey.String(user))...),
+		stub(2, 1, "orders", trace.SpanKindServer, "shop.orders.v1.OrderService/CreateOrder", 1, 1,
+			append(decision(gateway, "allow", "gateway-for-users"), telemetry.TxnSubjectKey.String(user), telemetry.TxnIDKey.String("4bf92f35"))...),
+		stub(3, 1, "payments", trace.SpanKindServer, "shop.payments.v1.PaymentService/Charge", 2, 0.5,
+			telemetry.PeerSPIFFEIDKey.String(orders), telemetry.TxnSubjectKey.String("spiffe://x\x1b[2J")),
+	}
+	want := `trace 4bf92f3577b34da6a3ce929d0e0e4736
+gateway      server  shop.gateway.v1.StorefrontService/PlaceOrder  caller=spiffe://shop.example/user/alice  subject=spiffe://shop.example/user/alice  decision=allow (users)  3ms
+├─ orders    server  shop.orders.v1.OrderService/CreateOrder       caller=spiffe://shop.example/ns/shop/sa/gateway  subject=spiffe://shop.example/user/alice  decision=allow (gateway-for-users)  1ms
+└─ payments  server  shop.payments.v1.PaymentService/Charge        caller=spiffe://shop.example/ns/shop/sa/orders  subject=spiffe://x?[2J  500µs
+`
+	if got := tracetree.Format(spans.Snapshots()); got != want {
+		t.Errorf("Format:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func TestFormatEdgeCases(t *testing.T) {
 	t.Parallel()
 	other := trace.TraceID{15: 1}

@@ -90,6 +90,7 @@ func TestReceiverOverOTLP(t *testing.T) {
 			gw.Propagator.Inject(ctx2, carrier)
 			_, server := ordTracer.Start(ord.Propagator.Extract(ctx, carrier), "shop.orders.v1.OrderService/CreateOrder", trace.WithSpanKind(trace.SpanKindServer))
 			telemetry.RecordDecision(server, gateway, telemetry.DecisionDeny, "")
+			server.SetAttributes(telemetry.TxnSubjectKey.String(user))
 			server.SetStatus(codes.Error, "permission denied")
 			_, health := ordTracer.Start(ctx, "grpc.health.v1.Health/Check", trace.WithSpanKind(trace.SpanKindServer))
 			health.End()
@@ -121,7 +122,7 @@ func TestReceiverOverOTLP(t *testing.T) {
 				"trace " + root.SpanContext().TraceID().String(),
 				"gateway       server  shop.gateway.v1.StorefrontService/PlaceOrder  caller=spiffe://shop.example/user/alice  decision=allow (users)  DURATION",
 				"└─ gateway    client  shop.orders.v1.OrderService/CreateOrder       DURATION",
-				`   └─ orders  server  shop.orders.v1.OrderService/CreateOrder       caller=spiffe://shop.example/ns/shop/sa/gateway  decision=deny  error="permission denied"  DURATION`,
+				`   └─ orders  server  shop.orders.v1.OrderService/CreateOrder       caller=spiffe://shop.example/ns/shop/sa/gateway  subject=spiffe://shop.example/user/alice  decision=deny  error="permission denied"  DURATION`,
 			}
 			if got, want := strings.Join(lines, "\n"), strings.Join(want, "\n"); got != want {
 				t.Errorf("receiver printed:\n%s\nwant:\n%s", got, want)

@@ -274,6 +274,8 @@ func TestCompose(t *testing.T) {
 			"server  shop.gateway.v1.StorefrontService/PlaceOrder",
 			"caller=spiffe://shop.example/user/alice",
 			"orders ", "server  shop.orders.v1.OrderService/CreateOrder", "caller=spiffe://shop.example/ns/shop/sa/gateway",
+			// Who the transaction is for, verified from the gateway's token.
+			"subject=spiffe://shop.example/user/alice",
 			"inventory ", "server  shop.inventory.v1.InventoryService/Reserve", "caller=spiffe://shop.example/ns/shop/sa/orders",
 			"payments ", "server  shop.payments.v1.PaymentService/Charge",
 		}

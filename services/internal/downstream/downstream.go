@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/services/internal/input"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // MaxRelayedBytes bounds a downstream message that [Public] relays; a
@@ -91,6 +92,18 @@ func TraceID(ctx context.Context) slog.Attr {
 		return slog.Attr{}
 	}
 	return slog.String("trace_id", sc.TraceID().String())
+}
+
+// Subject returns the log attribute subject with who the call is for: the
+// subject of the verified transaction token in ctx (see txn.FromContext),
+// or an empty attribute (which handlers omit) if ctx has none. The token
+// itself is never logged.
+func Subject(ctx context.Context) slog.Attr {
+	tok, ok := txn.FromContext(ctx)
+	if !ok {
+		return slog.Attr{}
+	}
+	return slog.String("subject", tok.Subject().String())
 }
 
 // codeAndMessage returns err's code and message without the code prefix

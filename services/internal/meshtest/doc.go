@@ -11,9 +11,20 @@
 //	}, mesh.WithLogger(log.Logger))
 //	conn := m.DialGRPC(addr, meshtest.Orders, meshtest.Inventory)
 //
-// Servers run without per-method authorization (mesh.WithoutAuthorization:
-// any member of the trust domain may call): these tests are about what the
-// services answer; policy is tested with mesh/ and services/shop. Clients
+// Servers let any member of the trust domain call any method: these tests
+// are about what the services answer; policy is tested with mesh/ and
+// services/shop. Transaction tokens work as in the sample mesh: a server
+// served as [Gateway] is the edge and mints a token for each call, for its
+// caller; every other server verifies the token a call carries (the
+// gateway's SVIDs are the only minters), refuses a call whose token does
+// not verify, and puts the verified token in the handler's context. A test
+// that calls a service as the gateway does passes [Mesh.OnBehalfOf]'s
+// context (a token minted for a subject), which mesh clients forward.
+//
+//	ctx := m.OnBehalfOf(t.Context(), meshtest.Alice)
+//	_, err := orders.CreateOrder(ctx, req) // placed for alice
+//
+// Clients
 // accept response headers of at most [MaxHeaderBytes], as Python grpcio
 // does, so an oversized grpc-message fails the call as it would there.
 // Everything is stopped and closed when the test ends; every helper fails

@@ -13,8 +13,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
+	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/policy"
+	"github.com/trustmesh/trustmesh/txn"
 )
 
 // The SPIFFE IDs of the sample mesh's workloads and of a person.
@@ -43,6 +46,78 @@ func New(t testing.TB) *Mesh {
 	return &Mesh{t: t, pki: testpki.New(t, "shop.example")}
 }
 
+// TrustDomain is the trust domain of every Mesh.
+var TrustDomain = spiffeid.RequireTrustDomainFromString("shop.example")
+
+// Minter returns a transaction token minter that signs, as the sample
+// mesh's gateway does, with an SVID of [Gateway]: the one minter the
+// servers of m trust. Every call returns a new one.
+func (m *Mesh) Minter() *txn.Minter {
+	m.t.Helper()
+	return m.MinterFor(Gateway)
+}
+
+// MinterFor returns a transaction token minter that signs with an SVID of
+// id; the servers of m trust its tokens only if id is [Gateway].
+func (m *Mesh) MinterFor(id string) *txn.Minter {
+	m.t.Helper()
+	mt, err := txn.NewMinter(m.Credentials(id).SVID, TrustDomain)
+	if err != nil {
+		m.t.Fatalf("meshtest: %v", err)
+	}
+	return mt
+}
+
+// Token returns a transaction token for subject, minted by an SVID of
+// minter (see [Mesh.MinterFor]) for method, valid for a minute.
+func (m *Mesh) Token(minter, subject, method string) *txn.Token {
+	m.t.Helper()
+	id, err := spiffeid.FromString(subject)
+	if err != nil {
+		m.t.Fatalf("meshtest: subject: %v", err)
+	}
+	tok, err := m.MinterFor(minter).Mint(context.Background(), txn.Request{Subject: id, Method: method})
+	if err != nil {
+		m.t.Fatalf("meshtest: %v", err)
+	}
+	return tok
+}
+
+// OnBehalfOf returns a copy of ctx carrying a transaction token that the
+// gateway minted for subject, as the context of a call the gateway serves
+// for subject would: a service's handler called with it directly sees
+// subject (txn.FromContext), and a mesh client forwards the token to the
+// servers of m, which verify it.
+func (m *Mesh) OnBehalfOf(ctx context.Context, subject string) context.Context {
+	m.t.Helper()
+	return txn.NewContext(ctx, m.Token(Gateway, subject, "/shop.gateway.v1.StorefrontService/PlaceOrder"))
+}
+
+// authorization is the authorizer of a server of m serving as id: every
+// member of the trust domain may call every method, and transaction tokens
+// work as in the sample mesh: the gateway mints one for each call (the
+// edge), every other server verifies the one a call carries ([Gateway] is
+// the only minter) and refuses the call if it does not verify.
+func (m *Mesh) authorization(id string) mesh.ServerOption {
+	m.t.Helper()
+	e, err := policy.Compile(policy.Policy{
+		TxnIssuers: []string{Gateway},
+		Rules:      []policy.Rule{{Name: "members-call-anything", Effect: policy.Allow, From: []string{"spiffe://shop.example"}, To: []string{"*"}}},
+	})
+	if err != nil {
+		m.t.Fatalf("meshtest: %v", err)
+	}
+	txnOpt := interceptors.WithTransactionTokens(m.pki.Bundle(), TrustDomain)
+	if id == Gateway {
+		txnOpt = interceptors.WithTxnMinter(m.Minter())
+	}
+	a, err := interceptors.NewAuthorizer(e, txnOpt)
+	if err != nil {
+		m.t.Fatalf("meshtest: %v", err)
+	}
+	return mesh.WithAuthorizer(a)
+}
+
 // Credentials returns credentials with a fresh SVID for id.
 func (m *Mesh) Credentials(id string) mesh.Credentials {
 	m.t.Helper()
@@ -50,12 +125,13 @@ func (m *Mesh) Credentials(id string) mesh.Credentials {
 }
 
 // ServeGRPC serves, as id, a mesh grpc-go server with what register
-// registers, until the test ends, and returns its address. opts come after
-// mesh.WithoutAuthorization; they may be grpc-go only ones, such as
-// mesh.WithGRPCInterceptors.
+// registers, until the test ends, and returns its address. Every member of
+// the trust domain may call it, with transaction tokens as the package doc
+// says. opts come after the authorizer; they may be grpc-go only ones, such
+// as mesh.WithGRPCInterceptors.
 func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts ...mesh.GRPCServerOption) string {
 	m.t.Helper()
-	srv, err := mesh.NewGRPCServer(m.Credentials(id), append([]mesh.GRPCServerOption{mesh.WithoutAuthorization()}, opts...)...)
+	srv, err := mesh.NewGRPCServer(m.Credentials(id), append([]mesh.GRPCServerOption{m.authorization(id)}, opts...)...)
 	if err != nil {
 		m.t.Fatalf("meshtest: %v", err)
 	}
@@ -65,11 +141,12 @@ func (m *Mesh) ServeGRPC(id string, register func(grpc.ServiceRegistrar), opts .
 
 // ServeConnect serves, as id, a mesh connect-go server with what mount
 // mounts (with mesh.Mount), until the test ends, and returns its address.
-// opts come after mesh.WithoutAuthorization; they may be connect-go only
-// ones, such as mesh.WithConnectHandlerOptions.
+// Every member of the trust domain may call it, with transaction tokens as
+// the package doc says. opts come after the authorizer; they may be
+// connect-go only ones, such as mesh.WithConnectHandlerOptions.
 func (m *Mesh) ServeConnect(id string, mount func(*mesh.ConnectServer) error, opts ...mesh.ConnectServerOption) string {
 	m.t.Helper()
-	srv, err := mesh.NewConnectServer(m.Credentials(id), append([]mesh.ConnectServerOption{mesh.WithoutAuthorization()}, opts...)...)
+	srv, err := mesh.NewConnectServer(m.Credentials(id), append([]mesh.ConnectServerOption{m.authorization(id)}, opts...)...)
 	if err != nil {
 		m.t.Fatalf("meshtest: %v", err)
 	}

@@ -239,7 +239,8 @@ type Order struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The order's ID, for example "ord_5f1c0a9e3b7d2e41".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// The customer who placed the order.
+	// The customer who placed the order: the SPIFFE ID of the transaction's
+	// subject, e.g. "spiffe://shop.example/user/alice".
 	CustomerId string `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// The ordered products, in the order they were requested.
 	LineItems []*LineItem `protobuf:"bytes,3,rep,name=line_items,json=lineItems,proto3" json:"line_items,omitempty"`
@@ -356,7 +357,11 @@ func (x *Order) GetUpdateTime() *timestamppb.Timestamp {
 // CreateOrderRequest places an order.
 type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The customer placing the order: 1 to 128 bytes.
+	// The customer placing the order: the order is always placed for the
+	// verified subject of the call's transaction token, so this may be empty,
+	// or repeat the subject's SPIFFE ID exactly
+	// ("spiffe://shop.example/user/alice"); anything else is
+	// PERMISSION_DENIED. At most 128 bytes.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// The products and quantities; at least one, each product at most once.
 	Items         []*CartItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
@@ -670,9 +675,9 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xe6\x01\n" +
-	"\x12CreateOrderRequest\x12,\n" +
-	"\vcustomer_id\x18\x01 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03(\x80\x01R\n" +
+	"updateTime\"\xe3\x01\n" +
+	"\x12CreateOrderRequest\x12)\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03(\x80\x01R\n" +
 	"customerId\x12\xa1\x01\n" +
 	"\x05items\x18\x02 \x03(\v2\x18.shop.orders.v1.CartItemBq\xbaHn\xba\x01f\n" +
 	"\x15items.unique_products\x12#must list each product at most once\x1a(this.map(item, item.product_id).unique()\x92\x01\x02\b\x01R\x05items\"B\n" +
@@ -693,13 +698,13 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
 	"\x16ORDER_STATUS_CANCELLED\x10\x05\x12!\n" +
-	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xc1\x02\n" +
+	"\x1dORDER_STATUS_PAYMENT_DECLINED\x10\x062\xdf\x02\n" +
 	"\fOrderService\x12V\n" +
 	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12R\n" +
 	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\n" +
-	"WatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01\x1a.\xea\xe0\x18*\n" +
-	"(spiffe://shop.example/ns/shop/sa/gatewayB\xb7\x01\n" +
+	"WatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01\x1aL\xea\xe0\x18H\n" +
+	"(spiffe://shop.example/ns/shop/sa/gateway\x12\x1cspiffe://shop.example/user/*B\xb7\x01\n" +
 	"\x12com.shop.orders.v1B\vOrdersProtoP\x01Z:github.com/trustmesh/trustmesh/gen/shop/orders/v1;ordersv1\xa2\x02\x03SOX\xaa\x02\x0eShop.Orders.V1\xca\x02\x0eShop\\Orders\\V1\xe2\x02\x1aShop\\Orders\\V1\\GPBMetadata\xea\x02\x10Shop::Orders::V1b\x06proto3"
 
 var (

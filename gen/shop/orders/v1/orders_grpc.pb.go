@@ -32,17 +32,24 @@ const (
 //
 // OrderService takes orders: it reserves stock with inventory, charges the
 // customer with payments, and tracks each order until it is delivered. It is
-// called by the gateway only.
+// called by the gateway only, on behalf of a person: every call carries the
+// transaction token the gateway minted for the person who called it, and the
+// token's subject is the customer. An order belongs to the subject it was
+// created for; GetOrder and WatchOrder of another subject's order are
+// NOT_FOUND, like an order that does not exist.
 type OrderServiceClient interface {
-	// CreateOrder reserves stock and charges for a new order. Errors from
+	// CreateOrder reserves stock and charges for a new order, for the
+	// transaction's subject. Errors from
 	// inventory (NOT_FOUND, FAILED_PRECONDITION) are passed on with their
 	// message; a declined payment releases the stock and fails with
 	// FAILED_PRECONDITION.
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
-	// GetOrder returns an order; NOT_FOUND if there is none with that ID.
+	// GetOrder returns an order of the transaction's subject; NOT_FOUND if
+	// there is none with that ID, or it is someone else's.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
 	// WatchOrder sends the order at once and again after each change, and ends
-	// when the order reaches a final status or the caller cancels.
+	// when the order reaches a final status or the caller cancels. NOT_FOUND
+	// like GetOrder.
 	WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error)
 }
 
@@ -99,17 +106,24 @@ type OrderService_WatchOrderClient = grpc.ServerStreamingClient[WatchOrderRespon
 //
 // OrderService takes orders: it reserves stock with inventory, charges the
 // customer with payments, and tracks each order until it is delivered. It is
-// called by the gateway only.
+// called by the gateway only, on behalf of a person: every call carries the
+// transaction token the gateway minted for the person who called it, and the
+// token's subject is the customer. An order belongs to the subject it was
+// created for; GetOrder and WatchOrder of another subject's order are
+// NOT_FOUND, like an order that does not exist.
 type OrderServiceServer interface {
-	// CreateOrder reserves stock and charges for a new order. Errors from
+	// CreateOrder reserves stock and charges for a new order, for the
+	// transaction's subject. Errors from
 	// inventory (NOT_FOUND, FAILED_PRECONDITION) are passed on with their
 	// message; a declined payment releases the stock and fails with
 	// FAILED_PRECONDITION.
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)
-	// GetOrder returns an order; NOT_FOUND if there is none with that ID.
+	// GetOrder returns an order of the transaction's subject; NOT_FOUND if
+	// there is none with that ID, or it is someone else's.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
 	// WatchOrder sends the order at once and again after each change, and ends
-	// when the order reaches a final status or the caller cancels.
+	// when the order reaches a final status or the caller cancels. NOT_FOUND
+	// like GetOrder.
 	WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }

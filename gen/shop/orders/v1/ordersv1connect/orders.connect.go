@@ -45,15 +45,18 @@ const (
 
 // OrderServiceClient is a client for the shop.orders.v1.OrderService service.
 type OrderServiceClient interface {
-	// CreateOrder reserves stock and charges for a new order. Errors from
+	// CreateOrder reserves stock and charges for a new order, for the
+	// transaction's subject. Errors from
 	// inventory (NOT_FOUND, FAILED_PRECONDITION) are passed on with their
 	// message; a declined payment releases the stock and fails with
 	// FAILED_PRECONDITION.
 	CreateOrder(context.Context, *connect.Request[v1.CreateOrderRequest]) (*connect.Response[v1.CreateOrderResponse], error)
-	// GetOrder returns an order; NOT_FOUND if there is none with that ID.
+	// GetOrder returns an order of the transaction's subject; NOT_FOUND if
+	// there is none with that ID, or it is someone else's.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
 	// WatchOrder sends the order at once and again after each change, and ends
-	// when the order reaches a final status or the caller cancels.
+	// when the order reaches a final status or the caller cancels. NOT_FOUND
+	// like GetOrder.
 	WatchOrder(context.Context, *connect.Request[v1.WatchOrderRequest]) (*connect.ServerStreamForClient[v1.WatchOrderResponse], error)
 }
 
@@ -114,15 +117,18 @@ func (c *orderServiceClient) WatchOrder(ctx context.Context, req *connect.Reques
 
 // OrderServiceHandler is an implementation of the shop.orders.v1.OrderService service.
 type OrderServiceHandler interface {
-	// CreateOrder reserves stock and charges for a new order. Errors from
+	// CreateOrder reserves stock and charges for a new order, for the
+	// transaction's subject. Errors from
 	// inventory (NOT_FOUND, FAILED_PRECONDITION) are passed on with their
 	// message; a declined payment releases the stock and fails with
 	// FAILED_PRECONDITION.
 	CreateOrder(context.Context, *connect.Request[v1.CreateOrderRequest]) (*connect.Response[v1.CreateOrderResponse], error)
-	// GetOrder returns an order; NOT_FOUND if there is none with that ID.
+	// GetOrder returns an order of the transaction's subject; NOT_FOUND if
+	// there is none with that ID, or it is someone else's.
 	GetOrder(context.Context, *connect.Request[v1.GetOrderRequest]) (*connect.Response[v1.GetOrderResponse], error)
 	// WatchOrder sends the order at once and again after each change, and ends
-	// when the order reaches a final status or the caller cancels.
+	// when the order reaches a final status or the caller cancels. NOT_FOUND
+	// like GetOrder.
 	WatchOrder(context.Context, *connect.Request[v1.WatchOrderRequest], *connect.ServerStream[v1.WatchOrderResponse]) error
 }
 
