@@ -59,10 +59,15 @@ func TestFromServiceNamesSampleMesh(t *testing.T) {
 	)
 	// The gateways are for people (policy.yaml); Restock and Refund are for
 	// the operator (policy.yaml): none of them has proto rules.
+	// Orders serves the gateway on behalf of people only (Access.subject).
+	forUsers := func(r policy.Rule) policy.Rule {
+		r.Subject = []string{"spiffe://shop.example/user/*"}
+		return r
+	}
 	want := []policy.Rule{
-		protoRule("shop.orders.v1.OrderService", "CreateOrder", orders, gatewayID),
-		protoRule("shop.orders.v1.OrderService", "GetOrder", orders, gatewayID),
-		protoRule("shop.orders.v1.OrderService", "WatchOrder", orders, gatewayID),
+		forUsers(protoRule("shop.orders.v1.OrderService", "CreateOrder", orders, gatewayID)),
+		forUsers(protoRule("shop.orders.v1.OrderService", "GetOrder", orders, gatewayID)),
+		forUsers(protoRule("shop.orders.v1.OrderService", "WatchOrder", orders, gatewayID)),
 		protoRule("shop.inventory.v1.InventoryService", "ListProducts", inventory, gatewayID, ordersID),
 		protoRule("shop.inventory.v1.InventoryService", "Reserve", inventory, ordersID),
 		protoRule("shop.inventory.v1.InventoryService", "Release", inventory, ordersID),
@@ -83,7 +88,8 @@ func TestFromServiceNamesSampleMesh(t *testing.T) {
 		caller, method string
 		want           policy.Decision
 	}{
-		{gatewayID, "/shop.orders.v1.OrderService/WatchOrder", policy.Decision{Outcome: policy.Allowed, Rule: "proto:shop.orders.v1.OrderService.WatchOrder"}},
+		// Without a subject the gateway's call to orders needs one.
+		{gatewayID, "/shop.orders.v1.OrderService/WatchOrder", policy.Decision{Outcome: policy.Denied, Rule: "proto:shop.orders.v1.OrderService.WatchOrder", NeedSubject: true}},
 		{ordersID, "/shop.orders.v1.OrderService/GetOrder", policy.Decision{Outcome: policy.Denied, Rule: policy.DefaultRule}},
 		{ordersID, "/shop.inventory.v1.InventoryService/ListProducts", policy.Decision{Outcome: policy.Allowed, Rule: "proto:shop.inventory.v1.InventoryService.ListProducts"}},
 		{gatewayID, "/shop.inventory.v1.InventoryService/Reserve", policy.Decision{Outcome: policy.Denied, Rule: policy.DefaultRule}},
