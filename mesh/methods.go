@@ -46,9 +46,7 @@ func ServiceMethods(services ...string) ([]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("mesh: %s is not a service", name)
 		}
-		for i := range sd.Methods().Len() {
-			out = append(out, "/"+name+"/"+string(sd.Methods().Get(i).Name()))
-		}
+		out = append(out, policy.MethodNames(sd)...)
 	}
 	return out, nil
 }

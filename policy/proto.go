@@ -96,7 +96,7 @@ func fromServices(types extensionResolver, services []protoreflect.ServiceDescri
 		if err != nil {
 			return Policy{}, fmt.Errorf("policy: proto %s (%s): %w", sd.FullName(), sd.ParentFile().Path(), err)
 		}
-		methods := sd.Methods()
+		methods, names := sd.Methods(), MethodNames(sd)
 		for i := range methods.Len() {
 			md := methods.Get(i)
 			source := fmt.Sprintf("proto %s (%s)", md.FullName(), md.ParentFile().Path())
@@ -115,7 +115,7 @@ func fromServices(types extensionResolver, services []protoreflect.ServiceDescri
 				Name:   name,
 				Effect: Allow,
 				From:   append([]string(nil), acc.allow...),
-				To:     []string{"/" + string(sd.FullName()) + "/" + string(md.Name())},
+				To:     []string{names[i]},
 				Source: source,
 			}
 			if len(acc.subject) > 0 {
@@ -202,4 +202,15 @@ func extensionField(m protoreflect.Message, name protoreflect.FullName) protoref
 		return true
 	})
 	return found
+}
+
+// MethodNames returns the full names ("/pkg.Service/Method") of the methods
+// of sd, in declaration order: the names rules, decisions and servers use.
+func MethodNames(sd protoreflect.ServiceDescriptor) []string {
+	methods := sd.Methods()
+	out := make([]string, methods.Len())
+	for i := range out {
+		out[i] = "/" + string(sd.FullName()) + "/" + string(methods.Get(i).Name())
+	}
+	return out
 }

@@ -560,9 +560,7 @@ func exampleFor(pattern string) (exampleCaller, bool) {
 func serviceMethods(services []protoreflect.ServiceDescriptor) []string {
 	methods := mesh.GRPCStandardMethods() // health (with grpc-go's List) and reflection
 	for _, svc := range services {
-		for j := range svc.Methods().Len() {
-			methods = append(methods, "/"+string(svc.FullName())+"/"+string(svc.Methods().Get(j).Name()))
-		}
+		methods = append(methods, policy.MethodNames(svc)...)
 	}
 	slices.Sort(methods)
 	return slices.Compact(methods)
