@@ -165,6 +165,23 @@ func checkJWTKey(key crypto.PublicKey) error {
 // Object member names are case-sensitive and may not repeat, in the
 // document and in each JWK.
 func ParseBundle(td spiffeid.TrustDomain, data []byte) (*Bundle, error) {
+	return parseBundle(td, data, "")
+}
+
+// ParseJWTBundle reads the JWT bundle of td from data, a JWK Set of
+// JWT-SVID signing keys, as the SPIFFE Workload API's FetchJWTBundles
+// streams it ("JWK encoded JWT bundles"; SPIRE writes them as a standard
+// JWK Set, without the SPIFFE use parameter). It is [ParseBundle] with one
+// difference: a key without use is a jwt-svid key, since the document holds
+// nothing else. A key that says it is for anything else (x509-svid
+// included) is ignored, as are the keys ParseBundle ignores.
+func ParseJWTBundle(td spiffeid.TrustDomain, data []byte) (*Bundle, error) {
+	return parseBundle(td, data, UseJWTSVID)
+}
+
+// parseBundle is ParseBundle, and with defaultUse ParseJWTBundle: the use
+// of a key without one, and the only use kept.
+func parseBundle(td spiffeid.TrustDomain, data []byte, defaultUse string) (*Bundle, error) {
 	if td.IsZero() {
 		return nil, wrapBundleErr(errors.New("no trust domain"))
 	}
@@ -199,7 +216,7 @@ func ParseBundle(td spiffeid.TrustDomain, data []byte) (*Bundle, error) {
 		return nil, fail(`"keys" is not an array`)
 	}
 	for i, element := range elements {
-		k, err := parseBundleKey(element)
+		k, err := parseBundleKey(element, defaultUse)
 		if err != nil {
 			b.ignored = append(b.ignored, fmt.Sprintf("key %d: %v", i, err))
 			continue
@@ -222,7 +239,7 @@ var (
 
 // parseBundleKey reads one JWK element of a SPIFFE bundle, or says why it
 // must be ignored.
-func parseBundleKey(element json.RawMessage) (BundleKey, error) {
+func parseBundleKey(element json.RawMessage, defaultUse string) (BundleKey, error) {
 	members, err := jsonObject(element)
 	if err != nil {
 		return BundleKey{}, fmt.Errorf("not a JSON object: %w", err)
@@ -254,10 +271,15 @@ func parseBundleKey(element json.RawMessage) (BundleKey, error) {
 	if err != nil {
 		return BundleKey{}, err
 	}
+	if !hasUse && defaultUse != "" {
+		use, hasUse = defaultUse, true
+	}
 	var known []string
 	switch {
 	case !hasUse:
 		return BundleKey{}, errors.New("no use parameter")
+	case defaultUse != "" && use != defaultUse:
+		return BundleKey{}, fmt.Errorf("key of use %q in a JWT bundle, which holds only jwt-svid keys", clip(use))
 	case use == UseJWTSVID:
 		known = jwtKeyTypes
 	case use == UseX509SVID:

@@ -212,3 +212,43 @@ func TestBundleSet(t *testing.T) {
 		t.Errorf("a for b: %v", err)
 	}
 }
+
+// TestParseJWTBundle: a JWT bundle of the Workload API is a plain JWK Set
+// (SPIRE omits use): its keys without use are jwt-svid keys, but one that
+// says it is for X.509-SVIDs still never verifies a JWT.
+func TestParseJWTBundle(t *testing.T) {
+	t.Parallel()
+	k1 := newECKey(t, elliptic.P256(), "k1")
+	ca := newTestCA(t, "shop.example")
+	sig := newECKey(t, elliptic.P256(), "sig")
+	doc := `{"keys":[` + k1.jwk(t, "") + `,` + ca.jwk(t, "ca") + `,` + sig.jwk(t, "sig") + `,` + newECKey(t, elliptic.P256(), "k2").jwk(t, "jwt-svid") + `]}`
+	b, err := identity.ParseJWTBundle(shopTD, []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`key 1: key of use "x509-svid" in a JWT bundle, which holds only jwt-svid keys`,
+		`key 2: key of use "sig" in a JWT bundle, which holds only jwt-svid keys`,
+	}
+	if got := b.Ignored(); !slices.Equal(got, want) {
+		t.Errorf("Ignored() = %q\nwant %q", got, want)
+	}
+	if keys := b.JWTKeys(); len(keys) != 2 || keys[0].KeyID != "k1" || keys[1].KeyID != "k2" {
+		t.Errorf("JWTKeys = %+v", keys)
+	}
+	tok := k1.sign(t, "ES256", header("ES256", "k1"), claimsFor(jwtSub, q(jwtAud), jwtNow))
+	if _, err := identity.VerifyJWTSVID(tok, b, jwtAud, jwtNow); err != nil {
+		t.Errorf("k1: %v", err)
+	}
+	caTok := testKey{kid: "ca", signer: ca.key}.sign(t, "ES256", header("ES256", "ca"), claimsFor(jwtSub, q(jwtAud), jwtNow))
+	if _, err := identity.VerifyJWTSVID(caTok, b, jwtAud, jwtNow); err == nil || err.Error() != `identity: jwt-svid: no jwt-svid key "ca" in the bundle of trust domain "shop.example"` {
+		t.Errorf("signed by the CA key: %v", err)
+	}
+	// In the SPIFFE bundle format a key must say what it is for.
+	if b := mustParseBundle(t, "shop.example", doc); len(b.JWTKeys()) != 1 || b.Ignored()[0] != "key 0: no use parameter" {
+		t.Errorf("ParseBundle: JWTKeys %+v, Ignored %q", b.JWTKeys(), b.Ignored())
+	}
+	if _, err := identity.ParseJWTBundle(shopTD, []byte(`{}`)); err == nil || err.Error() != `identity: bundle of "shop.example": no "keys" parameter (it must be present, SPIFFE Trust Domain and Bundle 4.1.3)` {
+		t.Errorf("no keys: %v", err)
+	}
+}

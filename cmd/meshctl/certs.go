@@ -25,8 +25,10 @@ const defaultDir = "certs/dev"
 const certsUsage = `meshctl certs manages the development PKI: a CA for a SPIFFE trust domain
 and the X.509-SVIDs it issues. The material lives in a directory
 (default certs/dev): bundle.pem (the trust bundle), ca-key.pem,
-intermediate.pem / intermediate-key.pem (with --intermediate), and
-NAME.pem / NAME-key.pem per SVID.
+jwt-key.pem (the JWT-SVID signing key), bundle.json (the trust bundle in
+the SPIFFE bundle format, with the JWT-SVID key), intermediate.pem /
+intermediate-key.pem (with --intermediate), and NAME.pem / NAME-key.pem
+per SVID.
 
 Usage:
   meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain TD] [--workloads NAME=PATH,...] [--identities NAME=PATH,...] [--dns NAME,...]
@@ -40,8 +42,11 @@ Run 'meshctl certs <subcommand> --help' for details.
 const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain TD] [--workloads NAME=PATH,...] [--identities NAME=PATH,...] [--dns NAME,...]
 
 Writes a development PKI to --dir: a CA for --trust-domain (bundle.pem,
-ca-key.pem) and an SVID NAME.pem / NAME-key.pem for each NAME=PATH of
---workloads and --identities, with the SPIFFE ID spiffe://TD/PATH:
+ca-key.pem), its JWT-SVID signing key (jwt-key.pem), the trust bundle in
+the SPIFFE bundle format (bundle.json: the CA certificate with use
+x509-svid, the JWT-SVID key with use jwt-svid), and an SVID NAME.pem /
+NAME-key.pem for each NAME=PATH of --workloads and --identities, with the
+SPIFFE ID spiffe://TD/PATH:
 
   --workloads    services: DNS SANs NAME and localhost, IP SAN 127.0.0.1
   --identities   people and operators: the SPIFFE ID only
@@ -144,6 +149,7 @@ func printInit(stdout io.Writer, td spiffeid.TrustDomain, res certs.InitResult) 
 	case res.CA.IsIntermediate():
 		fmt.Fprintf(stdout, "kept existing intermediate CA in %s (expires %s)\n", res.Dir, formatTime(res.CA.Certificate().NotAfter))
 	}
+	printInitJWT(stdout, res)
 	for _, s := range res.SVIDs {
 		fmt.Fprintf(stdout, "issued %s (expires %s)\n  wrote %s\n  wrote %s\n", s.Identity.ID, formatTime(s.NotAfter), s.CertFile, s.KeyFile)
 	}
