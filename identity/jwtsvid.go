@@ -248,9 +248,12 @@ func (t *jwtToken) parseClaims() error {
 	if raw, ok := c["aud"]; ok {
 		t.hasAud = true
 		var one string
+		if isNull(raw) {
+			return jwtErr("aud claim null is not a string or an array of strings")
+		}
 		if err := json.Unmarshal(raw, &one); err == nil {
 			t.audience = []string{one}
-		} else if err := json.Unmarshal(raw, &t.audience); err != nil || t.audience == nil {
+		} else if t.audience, err = stringArray(raw); err != nil {
 			return jwtErr("aud claim %s is not a string or an array of strings", clip(string(raw)))
 		}
 	}
@@ -283,7 +286,7 @@ const maxNumericDate = 253402300799
 // possibly fractional.
 func numericDate(raw json.RawMessage) (time.Time, error) {
 	var f float64
-	if err := json.Unmarshal(raw, &f); err != nil {
+	if err := json.Unmarshal(raw, &f); err != nil || isNull(raw) { // null would leave f at 0, 1970
 		return time.Time{}, errors.New("not a NumericDate (a number of seconds)")
 	}
 	if math.IsNaN(f) || f < 0 || f > maxNumericDate {
@@ -388,6 +391,28 @@ func (t *jwtToken) checkClaims(audience string, now time.Time) error {
 	}
 	return nil
 }
+
+// stringArray decodes raw, a JSON array of strings (null is none).
+func stringArray(raw json.RawMessage) ([]string, error) {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil || elems == nil {
+		return nil, errors.New("not an array")
+	}
+	out := make([]string, len(elems))
+	for i, e := range elems {
+		if isNull(e) {
+			return nil, errors.New("null element")
+		}
+		if err := json.Unmarshal(e, &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// isNull reports whether raw is the JSON null, which encoding/json decodes
+// into a string or a number as if it were absent.
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
 
 func quoteAll(values []string) string {
 	quoted := make([]string, len(values))

@@ -193,14 +193,14 @@ func parseBundle(td spiffeid.TrustDomain, data []byte, defaultUse string) (*Bund
 		return nil, fail("not a JSON object: %w", err)
 	}
 	b := &Bundle{td: td}
-	if raw, ok := doc["spiffe_sequence"]; ok {
+	if raw, ok := doc["spiffe_sequence"]; ok && !isNull(raw) {
 		var seq uint64
 		if err := json.Unmarshal(raw, &seq); err != nil {
 			return nil, fail("spiffe_sequence %s is not an unsigned integer", clip(string(raw)))
 		}
 		b.sequence = &seq
 	}
-	if raw, ok := doc["spiffe_refresh_hint"]; ok {
+	if raw, ok := doc["spiffe_refresh_hint"]; ok && !isNull(raw) {
 		var hint int64
 		if err := json.Unmarshal(raw, &hint); err != nil || hint < 0 || hint > int64(maxRefreshHint/time.Second) {
 			return nil, fail("spiffe_refresh_hint %s is not a number of seconds from 0 to %d", clip(string(raw)), int64(maxRefreshHint/time.Second))
@@ -208,7 +208,7 @@ func parseBundle(td spiffeid.TrustDomain, data []byte, defaultUse string) (*Bund
 		b.refreshHint = time.Duration(hint) * time.Second
 	}
 	raw, ok := doc["keys"]
-	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+	if !ok || isNull(raw) {
 		return nil, fail(`no "keys" parameter (it must be present, SPIFFE Trust Domain and Bundle 4.1.3)`)
 	}
 	var elements []json.RawMessage
