@@ -34,6 +34,10 @@ const clockSkew = time.Minute
 // the chain leaf first, then the intermediate, so that peers holding only
 // the root in their bundle verify them.
 //
+// A CA also has an ECDSA P-256 key that signs JWT-SVIDs for its trust
+// domain ([CA.MintJWTSVID]), published with the root in
+// [CA.SPIFFEBundle].
+//
 // A CA is immutable and safe for concurrent use.
 type CA struct {
 	td   spiffeid.TrustDomain
@@ -45,6 +49,9 @@ type CA struct {
 	// roots are the trust anchors: [cert] for a root, the root an
 	// intermediate chains to otherwise.
 	roots []*x509.Certificate
+	// jwt signs JWT-SVIDs (jwt_ca.go); an intermediate shares its root's.
+	// Nil for a CA loaded from a directory that has no [JWTKeyFile].
+	jwt *jwtSigner
 }
 
 // CAOption configures [NewCA].
@@ -96,7 +103,8 @@ func WithMaxPathLen(n int) CAOption {
 	})
 }
 
-// NewCA creates a root CA for td with a fresh ECDSA P-256 key. The
+// NewCA creates a root CA for td with a fresh ECDSA P-256 key (and another
+// for JWT-SVIDs). The
 // certificate is valid from one minute before its creation time (to
 // tolerate clock skew) until the end of its validity; see [WithValidity],
 // [WithNow] and [WithMaxPathLen].
@@ -139,7 +147,11 @@ func NewCA(td spiffeid.TrustDomain, opts ...CAOption) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: new CA for %s: %w", td.Name(), err)
 	}
-	return &CA{td: td, cert: cert, key: key, roots: []*x509.Certificate{cert}}, nil
+	jwt, err := newJWTSigner()
+	if err != nil {
+		return nil, fmt.Errorf("certs: new CA for %s: %w", td.Name(), err)
+	}
+	return &CA{td: td, cert: cert, key: key, roots: []*x509.Certificate{cert}, jwt: jwt}, nil
 }
 
 func newCAConfig(validity time.Duration, opts []CAOption) caConfig {
@@ -233,6 +245,7 @@ func (ca *CA) NewIntermediate(opts ...CAOption) (*CA, error) {
 		key:   key,
 		chain: append([]*x509.Certificate{cert}, ca.chain...),
 		roots: ca.roots,
+		jwt:   ca.jwt,
 	}, nil
 }
 

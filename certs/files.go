@@ -79,9 +79,13 @@ func (ca *CA) Save(dir string) error {
 // chain must be signed by a root in [BundleFile] that allows it; the root's
 // key is not needed. Otherwise the CA certificate is the certificate in
 // [BundleFile] whose public key matches the key in [CAKeyFile]. Either way
-// the trust domain comes from the CA certificate's URI SAN.
+// the trust domain comes from the CA certificate's URI SAN. The CA's
+// JWT-SVID signing key is read from [JWTKeyFile] when dir has one.
 func LoadCA(dir string) (*CA, error) {
 	ca, err := loadCA(dir)
+	if err == nil {
+		err = ca.loadJWT(dir) // its JWT-SVID signing key, if the directory has one (jwt_ca.go)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("certs: load CA from %s: %w", dir, err)
 	}

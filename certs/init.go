@@ -97,12 +97,16 @@ type InitResult struct {
 	// IntermediateCreated is true if Init created a new intermediate CA
 	// (then CA is that intermediate).
 	IntermediateCreated bool
+	// JWTKeyCreated is true if Init wrote a new JWT-SVID signing key
+	// ([JWTKeyFile]): with a new CA, or for a kept CA that had none.
+	JWTKeyCreated bool
 	// SVIDs lists the SVIDs written, in the order of
 	// [InitOptions.Identities].
 	SVIDs []WrittenSVID
 	// Files lists every file written, in order: the CA files first (only
-	// if CACreated), then the intermediate's (only if IntermediateCreated),
-	// then each SVID's key and certificate.
+	// if CACreated), then the JWT-SVID signing key (only if JWTKeyCreated)
+	// and the SPIFFE bundle (when it changed), then the intermediate's
+	// (only if IntermediateCreated), then each SVID's key and certificate.
 	Files []string
 }
 
@@ -122,7 +126,9 @@ type WrittenSVID struct {
 // Init writes a development PKI to dir: it checks opts (nothing is written
 // if the trust domain or an identity is wrong); creates dir (mode 0755) if
 // needed; keeps the CA already saved there (see [LoadCA]) unless
-// opts.Force is set, or else creates and saves a new one; with
+// opts.Force is set, or else creates and saves a new one; makes sure the
+// CA has a JWT-SVID signing key ([JWTKeyFile]) and writes the trust bundle
+// in the SPIFFE bundle format too ([SPIFFEBundleFile]); with
 // opts.Intermediate, makes sure the SVIDs come from an intermediate CA;
 // then issues every identity of opts.Identities and writes each with
 // [WriteSVID]. Re-running Init refreshes the SVIDs without invalidating the
@@ -203,7 +209,7 @@ func initCA(dir string, opts InitOptions, res *InitResult) (*CA, error) {
 			return nil, fmt.Errorf("certs: init %s: existing CA is for trust domain %q, not %q (set Force to replace it)",
 				dir, ca.TrustDomain().Name(), td.Name())
 		}
-		return ca, nil
+		return initJWT(dir, ca, res)
 	}
 	var maxPathLen int
 	if opts.Intermediate {
@@ -218,6 +224,9 @@ func initCA(dir string, opts InitOptions, res *InitResult) (*CA, error) {
 	}
 	res.CACreated = true
 	res.Files = append(res.Files, filepath.Join(dir, CAKeyFile), filepath.Join(dir, BundleFile))
+	if ca, err = initJWT(dir, ca, res); err != nil {
+		return nil, err
+	}
 	if !opts.Intermediate {
 		// An intermediate left from the replaced CA would no longer
 		// chain to the new root.
@@ -227,6 +236,26 @@ func initCA(dir string, opts InitOptions, res *InitResult) (*CA, error) {
 			}
 		}
 	}
+	return ca, nil
+}
+
+// initJWT writes the JWT-SVID signing key of ca to dir (a new CA's, or a
+// fresh one for a kept CA without one) and the SPIFFE bundle, noting in
+// res what it wrote, and returns ca with its key.
+func initJWT(dir string, ca *CA, res *InitResult) (*CA, error) {
+	newKey := ca.jwt == nil || res.CACreated
+	if ca.jwt == nil {
+		var err error
+		if ca, err = ca.withJWTSigner(); err != nil {
+			return nil, err
+		}
+	}
+	written, err := ca.saveJWT(dir, newKey)
+	if err != nil {
+		return nil, err
+	}
+	res.JWTKeyCreated = newKey
+	res.Files = append(res.Files, written...)
 	return ca, nil
 }
 

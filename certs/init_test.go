@@ -27,7 +27,7 @@ func TestInit(t *testing.T) {
 		t.Errorf("result: CACreated = %v, Dir = %q, TrustDomain = %v; want true, %q, shop.example", res.CACreated, res.Dir, res.CA.TrustDomain(), dir)
 	}
 
-	wantFiles := map[string]os.FileMode{"bundle.pem": 0o644, "ca-key.pem": 0o600}
+	wantFiles := map[string]os.FileMode{"bundle.pem": 0o644, "ca-key.pem": 0o600, "jwt-key.pem": 0o600, "bundle.json": 0o644}
 	for _, name := range []string{"gateway", "orders", "inventory", "payments", "admin", "alice"} {
 		wantFiles[name+".pem"] = 0o644
 		wantFiles[name+"-key.pem"] = 0o600
@@ -212,7 +212,8 @@ func TestInitChecksFirst(t *testing.T) {
 	}
 }
 
-// TestInitNoIdentities: without identities Init writes the CA alone.
+// TestInitNoIdentities: without identities Init writes the CA alone (and
+// its JWT-SVID signing key, and the bundle in the SPIFFE format).
 func TestInitNoIdentities(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -220,8 +221,8 @@ func TestInitNoIdentities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{filepath.Join(dir, "ca-key.pem"), filepath.Join(dir, "bundle.pem")}
-	if !res.CACreated || len(res.SVIDs) != 0 || !slices.Equal(res.Files, want) {
+	want := []string{filepath.Join(dir, "ca-key.pem"), filepath.Join(dir, "bundle.pem"), filepath.Join(dir, "jwt-key.pem"), filepath.Join(dir, "bundle.json")}
+	if !res.CACreated || !res.JWTKeyCreated || len(res.SVIDs) != 0 || !slices.Equal(res.Files, want) {
 		t.Errorf("result: CACreated %v, SVIDs %v, Files %v; want a CA alone", res.CACreated, res.SVIDs, res.Files)
 	}
 }

@@ -175,7 +175,7 @@ func TestInitIntermediate(t *testing.T) {
 	if !res.CACreated || !res.IntermediateCreated || !res.CA.IsIntermediate() {
 		t.Fatalf("result: CACreated %v, IntermediateCreated %v, intermediate %v", res.CACreated, res.IntermediateCreated, res.CA.IsIntermediate())
 	}
-	wantFiles := []string{"ca-key.pem", "bundle.pem", "intermediate-key.pem", "intermediate.pem"}
+	wantFiles := []string{"ca-key.pem", "bundle.pem", "jwt-key.pem", "bundle.json", "intermediate-key.pem", "intermediate.pem"}
 	for i, f := range wantFiles {
 		if res.Files[i] != filepath.Join(dir, f) {
 			t.Errorf("Files[%d] = %s, want %s", i, res.Files[i], f)

@@ -124,6 +124,10 @@ func WithSVIDID(id spiffeid.ID) WorkloadOption {
 // stay those of the last good response. Established connections are not
 // closed by the source.
 //
+// It also serves JWT-SVIDs ([WorkloadSource.FetchJWTSVID]) and the JWT
+// bundles of the FetchJWTBundles stream ([WorkloadSource.BundleForTrustDomain],
+// an identity.BundleSource), checked as strictly.
+//
 // A WorkloadSource is safe for concurrent use. Close it when done.
 type WorkloadSource struct {
 	addr     string // as given, with unix:// added to a bare path
@@ -136,6 +140,7 @@ type WorkloadSource struct {
 	reg      metric.Registration
 
 	state          atomic.Pointer[workloadState]
+	jwt            *jwtBundles // the JWT bundles and JWT-SVIDs: jwt_workload.go
 	updated        chan struct{}
 	servingChanged chan struct{}
 
@@ -207,6 +212,7 @@ func NewWorkloadSource(ctx context.Context, socket string, logger *slog.Logger, 
 		client:         workload.NewSpiffeWorkloadAPIClient(conn),
 		log:            logger,
 		rejected:       rejected,
+		jwt:            newJWTBundles(),
 		updated:        make(chan struct{}, 1),
 		servingChanged: make(chan struct{}, 1),
 		started:        make(chan error, 1),
@@ -295,8 +301,8 @@ func (s *WorkloadSource) Serving() bool {
 func (s *WorkloadSource) ServingChanged() <-chan struct{} { return s.servingChanged }
 
 // Updated returns a channel that receives a value after the source has
-// adopted new material from the Workload API or stopped presenting its
-// SVID. It has a buffer of one and never blocks the source: several
+// adopted new material from the Workload API (an X.509-SVID, bundles, JWT
+// bundles) or stopped presenting its SVID. It has a buffer of one and never blocks the source: several
 // updates between two reads give one value.
 func (s *WorkloadSource) Updated() <-chan struct{} { return s.updated }
 
@@ -353,6 +359,7 @@ func (s *WorkloadSource) run(ctx context.Context) {
 	events := make(chan watchEvent)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watch(ctx, events) })
+	wg.Go(func() { s.watchJWTBundles(ctx) }) // JWT bundles: jwt_workload.go
 	defer wg.Wait()
 
 	expiry := newExpiryMonitor(s.log, s.addr)

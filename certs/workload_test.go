@@ -29,17 +29,25 @@ import (
 	"github.com/trustmesh/trustmesh/mesh"
 )
 
-// workloadAPI is a SPIFFE Workload API server, as a SPIRE agent serves it,
-// for the X.509 part: FetchX509SVID streams the current response to every
-// caller and each later one as it is set, whatever it holds; without one
-// (before the first set, and after withdraw) it answers PermissionDenied,
-// as SPIRE does when no registration entry matches the caller.
+// workloadAPI is a SPIFFE Workload API server, as a SPIRE agent serves it:
+// FetchX509SVID streams the current response to every caller and each
+// later one as it is set, whatever it holds; without one (before the first
+// set, and after withdraw) it answers PermissionDenied, as SPIRE does when
+// no registration entry matches the caller. FetchJWTBundles streams the
+// JWT bundles likewise once setJWTBundles gave some (and waits until then);
+// FetchJWTSVID answers with what setJWTMinter's function makes of each
+// request (PermissionDenied without one, and while withdrawn).
 type workloadAPI struct {
 	workload.UnimplementedSpiffeWorkloadAPIServer
 
 	mu   sync.Mutex
 	resp *workload.X509SVIDResponse
 	subs map[chan *workload.X509SVIDResponse]struct{}
+
+	jwtBundles *workload.JWTBundlesResponse
+	jwtSubs    map[chan *workload.JWTBundlesResponse]struct{}
+	mintJWT    func(*workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error)
+	noJWT      bool // answer the JWT calls Unimplemented, as an X.509-only Workload API
 }
 
 // startWorkloadAPI serves a workloadAPI on a Unix socket in a temporary
@@ -51,7 +59,7 @@ func startWorkloadAPI(t *testing.T) (*workloadAPI, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := &workloadAPI{subs: map[chan *workload.X509SVIDResponse]struct{}{}}
+	api := &workloadAPI{subs: map[chan *workload.X509SVIDResponse]struct{}{}, jwtSubs: map[chan *workload.JWTBundlesResponse]struct{}{}}
 	srv := grpc.NewServer()
 	workload.RegisterSpiffeWorkloadAPIServer(srv, api)
 	done := make(chan struct{})
@@ -117,6 +125,85 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 			return nil
 		}
 	}
+}
+
+// setJWTBundles makes resp the current JWT bundles and pushes it to every
+// FetchJWTBundles stream.
+func (w *workloadAPI) setJWTBundles(resp *workload.JWTBundlesResponse) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.jwtBundles = resp
+	for ch := range w.jwtSubs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- resp
+	}
+}
+
+// setJWTMinter sets what FetchJWTSVID answers.
+func (w *workloadAPI) setJWTMinter(mint func(*workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.mintJWT = mint
+}
+
+// checkHeader refuses a call without the Workload API's security header.
+func checkHeader(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("workload.spiffe.io"); len(v) != 1 || v[0] != "true" {
+		return status.Error(codes.InvalidArgument, "security header missing from request")
+	}
+	return nil
+}
+
+func (w *workloadAPI) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream workload.SpiffeWorkloadAPI_FetchJWTBundlesServer) error {
+	if err := checkHeader(stream.Context()); err != nil {
+		return err
+	}
+	ch := make(chan *workload.JWTBundlesResponse, 1)
+	w.mu.Lock()
+	if w.noJWT {
+		w.mu.Unlock()
+		return status.Error(codes.Unimplemented, "method FetchJWTBundles not implemented")
+	}
+	if w.jwtBundles != nil {
+		ch <- w.jwtBundles
+	}
+	w.jwtSubs[ch] = struct{}{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.jwtSubs, ch)
+		w.mu.Unlock()
+	}()
+	for {
+		select {
+		case resp := <-ch:
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (w *workloadAPI) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
+	if err := checkHeader(ctx); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	mint, withdrawn, noJWT := w.mintJWT, w.resp == nil, w.noJWT
+	w.mu.Unlock()
+	switch {
+	case noJWT:
+		return nil, status.Error(codes.Unimplemented, "method FetchJWTSVID not implemented")
+	case mint == nil || withdrawn:
+		return nil, status.Error(codes.PermissionDenied, "no identity issued")
+	}
+	return mint(req)
 }
 
 // x509Response is the Workload API message for svid, its trust domain's

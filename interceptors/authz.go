@@ -37,6 +37,8 @@ type Authorizer struct {
 
 	txnVerifier *txn.Verifier // nil: transaction tokens are ignored
 	txnMinter   *txn.Minter   // non-nil: an edge, minting for calls without one
+
+	proxies *frontProxies // nil: no front proxies (jwtsvid.go)
 }
 
 // AuthorizerOption configures an [Authorizer] built by [NewAuthorizer].
@@ -134,6 +136,15 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	if caller.IsZero() {
 		return ctx, errUnauthenticated
 	}
+	// Front proxies (WithFrontProxies, jwtsvid.go): on a connection from
+	// one, the caller is the subject of the call's verified JWT-SVID, and
+	// ctx records the proxy as via; from any other peer nothing changes.
+	if a.proxies != nil {
+		var err error
+		if ctx, caller, err = a.proxied(ctx, carrier, caller, method); err != nil {
+			return ctx, err
+		}
+	}
 	tok, txnErr := a.callTxn(ctx, carrier)
 	var subject spiffeid.ID
 	if tok != nil {
@@ -201,7 +212,7 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 	} else if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz decision"}) {
 		return // counted; summarised when its window closes
 	}
-	attrs := [9]slog.Attr{
+	attrs := [10]slog.Attr{
 		slog.String("caller", caller.ID.String()),
 		slog.String("method", clip(method)),
 		slog.String("decision", d.Outcome.String()),
@@ -209,6 +220,10 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),
 	}
 	n := 5
+	if via, ok := viaAttr(ctx); ok { // a call through a front proxy (jwtsvid.go)
+		attrs[n] = via
+		n++
+	}
 	if tok, ok := txn.FromContext(ctx); ok {
 		attrs[n], attrs[n+1] = slog.String("subject", tok.Subject().String()), slog.String("txn", tok.ID())
 		n += 2

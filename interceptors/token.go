@@ -141,7 +141,7 @@ func (a *Authorizer) auditToken(ctx context.Context, caller identity.Principal, 
 	if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz token refused"}) {
 		return // counted; summarised when its window closes
 	}
-	attrs := [8]slog.Attr{
+	attrs := [9]slog.Attr{
 		slog.String("caller", caller.ID.String()),
 		slog.String("method", method),
 		slog.String("decision", d.Outcome.String()),
@@ -150,9 +150,13 @@ func (a *Authorizer) auditToken(ctx context.Context, caller identity.Principal, 
 		slog.String("error", err.Error()),
 	}
 	n := 6
+	if via, ok := viaAttr(ctx); ok { // a call through a front proxy (jwtsvid.go)
+		attrs[n] = via
+		n++
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		attrs[6], attrs[7] = slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())
-		n = 8
+		attrs[n], attrs[n+1] = slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String())
+		n += 2
 	}
 	a.log.LogAttrs(ctx, slog.LevelWarn, "authz token refused", attrs[:n]...)
 }

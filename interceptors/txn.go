@@ -151,6 +151,9 @@ func (a *Authorizer) auditTxn(ctx context.Context, caller identity.Principal, me
 		slog.String("rule", d.Rule),
 		slog.String("error", strings.TrimPrefix(err.Error(), "invalid transaction token: ")),
 	}
+	if via, ok := viaAttr(ctx); ok { // a call through a front proxy (jwtsvid.go)
+		attrs = append(attrs, via)
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}

@@ -67,6 +67,7 @@ func (o grpcClientOption) applyToGRPCClient(c *clientConfig) { o(c) }
 type clientConfig struct {
 	dialOptions []grpc.DialOption
 	telemetry   *Telemetry
+	jwt         *jwtCredentials // WithJWTSVID (jwtsvid.go); nil: none
 	errs        []error
 }
 
@@ -131,6 +132,9 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPC
 		// The transaction token of the call being served goes on, unchanged.
 		grpc.WithChainUnaryInterceptor(interceptors.UnaryClientTxn()),
 		grpc.WithChainStreamInterceptor(interceptors.StreamClientTxn()))
+	if cfg.jwt != nil { // WithJWTSVID: a JWT-SVID on every call
+		dopts = append(dopts, grpc.WithPerRPCCredentials(cfg.jwt))
+	}
 	if cfg.telemetry != nil {
 		self, err := creds.SVID.GetX509SVID()
 		if err != nil {
@@ -210,6 +214,9 @@ func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]con
 	own := []connect.ClientOption{
 		connect.WithAcceptCompression("gzip", nil, nil),
 		connect.WithInterceptors(interceptors.ConnectClientTxn()), // the served call's transaction token goes on
+	}
+	if cfg.jwt != nil { // WithJWTSVID: a JWT-SVID on every call
+		own = append(own, connect.WithInterceptors(cfg.jwt.connectInterceptor()))
 	}
 	if cfg.telemetry == nil {
 		return own, nil

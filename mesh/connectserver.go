@@ -76,7 +76,10 @@ func NewConnectServer(creds Credentials, opts ...ConnectServerOption) (*ConnectS
 		connect.WithCompressMinBytes(CompressMinBytes), // gzip costs more than it saves on small messages
 		connectRecovery(cfg.log),                       // a panic costs one call, not the process
 	}
-	authz := cfg.authorizer
+	authz, err := cfg.withFrontProxies(cfg.authorizer, creds) // WithFrontProxies (jwtsvid.go)
+	if err != nil {
+		return nil, err
+	}
 	if t := cfg.telemetry; t != nil {
 		otelInt, err := t.connectInterceptor()
 		if err != nil {

@@ -61,6 +61,9 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		return nil, err
 	}
 	s := &GRPCServer{health: health.NewServer(), cfg: cfg, authz: cfg.authorizer, reflect: new(servedDescriptors), svid: creds.SVID}
+	if s.authz, err = cfg.withFrontProxies(s.authz, creds); err != nil { // WithFrontProxies (jwtsvid.go)
+		return nil, err
+	}
 	s.peers = newPeers(creds.Bundles, authorize, cfg.log)
 	tlsCfg := s.peers.tlsConfig(base, identity.Client)
 	// Recovery first, so a panic anywhere after it costs one call, not the

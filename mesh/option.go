@@ -84,7 +84,8 @@ type serverConfig struct {
 	maxStreams      uint32
 	recheck         time.Duration
 	noReflection    bool
-	errs            []error // from options given bad values
+	frontProxies    *frontProxyConfig // WithFrontProxies (jwtsvid.go); nil: none
+	errs            []error           // from options given bad values
 }
 
 // DefaultRecheckInterval is how often a server re-verifies its live

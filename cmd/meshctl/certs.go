@@ -25,8 +25,10 @@ const defaultDir = "certs/dev"
 const certsUsage = `meshctl certs manages the development PKI: a CA for a SPIFFE trust domain
 and the X.509-SVIDs it issues. The material lives in a directory
 (default certs/dev): bundle.pem (the trust bundle), ca-key.pem,
-intermediate.pem / intermediate-key.pem (with --intermediate), and
-NAME.pem / NAME-key.pem per SVID.
+jwt-key.pem (the JWT-SVID signing key), bundle.json (the trust bundle in
+the SPIFFE bundle format, with the JWT-SVID key), intermediate.pem /
+intermediate-key.pem (with --intermediate), and NAME.pem / NAME-key.pem
+per SVID.
 
 Usage:
   meshctl certs init     [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain TD] [--workloads NAME=PATH,...] [--identities NAME=PATH,...] [--dns NAME,...]
@@ -40,8 +42,11 @@ Run 'meshctl certs <subcommand> --help' for details.
 const initUsage = `Usage: meshctl certs init [--dir certs/dev] [--ttl 24h] [--force] [--intermediate] [--trust-domain TD] [--workloads NAME=PATH,...] [--identities NAME=PATH,...] [--dns NAME,...]
 
 Writes a development PKI to --dir: a CA for --trust-domain (bundle.pem,
-ca-key.pem) and an SVID NAME.pem / NAME-key.pem for each NAME=PATH of
---workloads and --identities, with the SPIFFE ID spiffe://TD/PATH:
+ca-key.pem), its JWT-SVID signing key (jwt-key.pem), the trust bundle in
+the SPIFFE bundle format (bundle.json: the CA certificate with use
+x509-svid, the JWT-SVID key with use jwt-svid), and an SVID NAME.pem /
+NAME-key.pem for each NAME=PATH of --workloads and --identities, with the
+SPIFFE ID spiffe://TD/PATH:
 
   --workloads    services: DNS SANs NAME and localhost, IP SAN 127.0.0.1
   --identities   people and operators: the SPIFFE ID only
@@ -79,13 +84,27 @@ Example:
   meshctl certs issue --id spiffe://shop.example/user/bob --name bob
 `
 
-const inspectUsage = `Usage: meshctl certs inspect [--bundle FILE] [--trust-domain TD] FILE
+const inspectUsage = `Usage: meshctl certs inspect [--bundle FILE] [--trust-domain TD] [--audience AUD] [--jwks] FILE|TOKEN|-
 
 Explains the certificate in FILE (the first one, if FILE holds a chain):
 its SPIFFE ID, SANs, validity, key usages, and whether it chains to the
 trust bundle under the X.509-SVID rules. By default, the bundle is
 bundle.pem in FILE's directory, if there is one. Exits 1 if the
 certificate does not chain to the bundle.
+
+A JWT-SVID (in FILE, given as TOKEN, or read from standard input with -,
+which keeps it out of the shell history) is decoded, its header and claims
+printed as the token states them, then verified as a server verifies it:
+against the jwt-svid keys of the SPIFFE bundle in --bundle (by default
+bundle.json next to FILE, then certs/dev/bundle.json), for --audience (by
+default the token's own first aud value, which proves only that it is for
+someone), under every rule of the JWT-SVID specification. --jwks reads
+--bundle as a plain JWK Set of JWT-SVID keys (what the Workload API's
+FetchJWTBundles sends) for --trust-domain (default: the token's). Prints OK
+and whose token it is, or exits 1 with the one-line reason.
+
+Example (a development JWT-SVID, as the inventory service would check it):
+  meshctl certs inspect --audience spiffe://shop.example/ns/shop/sa/inventory - < token.txt
 `
 
 func certsInit(_ context.Context, path string, args []string, stdout io.Writer) error {
@@ -144,6 +163,7 @@ func printInit(stdout io.Writer, td spiffeid.TrustDomain, res certs.InitResult) 
 	case res.CA.IsIntermediate():
 		fmt.Fprintf(stdout, "kept existing intermediate CA in %s (expires %s)\n", res.Dir, formatTime(res.CA.Certificate().NotAfter))
 	}
+	printInitJWT(stdout, res)
 	for _, s := range res.SVIDs {
 		fmt.Fprintf(stdout, "issued %s (expires %s)\n  wrote %s\n  wrote %s\n", s.Identity.ID, formatTime(s.NotAfter), s.CertFile, s.KeyFile)
 	}
@@ -196,9 +216,17 @@ func certsIssue(_ context.Context, path string, args []string, stdout io.Writer)
 }
 
 func certsInspect(_ context.Context, path string, args []string, stdout io.Writer) error {
+	return inspectCerts(path, args, os.Stdin, stdout, time.Now())
+}
+
+// inspectCerts is certs inspect, reading "-" from stdin; a JWT-SVID is
+// verified as of now.
+func inspectCerts(path string, args []string, stdin io.Reader, stdout io.Writer, now time.Time) error {
 	flags := flag.NewFlagSet(path, flag.ContinueOnError)
-	bundlePath := flags.String("bundle", "", "trust bundle to verify against (default: bundle.pem next to FILE, if present)")
+	bundlePath := flags.String("bundle", "", "trust bundle to verify against (default: bundle.pem next to FILE, or bundle.json for a JWT-SVID, if present)")
 	tdName := flags.String("trust-domain", "", "trust domain of the bundle (default: from the bundle's CA certificate)")
+	audience := flags.String("audience", "", "JWT-SVID only: the audience to verify it for (default: the token's first aud, as the token says)")
+	jwks := flags.Bool("jwks", false, "JWT-SVID only: --bundle is a plain JWK Set of JWT-SVID keys, as the Workload API sends it, not a SPIFFE bundle")
 	positional, err := parseFlags(flags, path, inspectUsage, args, stdout)
 	if err != nil {
 		return err
@@ -212,6 +240,16 @@ func certsInspect(_ context.Context, path string, args []string, stdout io.Write
 		if td, err = parseTrustDomain(*tdName); err != nil {
 			return err
 		}
+	}
+	token, tokenFile, isJWT, err := jwtInput(file, stdin)
+	if err != nil {
+		return err
+	}
+	if isJWT { // certs_jwt.go
+		return inspectJWT(stdout, jwtInspect{token: token, file: tokenFile, bundlePath: *bundlePath, td: td, audience: *audience, jwks: *jwks}, now)
+	}
+	if *audience != "" || *jwks {
+		return usageErrorf("%s--audience and --jwks are for JWT-SVIDs; %s holds a certificate", where(path), file)
 	}
 
 	if *bundlePath == "" {

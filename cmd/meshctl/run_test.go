@@ -138,8 +138,8 @@ func TestCertsInitIdentities(t *testing.T) {
 	if strings.Contains(out, "issued") {
 		t.Errorf("init with empty lists issued SVIDs:\n%s", out)
 	}
-	if entries, err := os.ReadDir(caOnly); err != nil || len(entries) != 2 {
-		t.Errorf("%s holds %d entries (%v), want bundle.pem and ca-key.pem", caOnly, len(entries), err)
+	if entries, err := os.ReadDir(caOnly); err != nil || len(entries) != 4 {
+		t.Errorf("%s holds %d entries (%v), want bundle.pem, ca-key.pem, jwt-key.pem and bundle.json", caOnly, len(entries), err)
 	}
 
 	testCases := []struct {
