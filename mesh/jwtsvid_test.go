@@ -21,6 +21,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
@@ -135,7 +136,7 @@ func TestFrontProxiesOverMTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// serverOptions authorize with a fresh authorizer auditing to logs.
-	serverOptions := func(t *testing.T, logs *syncBuffer) []mesh.ServerOption {
+	serverOptions := func(t *testing.T, logs *testsync.Buffer) []mesh.ServerOption {
 		authz, err := interceptors.NewAuthorizer(e, interceptors.WithAuditAllows(1),
 			interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 				if a.Key == slog.TimeKey {
@@ -249,7 +250,7 @@ func TestFrontProxiesOverMTLS(t *testing.T) {
 	for name, stack := range stacks {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			saw, logs := &whoSaw{}, &syncBuffer{}
+			saw, logs := &whoSaw{}, &testsync.Buffer{}
 			addr := stack.start(t, saw, serverOptions(t, logs))
 			testCases := []struct {
 				name     string
