@@ -7,7 +7,7 @@
 # answering) and `docker compose` installed, it does nothing at all.
 #
 # Otherwise:
-#   - podman + runc from Debian (podman 4.3's default crun refuses hybrid
+#   - podman + runc (and iptables, for netavark) from Debian (podman 4.3's default crun refuses hybrid
 #     cgroups, hence runc), configured in /etc/containers/containers.conf
 #     (raising rlimits is refused in this sandbox, so ulimits are pinned);
 #   - `podman system service` on unix:///run/podman/podman.sock, which speaks
@@ -43,9 +43,11 @@ elif [ -z "${DOCKER_HOST:-}" ] && [ -S /var/run/docker.sock ] && docker version 
 fi
 
 if [ "$use_podman" = 1 ]; then
-	pkgs="podman runc netavark aardvark-dns"
+	# iptables: netavark sets up container networks with it ("netavark: No
+	# such file or directory" without it); podman only recommends it.
+	pkgs="podman runc netavark aardvark-dns iptables"
 	# shellcheck disable=SC2086
-	if [ "$(dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -c '^install ok installed$')" != 4 ]; then
+	if [ "$(dpkg-query -W -f='${Status}\n' $pkgs 2>/dev/null | grep -c '^install ok installed$')" != 5 ]; then
 		log "installing $pkgs (apt-get)"
 		[ "$(id -u)" = 0 ] || die "installing podman needs root"
 		export DEBIAN_FRONTEND=noninteractive
