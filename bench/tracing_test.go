@@ -13,11 +13,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/trustmesh/trustmesh/bench/internal/benchsvc"
 	inventoryv1 "github.com/trustmesh/trustmesh/gen/shop/inventory/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/inventory/v1/inventoryv1connect"
 	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/mesh"
-	"github.com/trustmesh/trustmesh/services/inventory"
 )
 
 // tracingConfig is one telemetry set-up of BenchmarkTracing.
@@ -137,26 +137,13 @@ func BenchmarkTracing(b *testing.B) {
 	}
 }
 
-// connectInventory serves the real inventory service's methods on
-// connect-go: the same method bodies as the grpc-go server.
+// connectInventory serves the real inventory service's ListProducts on
+// connect-go: the same method body as the grpc-go server.
 func connectInventory(b *testing.B) inventoryv1connect.InventoryServiceHandler {
 	b.Helper()
-	impl, err := inventory.New(inventory.Config{}, nil)
+	impl, err := benchsvc.Inventory()
 	if err != nil {
 		b.Fatal(err)
 	}
-	return connectInventoryAdapter{impl: impl}
-}
-
-type connectInventoryAdapter struct {
-	inventoryv1connect.UnimplementedInventoryServiceHandler
-	impl *inventory.Server
-}
-
-func (a connectInventoryAdapter) ListProducts(ctx context.Context, req *connect.Request[inventoryv1.ListProductsRequest]) (*connect.Response[inventoryv1.ListProductsResponse], error) {
-	res, err := a.impl.ListProducts(ctx, req.Msg)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(res), nil
+	return benchsvc.ConnectInventory(impl)
 }
