@@ -39,7 +39,7 @@ func printTable(out io.Writer, o options, samples [][]sample, lat [][]time.Durat
 		rps               float64
 	}
 	rows := make([]row, len(o.configs))
-	bare := map[string]int{}
+	bare, off := map[string]int{}, map[string]int{}
 	for i, c := range o.configs {
 		s := samples[i]
 		cpus := make([]time.Duration, len(s))
@@ -50,31 +50,40 @@ func printTable(out io.Writer, o options, samples [][]sample, lat [][]time.Durat
 		}
 		slices.Sort(cpus)
 		rows[i] = row{cpu: median(cpus), cpuLo: cpus[0], cpuHi: cpus[len(cpus)-1], allocs: median(allocs), bytes: median(bytes), rps: median(rps)}
-		if c.mode == modeBare {
+		switch c.mode {
+		case modeBare:
 			bare[c.stack] = i
+		case modeOff:
+			off[c.stack] = i
 		}
 	}
-	fmt.Fprintf(out, "%-22s %9s %20s %10s %8s %12s %9s %8s %9s %9s\n",
-		"configuration", "rps", "server µs CPU/call", "Δ CPU", "of bare", "allocs/call", "Δ allocs", "B/call", "p50 c=1", "p99 c=1")
+	fmt.Fprintf(out, "%-22s %7s %20s %8s %8s %7s %11s %7s %7s %7s %8s %8s\n",
+		"configuration", "rps", "server µs CPU/call", "Δ bare", "Δ off", "of bare", "allocs/call", "Δ bare", "Δ off", "B/call", "p50 c=1", "p99 c=1")
 	for i, c := range o.configs {
 		r := rows[i]
-		vsCPU, ofBare, vsAllocs := "", "", ""
+		var vsBare, vsOff, ofBare, allocsBare, allocsOff string
 		if b, ok := bare[c.stack]; ok && b != i && r.cpu > 0 {
-			vsCPU = fmt.Sprintf("%+.1f µs", micros(r.cpu-rows[b].cpu))
+			vsBare = fmt.Sprintf("%+.1f", micros(r.cpu-rows[b].cpu))
 			ofBare = fmt.Sprintf("%.2f", rows[b].cpu.Seconds()/r.cpu.Seconds())
-			vsAllocs = fmt.Sprintf("%+.0f", r.allocs-rows[b].allocs)
+			allocsBare = fmt.Sprintf("%+.0f", r.allocs-rows[b].allocs)
+		}
+		if f, ok := off[c.stack]; ok && f != i && c.mode != modeBare {
+			vsOff = fmt.Sprintf("%+.1f", micros(r.cpu-rows[f].cpu))
+			allocsOff = fmt.Sprintf("%+.0f", r.allocs-rows[f].allocs)
 		}
 		p50, p99 := "", ""
 		if l := slices.Clone(lat[i]); len(l) > 0 {
 			slices.Sort(l)
 			p50, p99 = fmtLatency(quantile(l, 0.50)), fmtLatency(quantile(l, 0.99))
 		}
-		fmt.Fprintf(out, "%-22s %9.0f %6.1f [%5.1f-%5.1f] %10s %8s %12.1f %9s %8.0f %9s %9s\n",
-			c, r.rps, micros(r.cpu), micros(r.cpuLo), micros(r.cpuHi), vsCPU, ofBare, r.allocs, vsAllocs, r.bytes, p50, p99)
+		fmt.Fprintf(out, "%-22s %7.0f %6.1f [%5.1f-%5.1f] %8s %8s %7s %11.1f %7s %7s %7.0f %8s %8s\n",
+			c, r.rps, micros(r.cpu), micros(r.cpuLo), micros(r.cpuHi), vsBare, vsOff, ofBare, r.allocs, allocsBare, allocsOff, r.bytes, p50, p99)
 	}
-	fmt.Fprintln(out, "\nserver µs CPU/call: median [min-max] over the rounds (utime+stime, 10 ms ticks); \"of bare\": the stack's bare CPU per call\n"+
-		"over this one's, i.e. the throughput it keeps when CPU-bound; Δ: over the stack's bare server; allocs and B per call: medians, heap allocations of the\n"+
-		"whole server process (background work included); p50 and p99 at concurrency 1 over every round's calls.")
+	fmt.Fprintln(out, "\nserver µs CPU/call: median [min-max] over the rounds (utime+stime, 10 ms ticks); Δ bare, Δ off: over the same\n"+
+		"stack's bare server and trustmesh with telemetry off (µs, allocations); of bare: the bare server's CPU per call over\n"+
+		"this one's, i.e. the share of bare throughput it keeps when CPU-bound; allocs and B per call: medians, heap\n"+
+		"allocations of the whole server process (background work included); p50 and p99 at concurrency 1 over every\n"+
+		"round's calls (µs).")
 }
 
 func median[T int64 | float64 | time.Duration](v []T) T {
@@ -92,7 +101,7 @@ func quantile(l []time.Duration, q float64) time.Duration {
 	return l[min(max(i, 0), len(l)-1)]
 }
 
-func fmtLatency(d time.Duration) string { return fmt.Sprintf("%.0f µs", micros(d)) }
+func fmtLatency(d time.Duration) string { return fmt.Sprintf("%.0f", micros(d)) }
 
 // sink is an OTLP/HTTP trace receiver that counts the spans it gets and
 // drops them.
