@@ -103,7 +103,7 @@ func (s *server) reply(ctx context.Context, prefix string) (string, error) {
 		}
 		rest, found := strings.CutPrefix(line, prefix)
 		if !found {
-			return "", fmt.Errorf("meshbench: server %s said %q, want %q...", s.cfg, line, prefix)
+			return "", fmt.Errorf("meshbench: server %s said %q, want a line starting %q", s.cfg, line, prefix)
 		}
 		return rest, nil
 	case <-ctx.Done():
