@@ -2,6 +2,8 @@ package mesh_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -210,5 +212,92 @@ func TestUnsampledTelemetryCostsNoAllocations(t *testing.T) {
 				t.Errorf("%.0f allocations per call with Unsampled telemetry, %.0f with telemetry off: want at most 5 more", unsampledAllocs, offAllocs)
 			}
 		})
+	}
+}
+
+type headerGRPCGreeter struct {
+	greetv1.UnimplementedGreetServiceServer
+	got chan string
+}
+
+func (g headerGRPCGreeter) Greet(ctx context.Context, req *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	g.got <- strings.Join(md.Get("traceparent"), ",")
+	return &greetv1.GreetResponse{Greeting: req.GetName()}, nil
+}
+
+type headerConnectGreeter struct {
+	greetv1connect.UnimplementedGreetServiceHandler
+	got chan string
+}
+
+func (g headerConnectGreeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
+	g.got <- req.Header().Get("traceparent")
+	return connect.NewResponse(&greetv1.GreetResponse{Greeting: req.Msg.GetName()}), nil
+}
+
+// TestUnsampledClientTelemetrySendsNothing: a client whose telemetry is
+// Unsampled is not instrumented either: it sends no trace context (before,
+// otelgrpc and otelconnect started a dropped client span for every call and
+// sent its unsampled traceparent). Undeclared, the same SDK set-up sends
+// one, which shows that the server would see it.
+func TestUnsampledClientTelemetrySendsNothing(t *testing.T) {
+	t.Parallel()
+	for _, stack := range []string{"grpc-go", "connect-go"} {
+		for _, declared := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/unsampled=%v", stack, declared), func(t *testing.T) {
+				t.Parallel()
+				pki := testpki.New(t, "example.org")
+				server := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+				client := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
+				tel := neverSampling(t)
+				tel.Unsampled = declared
+				got := make(chan string, 1)
+				opts := []mesh.ServerOption{mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings()}
+				if stack == "grpc-go" {
+					srv, err := mesh.NewGRPCServer(server, mesh.WithServerOptions(opts...))
+					if err != nil {
+						t.Fatal(err)
+					}
+					greetv1.RegisterGreetServiceServer(srv, headerGRPCGreeter{got: got})
+					conn, err := mesh.DialGRPC(serve(t, srv.Serve), client, spiffeid.RequireFromString(greeterID), mesh.WithClientTelemetry(tel))
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { _ = conn.Close() })
+					if _, err := greetv1.NewGreetServiceClient(conn).Greet(context.Background(), &greetv1.GreetRequest{Name: "x"}); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					srv, err := mesh.NewConnectServer(server, mesh.WithServerOptions(opts...))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, headerConnectGreeter{got: got}); err != nil {
+						t.Fatal(err)
+					}
+					addr := serve(t, srv.Serve)
+					hc, err := mesh.NewHTTPClient(client, spiffeid.RequireFromString(greeterID))
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(hc.CloseIdleConnections)
+					copts, err := mesh.ConnectClientOptions(client, mesh.WithClientTelemetry(tel))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, copts...).Greet(context.Background(), connect.NewRequest(&greetv1.GreetRequest{Name: "x"})); err != nil {
+						t.Fatal(err)
+					}
+				}
+				traceparent := <-got
+				if declared && traceparent != "" {
+					t.Errorf("Unsampled client sent traceparent %q, want none", traceparent)
+				}
+				if !declared && traceparent == "" {
+					t.Error("undeclared never-sampling client sent no traceparent, want its dropped span's")
+				}
+			})
+		}
 	}
 }
