@@ -212,13 +212,25 @@ bench: ## run the benchmarks, compared side by side with benchstat (see BENCHMAR
 	cd bench && $(GO) test -run '^$$' -bench . -benchmem -count 6 . | tee ../bench.out
 	$(TOOL) benchstat -col /impl bench.out
 
+# `make bench-mesh MESHBENCH_FLAGS='-rounds 5 -godebug adaptivestackstart=0'`
+# passes flags to bench/meshbench (`go run ./meshbench -h` in bench/ lists
+# them). Bounded: at most 15 minutes (-timeout), 3 rounds of 20,000 calls
+# per configuration by default (about 3 minutes on 2 vCPUs).
+MESHBENCH_FLAGS ?=
+
+.PHONY: bench-mesh
+bench-mesh: ## server CPU and allocations per call, and latency at concurrency 1, of bare grpc-go / connect-go and trustmesh (telemetry off / unsampled / always-on), each server in its own process (see BENCHMARKS.md)
+	@mkdir -p bin
+	cd bench && $(GO) build -o ../bin/meshbench ./meshbench
+	bin/meshbench $(MESHBENCH_FLAGS)
+
 .PHONY: bench-rss
 bench-rss: ## idle resident memory of each service in its own process
 	bench/idle-rss.sh
 
 .PHONY: bench-check
-bench-check: ## compile and run each benchmark once (the bench module has its own go.mod)
-	cd bench && $(GO) vet ./... && $(GO) test -run '^$$' -bench . -benchtime 1x . >/dev/null
+bench-check: ## compile and run each benchmark once, and the meshbench harness for a few calls (the bench module has its own go.mod)
+	cd bench && $(GO) vet ./... && $(GO) test -run '^$$' -bench . -benchtime 1x . >/dev/null && $(GO) test -count=1 ./meshbench
 
 .PHONY: test-interop
 test-interop: ## the interop tier: Python grpcio, Node grpc-js and connect-node, grpcurl against the mesh over mTLS (installs them: apt-get, npm ci)

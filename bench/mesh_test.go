@@ -13,8 +13,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -119,45 +117,6 @@ func BenchmarkDeniedCall(b *testing.B) {
 			for b.Loop() {
 				if _, err := client.Restock(context.Background(), big); status.Code(err) != codes.PermissionDenied {
 					b.Fatalf("Restock as alice: %v, want PermissionDenied", err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkTracing measures the cost of tracing per call (inventory
-// ListProducts over mTLS through the full chain) as a ratio to no tracing:
-// sampler off, 10% ratio, always on with batch export (to an exporter that
-// drops the batches).
-func BenchmarkTracing(b *testing.B) {
-	pki := testpki.New(b, "shop.example")
-	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	provider := func(s sdktrace.Sampler) trace.TracerProvider {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(s), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-		return tp
-	}
-	impls := []struct {
-		name string
-		tp   trace.TracerProvider // nil: telemetry off
-	}{
-		{"none", nil},
-		{"noop-provider", noop.NewTracerProvider()},
-		{"sampler-off", provider(sdktrace.NeverSample())},
-		{"ratio-0.1", provider(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))},
-		{"always-on", provider(sdktrace.AlwaysSample())},
-	}
-	for _, impl := range impls {
-		b.Run("impl="+impl.name, func(b *testing.B) {
-			opts := []mesh.GRPCServerOption{mesh.WithAuthorizer(inventoryAuthorizer(b))}
-			if impl.tp != nil {
-				opts = append(opts, mesh.WithTelemetry(mesh.Telemetry{TracerProvider: impl.tp, Propagator: prop, TrustRemote: true}))
-			}
-			client := inventoryv1.NewInventoryServiceClient(serveInventory(b, pki, gatewayID, opts...))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.ListProducts(context.Background(), &inventoryv1.ListProductsRequest{}); err != nil {
-					b.Fatal(err)
 				}
 			}
 		})

@@ -49,7 +49,9 @@ type tracing struct {
 //     otherwise starts a new trace linked to the caller's, so that a caller
 //     cannot choose the trace ID its refusals are audited under;
 //   - the counter trustmesh.authz.decisions counts decisions by decision
-//     and rule (no caller: SPIFFE IDs are too many for a metric).
+//     and rule (no caller: SPIFFE IDs are too many for a metric); when no
+//     reader would see it (mp is a no-op or has no reader: the counter is
+//     not Enabled), a decision is not recorded at all.
 //
 // The mesh package calls it when a server's telemetry is enabled.
 func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, trustRemote bool) (*Authorizer, error) {
@@ -66,15 +68,18 @@ func (a *Authorizer) WithTelemetry(tp trace.TracerProvider, mp metric.MeterProvi
 	return &c, nil
 }
 
-// count adds one decision to the counter, with an attribute set built once
-// per (decision, rule).
 // decisionAttrs is what the decision counter's attributes are made of.
 type decisionAttrs struct {
 	outcome policy.Outcome
 	rule    string
 }
 
+// count adds one decision to the counter, with an attribute set built once
+// per (decision, rule), unless no reader would see it.
 func (t *tracing) count(ctx context.Context, d policy.Decision) {
+	if !t.decisions.Enabled(ctx) { // a no-op meter provider, or no reader
+		return
+	}
 	key := decisionAttrs{outcome: d.Outcome, rule: d.Rule}
 	opt, ok := (*t.attrSets.Load())[key]
 	if !ok {
@@ -165,7 +170,9 @@ func (c mdCarrier) Keys() []string {
 
 // annotate puts the decision (when the authorizer left one in ctx) and the
 // caller chain on the server span, and extends the chain with the verified
-// peer for the calls this handler makes.
+// peer for the calls this handler makes (unless the trace was sampled out:
+// see [sampledOut]). It audits the decision when the authorizer asked for
+// it, with the span's IDs.
 func annotate(ctx context.Context) context.Context {
 	span := trace.SpanFromContext(ctx)
 	if rec, ok := ctx.Value(decisionKey{}).(decisionRecord); ok {
@@ -177,6 +184,9 @@ func annotate(ctx context.Context) context.Context {
 	if tok, ok := txn.FromContext(ctx); ok && span.IsRecording() {
 		span.SetAttributes(telemetry.TxnSubjectKey.String(tok.Subject().String()), telemetry.TxnIDKey.String(tok.ID()))
 	}
+	if sampledOut(span) {
+		return ctx
+	}
 	if p, ok := identity.FromContext(ctx); ok {
 		ctx = telemetry.AppendChain(ctx, p.ID)
 	}
@@ -186,6 +196,29 @@ func annotate(ctx context.Context) context.Context {
 		}
 	}
 	return ctx
+}
+
+// sampledOut reports whether span belongs to a trace that was sampled out:
+// it does not record, and its span context is valid and unsampled, so that
+// the calls made under it carry an unsampled trace context and (with the
+// parent-based samplers) are not recorded downstream either. Such a call
+// leaves the caller chain as it came: the chain is for recorded spans, and
+// extending it rewrites the baggage on every call. A span that does not
+// record but is sampled (a no-op tracer continuing a sampled caller's
+// trace) still extends it, for the hops downstream that record.
+func sampledOut(span trace.Span) bool {
+	sc := span.SpanContext()
+	return sc.IsValid() && !sc.IsSampled() && !span.IsRecording()
+}
+
+// appendChain is [telemetry.AppendChain] on the client side: ctx is the
+// served call's (if any), and a trace sampled out leaves the chain as it
+// came (see [sampledOut]).
+func appendChain(ctx context.Context, self spiffeid.ID) context.Context {
+	if sampledOut(trace.SpanFromContext(ctx)) {
+		return ctx
+	}
+	return telemetry.AppendChain(ctx, self)
 }
 
 // UnaryServerTrace returns a grpc-go interceptor that records the caller,
@@ -205,17 +238,21 @@ func StreamServerTrace() grpc.StreamServerInterceptor {
 }
 
 // UnaryClientChain returns a grpc-go client interceptor that appends self
-// (the calling workload's SPIFFE ID) to the caller chain in baggage.
+// (the calling workload's SPIFFE ID) to the caller chain in baggage. A call
+// made under a span whose trace was sampled out (a valid, unsampled span
+// context that does not record) leaves the chain as it came: the chain is
+// recorded on spans only, and these calls are not recorded downstream with
+// the parent-based samplers.
 func UnaryClientChain(self spiffeid.ID) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		return invoker(telemetry.AppendChain(ctx, self), method, req, reply, cc, opts...)
+		return invoker(appendChain(ctx, self), method, req, reply, cc, opts...)
 	}
 }
 
 // StreamClientChain is the streaming form of [UnaryClientChain].
 func StreamClientChain(self spiffeid.ID) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		return streamer(telemetry.AppendChain(ctx, self), desc, cc, method, opts...)
+		return streamer(appendChain(ctx, self), desc, cc, method, opts...)
 	}
 }
 
@@ -232,13 +269,14 @@ type connectTrace struct {
 func ConnectServerTrace() connect.Interceptor { return connectTrace{} }
 
 // ConnectClientChain returns a connect-go interceptor that appends self to
-// the caller chain; put it outside (before) the otelconnect interceptor.
+// the caller chain, like [UnaryClientChain]; put it outside (before) the
+// otelconnect interceptor.
 func ConnectClientChain(self spiffeid.ID) connect.Interceptor { return connectTrace{self: self} }
 
 func (c connectTrace) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		if req.Spec().IsClient {
-			return next(telemetry.AppendChain(ctx, c.self), req)
+			return next(appendChain(ctx, c.self), req)
 		}
 		return next(annotate(ctx), req)
 	}
@@ -246,7 +284,7 @@ func (c connectTrace) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 
 func (c connectTrace) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		return next(telemetry.AppendChain(ctx, c.self), spec)
+		return next(appendChain(ctx, c.self), spec)
 	}
 }
 

@@ -10,15 +10,17 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 )
 
 // Telemetry says where a server's or client's OpenTelemetry data goes.
 // Zero fields take the OpenTelemetry globals (otel.GetTracerProvider and so
-// on), which is what telemetry.Setup configures.
+// on), which is what otelenv.Setup configures.
 type Telemetry struct {
 	// TracerProvider creates the spans; default: the global one.
 	TracerProvider trace.TracerProvider
@@ -33,6 +35,35 @@ type Telemetry struct {
 	// whose callers are verified workloads. grpc-go servers always continue
 	// the caller's trace (otelgrpc has no such switch).
 	TrustRemote bool
+	// Unsampled declares that no span TracerProvider makes ever leaves it
+	// (its sampler is always_off, or it has no exporter or span processor)
+	// and that MeterProvider has no reader: nothing the instrumentation
+	// would make reaches anyone. otelenv's Providers.Off reports it for the
+	// set-up the environment asks for (OTEL_TRACES_EXPORTER=none or
+	// OTEL_TRACES_SAMPLER=always_off, with OTEL_METRICS_EXPORTER=none).
+	// The server or client is then not instrumented at all, as if
+	// [WithTelemetry] or [WithClientTelemetry] were not given, and costs
+	// nothing per call: no span is started, no metric or decision counted,
+	// no trace context or baggage read from callers or sent downstream (a
+	// downstream service that samples starts traces of its own, and the
+	// caller chain starts again there). Declare it only when it holds: what
+	// the providers would have recorded is not made. Default false. No-op
+	// providers (go.opentelemetry.io/otel/trace/noop and
+	// go.opentelemetry.io/otel/metric/noop, both of them) are detected
+	// without it.
+	Unsampled bool
+}
+
+// off reports whether t makes nothing that anyone sees: declared
+// [Telemetry.Unsampled], or no-op tracer and meter providers. Zero
+// providers are the globals, which may be set later: they are not off.
+func (t Telemetry) off() bool {
+	if t.Unsampled {
+		return true
+	}
+	_, noTraces := t.TracerProvider.(tracenoop.TracerProvider)
+	_, noMetrics := t.MeterProvider.(metricnoop.MeterProvider)
+	return noTraces && noMetrics
 }
 
 func (t Telemetry) withDefaults() Telemetry {
@@ -51,10 +82,15 @@ func (t Telemetry) withDefaults() Telemetry {
 // WithTelemetry instruments a server: a server span (and RPC metrics) for
 // every call except health checks, with the caller's SPIFFE ID, the
 // authorization decision and rule, and the caller chain as attributes; a
-// denied call gets its own span with the decision. By default servers are
-// not instrumented.
+// denied call gets its own span with the decision. A [Telemetry.Unsampled]
+// t (or one of no-op providers) leaves the server uninstrumented. By
+// default servers are not instrumented.
 func WithTelemetry(t Telemetry) ServerOption {
 	return serverOption(func(c *serverConfig) {
+		if t.off() {
+			c.telemetry = nil
+			return
+		}
 		t = t.withDefaults()
 		c.telemetry = &t
 	})
@@ -62,10 +98,15 @@ func WithTelemetry(t Telemetry) ServerOption {
 
 // WithClientTelemetry instruments a client: a client span for every call
 // (health checks excepted), trace context and baggage sent downstream, and
-// the workload's own SPIFFE ID appended to the caller chain. By default
-// clients are not instrumented.
+// the workload's own SPIFFE ID appended to the caller chain. A
+// [Telemetry.Unsampled] t (or one of no-op providers) leaves the client
+// uninstrumented. By default clients are not instrumented.
 func WithClientTelemetry(t Telemetry) ClientOption {
 	return clientOption(func(c *clientConfig) {
+		if t.off() {
+			c.telemetry = nil
+			return
+		}
 		t = t.withDefaults()
 		c.telemetry = &t
 	})

@@ -12,6 +12,10 @@
 // (autoexport's server); several in one process share one instead: a
 // [PrometheusServer] from [ListenPrometheus], given to each [Setup] with
 // [WithPrometheusServer], labels every series with its service.name.
+// [Providers.Off] reports a set-up that exports nothing
+// (OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none, or a sampler that
+// never samples with no metric exporter): telemetry is then off, and a
+// program installs no instrumentation, which costs nothing per call.
 //
 // It links the OTLP, stdout and Prometheus exporters, so it is for main
 // packages (cmd/shop, the sample's services); the toolkit's packages

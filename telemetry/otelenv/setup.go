@@ -47,6 +47,7 @@ type Providers struct {
 	// ("otlp", "console", "none", or "otlp" when unset), or [ExporterTree].
 	TraceExporter string
 
+	off          bool
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -69,7 +70,9 @@ type Providers struct {
 //   - OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, which override
 //     serviceName and version.
 //
-// The propagator is W3C trace context plus baggage. Unless [WithoutGlobal] is
+// The propagator is W3C trace context plus baggage. [Providers.Off] reports
+// a set-up that exports nothing (OTEL_TRACES_EXPORTER=none
+// OTEL_METRICS_EXPORTER=none): telemetry is then off. Unless [WithoutGlobal] is
 // given, the providers and propagator become the otel globals. A bad value in
 // any of these variables is an error naming it; nothing is silently ignored.
 func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*Providers, error) {
@@ -121,6 +124,8 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(sp))
 	}
 
+	noSpans := neverSamples() || (p.TraceExporter == ExporterNone && len(cfg.processors) == 0)
+	noMetrics := true
 	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
 	if !metricsDefault {
 		reader, err := metricReader(ctx, cfg.prom, res)
@@ -132,8 +137,10 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 		}
 		if !autoexport.IsNoneMetricReader(reader) {
 			mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
+			noMetrics = false
 		}
 	}
+	p.off = noSpans && noMetrics
 
 	p.TracerProvider = sdktrace.NewTracerProvider(tpOpts...)
 	p.MeterProvider = sdkmetric.NewMeterProvider(mpOpts...)
@@ -143,6 +150,36 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 		otel.SetTextMapPropagator(p.Propagator)
 	}
 	return p, nil
+}
+
+// Off reports whether nothing the providers make can leave the process: no
+// span reaches an exporter or a span processor (OTEL_TRACES_EXPORTER=none
+// and no [WithSpanProcessor]; or a sampler that never samples:
+// OTEL_TRACES_SAMPLER=always_off, or traceidratio with
+// OTEL_TRACES_SAMPLER_ARG=0), and the meter provider has no reader
+// (OTEL_METRICS_EXPORTER=none, or unset under [DefaultToConsoleTree]).
+// `OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none` is the usual way
+// to say it. A program should then install no instrumentation at all
+// (mesh.WithTelemetry, or mesh.Telemetry.Unsampled), which costs nothing
+// per call, where instrumentation whose every span is dropped would still
+// read trace context, start spans and build metric attributes on every
+// call. Off leaves the providers usable: they record nothing anyone sees.
+func (p *Providers) Off() bool { return p.off }
+
+// neverSamples reports whether OTEL_TRACES_SAMPLER (checked by
+// checkSampler) samples no span at all, whatever the parent: always_off,
+// or traceidratio with a ratio of 0 (the parent-based samplers follow a
+// sampled parent).
+func neverSamples() bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER"))) {
+	case "always_off":
+		return true
+	case "traceidratio":
+		arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+		v, err := strconv.ParseFloat(arg, 64)
+		return arg != "" && err == nil && v == 0
+	}
+	return false
 }
 
 // metricReader is the reader OTEL_METRICS_EXPORTER asks for: autoexport's,

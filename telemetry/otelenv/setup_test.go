@@ -222,3 +222,49 @@ func TestDefaultToConsoleTree(t *testing.T) {
 		})
 	}
 }
+
+// TestOff: Providers.Off reports a set-up that exports nothing, so that a
+// program installs no instrumentation (before, OTEL_TRACES_EXPORTER=none
+// OTEL_METRICS_EXPORTER=none still had every call traced, with spans
+// recorded and dropped, and nothing said so).
+func TestOff(t *testing.T) {
+	const nowhere = "http://127.0.0.1:1" // no collector: what is exported fails fast
+	testCases := []struct {
+		name    string
+		env     map[string]string
+		opts    []otelenv.Option
+		wantOff bool
+	}{
+		{"exporters-none", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}, nil, true},
+		{"sampler-always-off", map[string]string{"OTEL_TRACES_SAMPLER": "always_off", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere, "OTEL_METRICS_EXPORTER": "none"}, nil, true},
+		{"sampler-ratio-zero", map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere, "OTEL_METRICS_EXPORTER": "none"}, nil, true},
+		{"sampler-always-off-with-processor", map[string]string{"OTEL_TRACES_SAMPLER": "always_off", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+			[]otelenv.Option{otelenv.WithSpanProcessor(tracetest.NewSpanRecorder())}, true},
+		{"tree-default-traces-none", map[string]string{"OTEL_TRACES_EXPORTER": "none"},
+			[]otelenv.Option{otelenv.DefaultToConsoleTree(tracetree.NewPrinter(&oteltest.SyncBuffer{}))}, true},
+		// Spans or metrics go somewhere: on.
+		{"exporters-none-with-processor", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+			[]otelenv.Option{otelenv.WithSpanProcessor(tracetest.NewSpanRecorder())}, false},
+		{"metrics-exported", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere}, nil, false},
+		{"sampler-parentbased-always-off", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_always_off", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere, "OTEL_METRICS_EXPORTER": "none"}, nil, false},
+		{"sampler-ratio", map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere, "OTEL_METRICS_EXPORTER": "none"}, nil, false},
+		{"defaults", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": nowhere}, nil, false},
+		{"tree-default", nil, []otelenv.Option{otelenv.DefaultToConsoleTree(tracetree.NewPrinter(&oteltest.SyncBuffer{}))}, false},
+	}
+	for _, tc := range testCases {
+		t.Run(tc.name, func(t *testing.T) {
+			oteltest.ClearOTelEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			p, err := otelenv.Setup(context.Background(), "orders", "1.2.3", append(tc.opts, otelenv.WithoutGlobal())...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = p.Shutdown(context.Background()) }()
+			if got := p.Off(); got != tc.wantOff {
+				t.Errorf("Off() = %v, want %v", got, tc.wantOff)
+			}
+		})
+	}
+}
