@@ -107,7 +107,8 @@ func (s *service) setUpTelemetry(ctx context.Context) error {
 		return p.Shutdown(sctx)
 	})
 	t := mesh.Telemetry{TracerProvider: p.TracerProvider, MeterProvider: p.MeterProvider, Propagator: p.Propagator,
-		TrustRemote: s.name != Gateway} // the gateway is the edge: people's traces start there
+		TrustRemote: s.name != Gateway, // the gateway is the edge: people's traces start there
+		Unsampled:   p.Off()}           // OTEL_*_EXPORTER=none (or a sampler that never samples, no metrics): off
 	s.opts = append(s.opts, mesh.WithTelemetry(t))
 	s.clientOpts = append(s.clientOpts, mesh.WithClientTelemetry(t))
 	s.meters = p.MeterProvider

@@ -241,7 +241,7 @@ func TestOff(t *testing.T) {
 		{"sampler-always-off-with-processor", map[string]string{"OTEL_TRACES_SAMPLER": "always_off", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
 			[]otelenv.Option{otelenv.WithSpanProcessor(tracetest.NewSpanRecorder())}, true},
 		{"tree-default-traces-none", map[string]string{"OTEL_TRACES_EXPORTER": "none"},
-			[]otelenv.Option{otelenv.DefaultToConsoleTree(tracetree.NewPrinter(&oteltest.SyncBuffer{}))}, true},
+			[]otelenv.Option{otelenv.DefaultToConsoleTree(tracetree.NewPrinter(&testsync.Buffer{}))}, true},
 		// Spans or metrics go somewhere: on.
 		{"exporters-none-with-processor", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
 			[]otelenv.Option{otelenv.WithSpanProcessor(tracetest.NewSpanRecorder())}, false},
@@ -249,7 +249,7 @@ func TestOff(t *testing.T) {
 		{"sampler-parentbased-always-off", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_always_off", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere, "OTEL_METRICS_EXPORTER": "none"}, nil, false},
 		{"sampler-ratio", map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01", "OTEL_EXPORTER_OTLP_ENDPOINT": nowhere, "OTEL_METRICS_EXPORTER": "none"}, nil, false},
 		{"defaults", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": nowhere}, nil, false},
-		{"tree-default", nil, []otelenv.Option{otelenv.DefaultToConsoleTree(tracetree.NewPrinter(&oteltest.SyncBuffer{}))}, false},
+		{"tree-default", nil, []otelenv.Option{otelenv.DefaultToConsoleTree(tracetree.NewPrinter(&testsync.Buffer{}))}, false},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {
