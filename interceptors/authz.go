@@ -159,7 +159,10 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	if txnErr == nil && d.RequireToken && d.Proceed() {
 		ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)
 	}
-	if txnErr == nil && tokenErr == nil && tok == nil && a.txnMinter != nil && d.Proceed() {
+	// At an edge, a call without a token gets one. With tracing, it is
+	// minted once the server span exists (its txn is then the trace id).
+	mint := txnErr == nil && tokenErr == nil && tok == nil && a.txnMinter != nil && d.Proceed()
+	if mint && a.tracing == nil {
 		minted, err := a.mintTxn(ctx, caller, method)
 		if err != nil {
 			txnErr = err
@@ -183,7 +186,7 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 			return ctx, tokenErr
 		}
 		// Audited once the server span exists, so the event carries its IDs.
-		return t.proceed(ctx, a, caller, method, d, audit), nil
+		return t.proceed(ctx, a, caller, method, d, audit, mint), nil
 	}
 	switch {
 	case txnErr != nil:

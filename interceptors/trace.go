@@ -2,7 +2,9 @@ package interceptors
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +17,9 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/policy"
@@ -114,13 +118,17 @@ type decisionRecord struct {
 	method string
 	d      policy.Decision
 	audit  *Authorizer // non-nil: audit the decision once the span exists
+	mint   *Authorizer // non-nil: mint the edge's transaction token once the span exists (its txn is the trace id)
 }
 
 // proceed runs after a decision that lets the call proceed.
-func (t *tracing) proceed(ctx context.Context, a *Authorizer, caller identity.Principal, method string, d policy.Decision, audit bool) context.Context {
+func (t *tracing) proceed(ctx context.Context, a *Authorizer, caller identity.Principal, method string, d policy.Decision, audit, mint bool) context.Context {
 	rec := decisionRecord{caller: caller, method: method, d: d}
 	if audit {
 		rec.audit = a
+	}
+	if mint {
+		rec.mint = a
 	}
 	return context.WithValue(ctx, decisionKey{}, rec)
 }
@@ -173,10 +181,19 @@ func (c mdCarrier) Keys() []string {
 // peer for the calls this handler makes (unless the trace was sampled out:
 // see [sampledOut]). It audits the decision when the authorizer asked for
 // it, with the span's IDs.
-func annotate(ctx context.Context) context.Context {
+func annotate(ctx context.Context) (context.Context, error) {
 	span := trace.SpanFromContext(ctx)
 	if rec, ok := ctx.Value(decisionKey{}).(decisionRecord); ok {
 		telemetry.RecordDecision(span, rec.caller.ID.String(), rec.d.Outcome.String(), rec.d.Rule)
+		if rec.mint != nil {
+			tok, err := rec.mint.mintTxn(ctx, rec.caller, rec.method)
+			if err != nil {
+				rec.mint.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
+					slog.String("caller", rec.caller.ID.String()), slog.String("method", clip(rec.method)), slog.String("error", err.Error()))
+				return ctx, errMint
+			}
+			ctx = txn.NewContext(ctx, tok)
+		}
 		if rec.audit != nil {
 			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
 		}
@@ -185,7 +202,7 @@ func annotate(ctx context.Context) context.Context {
 		span.SetAttributes(telemetry.TxnSubjectKey.String(tok.Subject().String()), telemetry.TxnIDKey.String(tok.ID()))
 	}
 	if sampledOut(span) {
-		return ctx
+		return ctx, nil
 	}
 	if p, ok := identity.FromContext(ctx); ok {
 		ctx = telemetry.AppendChain(ctx, p.ID)
@@ -195,8 +212,12 @@ func annotate(ctx context.Context) context.Context {
 			telemetry.RecordChain(span, chain)
 		}
 	}
-	return ctx
+	return ctx, nil
 }
+
+// errMint is what a caller learns when the edge could not mint its
+// transaction token (the reason is in the server's log).
+var errMint = errors.New("transaction token unavailable")
 
 // sampledOut reports whether span belongs to a trace that was sampled out:
 // it does not record, and its span context is valid and unsampled, so that
@@ -226,14 +247,22 @@ func appendChain(ctx context.Context, self spiffeid.ID) context.Context {
 // runs after [UnaryServerIdentity], inside the OpenTelemetry stats handler.
 func UnaryServerTrace() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return handler(annotate(ctx), req)
+		ctx, err := annotate(ctx)
+		if err != nil {
+			return nil, status.Error(grpccodes.Unavailable, err.Error())
+		}
+		return handler(ctx, req)
 	}
 }
 
 // StreamServerTrace is the streaming form of [UnaryServerTrace].
 func StreamServerTrace() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		return handler(srv, &contextStream{ServerStream: ss, ctx: annotate(ss.Context())})
+		ctx, err := annotate(ss.Context())
+		if err != nil {
+			return status.Error(grpccodes.Unavailable, err.Error())
+		}
+		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 	}
 }
 
@@ -278,7 +307,11 @@ func (c connectTrace) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(appendChain(ctx, c.self), req)
 		}
-		return next(annotate(ctx), req)
+		ctx, err := annotate(ctx)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, err)
+		}
+		return next(ctx, req)
 	}
 }
 
@@ -290,7 +323,11 @@ func (c connectTrace) WrapStreamingClient(next connect.StreamingClientFunc) conn
 
 func (c connectTrace) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		return next(annotate(ctx), conn)
+		ctx, err := annotate(ctx)
+		if err != nil {
+			return connect.NewError(connect.CodeUnavailable, err)
+		}
+		return next(ctx, conn)
 	}
 }
 

@@ -8,6 +8,10 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -200,4 +204,67 @@ func (r relay) Greet(ctx context.Context, req *connect.Request[greetv1.GreetRequ
 
 func (relay) Count(context.Context, *connect.Request[greetv1.CountRequest], *connect.ServerStream[greetv1.CountResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, nil)
+}
+
+// txnEcho greets with the id of the call's transaction token.
+type txnEcho struct {
+	greetv1connect.UnimplementedGreetServiceHandler
+}
+
+func (txnEcho) Greet(ctx context.Context, _ *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
+	tok, ok := txn.FromContext(ctx)
+	if !ok {
+		return nil, connect.NewError(connect.CodeInternal, nil)
+	}
+	return connect.NewResponse(&greetv1.GreetResponse{Greeting: tok.ID()}), nil
+}
+
+// TestEdgeTxnIsTheTraceID: with tracing on, the token an edge mints has the
+// trace id of the call's server span as its txn (the draft's advice), on a
+// connect-go edge, whose authorization runs before the span exists.
+func TestEdgeTxnIsTheTraceID(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	edgeCreds := mesh.Credentials{SVID: pki.SVID(t, edgeID), Bundles: pki.Bundle()}
+	minter, err := txn.NewMinter(edgeCreds.SVID, pki.TrustDomain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "users-greet", Effect: policy.Allow, From: []string{"spiffe://example.org/user/*"}, To: []string{"/greet.v1.GreetService/Greet"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := interceptors.NewAuthorizer(e, interceptors.WithTxnMinter(minter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := tracetest.NewSpanRecorder()
+	edge, err := mesh.NewConnectServer(edgeCreds, mesh.WithAuthorizer(a), mesh.WithCoverageWarnings(),
+		mesh.WithTelemetry(mesh.Telemetry{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+			MeterProvider: metricnoop.NewMeterProvider(), Propagator: propagation.TraceContext{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.Mount(edge, greetv1connect.NewGreetServiceHandler, txnEcho{}); err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, edge.Serve)
+	hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, aliceUser), Bundles: pki.Bundle()}, spiffeid.RequireFromString(edgeID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.CloseIdleConnections()
+	resp, err := greetv1connect.NewGreetServiceClient(hc, "https://"+addr).Greet(context.Background(), connect.NewRequest(&greetv1.GreetRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d spans, want the edge's server span", len(ended))
+	}
+	if got, want := resp.Msg.GetGreeting(), ended[0].SpanContext().TraceID().String(); got != want {
+		t.Errorf("txn = %s, want the trace id %s", got, want)
+	}
 }
