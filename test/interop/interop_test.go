@@ -34,6 +34,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/internal/testtool"
 	"github.com/trustmesh/trustmesh/services/shop"
+	"github.com/trustmesh/trustmesh/services/shop/sample"
 	"github.com/trustmesh/trustmesh/tokens"
 )
 
@@ -159,7 +160,7 @@ func startTier(t *testing.T) *tier {
 	dir := t.TempDir()
 	certDir, otherCA := filepath.Join(dir, "certs"), filepath.Join(dir, "other-ca")
 	for _, d := range []string{certDir, otherCA} {
-		if _, err := certs.Init(d, certs.InitOptions{}); err != nil {
+		if _, err := sample.InitCerts(d, certs.InitOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
