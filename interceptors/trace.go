@@ -208,11 +208,37 @@ func annotate(ctx context.Context) (context.Context, error) {
 		ctx = telemetry.AppendChain(ctx, p.ID)
 	}
 	if span.IsRecording() { // reading the chain back parses every hop: only for a span that keeps it
-		if chain, ok := telemetry.ChainFromContext(ctx); ok {
+		if tok, ok := txn.FromContext(ctx); ok {
+			// With a verified transaction token the span records what was
+			// verified, not the informational baggage: the subject, the
+			// workload that minted the token (req_wl) and the direct peer.
+			telemetry.RecordChain(span, verifiedChain(tok, ctx))
+		} else if chain, ok := telemetry.ChainFromContext(ctx); ok {
 			telemetry.RecordChain(span, chain)
 		}
 	}
 	return ctx, nil
+}
+
+// verifiedChain is the caller chain a transaction token and the mTLS peer
+// prove: subject, minter (req_wl), direct peer, without repeats; at the
+// edge, where the subject is the direct peer (and the token was minted
+// here), the subject alone.
+func verifiedChain(tok *txn.Token, ctx context.Context) []string {
+	chain := []string{tok.Subject().String()}
+	if p, ok := identity.FromContext(ctx); ok && p.ID == tok.Subject() {
+		return chain
+	}
+	add := func(id string) {
+		if chain[len(chain)-1] != id {
+			chain = append(chain, id)
+		}
+	}
+	add(tok.Minter().String())
+	if p, ok := identity.FromContext(ctx); ok {
+		add(p.ID.String())
+	}
+	return chain
 }
 
 // errMint is what a caller learns when the edge could not mint its

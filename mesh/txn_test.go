@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,6 +25,7 @@ import (
 	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
+	"github.com/trustmesh/trustmesh/telemetry"
 	"github.com/trustmesh/trustmesh/txn"
 )
 
@@ -266,5 +269,82 @@ func TestEdgeTxnIsTheTraceID(t *testing.T) {
 	}
 	if got, want := resp.Msg.GetGreeting(), ended[0].SpanContext().TraceID().String(); got != want {
 		t.Errorf("txn = %s, want the trace id %s", got, want)
+	}
+}
+
+// TestVerifiedChainOnSpans: with a verified transaction token, a server span
+// records the caller chain the token and the peer prove (subject, minter,
+// direct peer), not the baggage, which a caller can write: alice's forged
+// chain naming mallory does not reach the backend's span.
+func TestVerifiedChainOnSpans(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	spans := tracetest.NewSpanRecorder()
+	tel := mesh.Telemetry{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+		MeterProvider: metricnoop.NewMeterProvider(), Propagator: prop, TrustRemote: true}
+	backend, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
+		mesh.WithAuthorizer(backendAuthorizer(t, pki)), mesh.WithCoverageWarnings(), mesh.WithTelemetry(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(backend, grpcGreeter{})
+	backendAddr := serve(t, backend.Serve)
+
+	edgeCreds := mesh.Credentials{SVID: pki.SVID(t, edgeID), Bundles: pki.Bundle()}
+	conn, err := mesh.DialGRPC(backendAddr, edgeCreds, spiffeid.RequireFromString(greeterID), mesh.WithClientTelemetry(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	minter, err := txn.NewMinter(edgeCreds.SVID, pki.TrustDomain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "users-greet", Effect: policy.Allow, From: []string{"spiffe://example.org/user/*"}, To: []string{"/greet.v1.GreetService/Greet"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeAuthz, err := interceptors.NewAuthorizer(e, interceptors.WithTxnMinter(minter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeTel := tel
+	edgeTel.TrustRemote = false
+	edge, err := mesh.NewConnectServer(edgeCreds, mesh.WithAuthorizer(edgeAuthz), mesh.WithCoverageWarnings(), mesh.WithTelemetry(edgeTel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.Mount(edge, greetv1connect.NewGreetServiceHandler, relay{greetv1.NewGreetServiceClient(conn)}); err != nil {
+		t.Fatal(err)
+	}
+	edgeAddr := serve(t, edge.Serve)
+	hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, aliceUser), Bundles: pki.Bundle()}, spiffeid.RequireFromString(edgeID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.CloseIdleConnections()
+	req := connect.NewRequest(&greetv1.GreetRequest{})
+	req.Header().Set("baggage", "trustmesh.chain=spiffe%3A%2F%2Fexample.org%2Fuser%2Fmallory")
+	if _, err := greetv1connect.NewGreetServiceClient(hc, "https://"+edgeAddr).Greet(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	var chains [][]string
+	for _, s := range spans.Ended() {
+		if s.SpanKind() != trace.SpanKindServer || s.Name() != "greet.v1.GreetService/Greet" {
+			continue
+		}
+		for _, kv := range s.Attributes() {
+			if kv.Key == telemetry.CallerChainKey {
+				chains = append(chains, kv.Value.AsStringSlice())
+			}
+		}
+	}
+	// The backend's server span ends first, then the edge's.
+	want := [][]string{{aliceUser, edgeID}, {aliceUser}}
+	if !slices.EqualFunc(chains, want, slices.Equal[[]string]) {
+		t.Errorf("server span chains = %q, want %q (a forged chain must not reach them)", chains, want)
 	}
 }
