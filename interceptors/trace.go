@@ -201,6 +201,9 @@ func annotate(ctx context.Context) (context.Context, error) {
 	if tok, ok := txn.FromContext(ctx); ok && span.IsRecording() {
 		span.SetAttributes(telemetry.TxnSubjectKey.String(tok.Subject().String()), telemetry.TxnIDKey.String(tok.ID()))
 	}
+	if px, ok := ProxiedFromContext(ctx); ok && span.IsRecording() {
+		span.SetAttributes(telemetry.ViaKey.String(px.Via.ID.String()))
+	}
 	if sampledOut(span) {
 		return ctx, nil
 	}

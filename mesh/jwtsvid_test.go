@@ -3,6 +3,12 @@ package mesh_test
 import (
 	"context"
 	"errors"
+	"github.com/trustmesh/trustmesh/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"log/slog"
 	"strings"
 	"sync"
@@ -436,5 +442,62 @@ func TestWithFrontProxiesNeedsAuthorization(t *testing.T) {
 	if _, err := mesh.ConnectClientOptions(creds, mesh.WithJWTSVID(ca.JWTSource(lb, 0), "")); err == nil ||
 		err.Error() != "mesh: WithJWTSVID: need a JWT-SVID source and the audience" {
 		t.Errorf("WithJWTSVID without audience: %v", err)
+	}
+}
+
+// TestFrontProxySpan: the server span of a call through a front proxy names
+// the JWT-SVID's subject as caller and the proxy as trustmesh.via.
+func TestFrontProxySpan(t *testing.T) {
+	t.Parallel()
+	ca, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("shop.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := func(id string) mesh.Credentials {
+		svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mesh.Credentials{SVID: svid, Bundles: ca.Bundle()}
+	}
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "orders-greets", Effect: policy.Allow, From: []string{ordersSAID}, To: []string{"/greet.v1.GreetService/*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz, err := interceptors.NewAuthorizer(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := tracetest.NewSpanRecorder()
+	srv, err := mesh.NewGRPCServer(creds(inventoryID), mesh.WithAuthorizer(authz), mesh.WithCoverageWarnings(),
+		mesh.WithFrontProxies(ca, spiffeid.RequireFromString(lbID)),
+		mesh.WithTelemetry(mesh.Telemetry{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
+			MeterProvider: metricnoop.NewMeterProvider(), Propagator: propagation.TraceContext{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(srv, grpcGreeter{})
+	addr := serve(t, srv.Serve)
+	conn, err := mesh.DialGRPC(addr, creds(lbID), spiffeid.RequireFromString(inventoryID),
+		mesh.WithJWTSVID(ca.JWTSource(spiffeid.RequireFromString(ordersSAID), 0), inventoryID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := greetv1.NewGreetServiceClient(conn).Greet(context.Background(), &greetv1.GreetRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 {
+		t.Fatalf("%d spans, want 1", len(ended))
+	}
+	got := map[attribute.Key]string{}
+	for _, kv := range ended[0].Attributes() {
+		got[kv.Key] = kv.Value.Emit()
+	}
+	if got[telemetry.ViaKey] != lbID || got[telemetry.PeerSPIFFEIDKey] != ordersSAID {
+		t.Errorf("span via = %q, caller = %q; want %s via %s", got[telemetry.ViaKey], got[telemetry.PeerSPIFFEIDKey], ordersSAID, lbID)
 	}
 }

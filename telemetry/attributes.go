@@ -23,6 +23,11 @@ const (
 	// informational only.
 	CallerChainKey = attribute.Key("trustmesh.caller.chain")
 
+	// ViaKey is the front proxy (a SPIFFE ID) a call came through, when
+	// its caller was taken from a JWT-SVID (the span's caller is then that
+	// JWT-SVID's subject).
+	ViaKey = attribute.Key("trustmesh.via")
+
 	// TxnSubjectKey is the verified subject of the call's transaction
 	// token: who the transaction is for (a SPIFFE ID).
 	TxnSubjectKey = attribute.Key("trustmesh.txn.subject")

@@ -3,6 +3,7 @@ package spire
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -319,6 +320,38 @@ func (d *Deployment) CreateEntry(ctx context.Context, e Entry) error {
 	}
 	d.cfg.Log.Debug("spire: entry created", slog.String("spiffe_id", e.ID.String()), slog.Any("selectors", e.Selectors))
 	return nil
+}
+
+// BundleJSON returns the server's bundle of its trust domain in the SPIFFE
+// bundle format (a JWK Set with x509-svid and jwt-svid keys), as
+// `spire-server bundle show -format spiffe` prints it.
+func (d *Deployment) BundleJSON(ctx context.Context) ([]byte, error) {
+	return d.serverCLI(ctx, "bundle", "show", "-format", "spiffe")
+}
+
+// DeleteEntries deletes every registration entry for id (the agent then
+// withdraws the identity from its workloads: their Workload API streams end
+// with PermissionDenied) and returns how many there were.
+func (d *Deployment) DeleteEntries(ctx context.Context, id spiffeid.ID) (int, error) {
+	out, err := d.serverCLI(ctx, "entry", "show", "-spiffeID", id.String(), "-output", "json")
+	if err != nil {
+		return 0, err
+	}
+	var shown struct {
+		Entries []struct {
+			ID string `json:"id"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(out, &shown); err != nil {
+		return 0, fmt.Errorf("spire: entry show -spiffeID %s: %w", id, err)
+	}
+	for _, e := range shown.Entries {
+		if _, err := d.serverCLI(ctx, "entry", "delete", "-entryID", e.ID); err != nil {
+			return 0, fmt.Errorf("%w (entry %s of %s)", err, e.ID, id)
+		}
+	}
+	d.cfg.Log.Debug("spire: entries deleted", slog.String("spiffe_id", id.String()), slog.Int("entries", len(shown.Entries)))
+	return len(shown.Entries), nil
 }
 
 // FetchX509 writes an SVID for the calling user, as `spire-agent api fetch

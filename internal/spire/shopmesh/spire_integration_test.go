@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -37,6 +38,7 @@ import (
 	gatewayv2 "github.com/trustmesh/trustmesh/gen/shop/gateway/v2"
 	"github.com/trustmesh/trustmesh/gen/shop/gateway/v2/gatewayv2connect"
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
+	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/spire"
 	"github.com/trustmesh/trustmesh/internal/spire/shopmesh"
 	"github.com/trustmesh/trustmesh/internal/testtool"
@@ -349,6 +351,72 @@ func TestSPIRE(t *testing.T) {
 
 	ok, failed, serials := tr.stop()
 	t.Logf("traffic: %d calls, %d failed, %d gateway serials seen", ok, failed, serials)
+
+	// A JWT-SVID from the real agent, validated by trustmesh's strict
+	// validator against the real server's bundle (SPIFFE format).
+	t.Run("JWTSVIDFromTheAgent", func(t *testing.T) {
+		audience := shop.WorkloadID(shop.Gateway).String()
+		fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer fcancel()
+		svid, err := bobSrc.FetchJWTSVID(fctx, audience)
+		if err != nil {
+			t.Fatalf("FetchJWTSVID: %v", err)
+		}
+		data, err := r.SPIRE.BundleJSON(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle, err := identity.ParseBundle(r.SPIRE.TrustDomain(), data)
+		if err != nil {
+			t.Fatalf("the server's bundle: %v", err)
+		}
+		got, err := identity.VerifyJWTSVID(svid.Marshal(), bundle, audience, time.Time{})
+		if err != nil {
+			t.Fatalf("VerifyJWTSVID against the server's bundle: %v", err)
+		}
+		if got.ID != bob {
+			t.Errorf("JWT-SVID for %s, want %s", got.ID, bob)
+		}
+		if _, err := identity.VerifyJWTSVID(svid.Marshal(), bundle, "spiffe://shop.example/ns/shop/sa/orders", time.Time{}); err == nil {
+			t.Error("a JWT-SVID for the gateway verified for another audience")
+		}
+	})
+
+	// The agent withdraws bob's identity when his registration entry is
+	// deleted (its stream answers PermissionDenied): the source stops
+	// presenting the SVID, and presents one again once the entry is back.
+	t.Run("WithdrawnAndReissued", func(t *testing.T) {
+		waitServing := func(want bool) {
+			t.Helper()
+			deadline := time.Now().Add(90 * time.Second)
+			for bobSrc.Serving() != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("bob's source Serving() = %v after 90s, want %v", !want, want)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		n, err := r.SPIRE.DeleteEntries(ctx, bob)
+		if err != nil || n == 0 {
+			t.Fatalf("delete bob's entries: %d, %v", n, err)
+		}
+		waitServing(false)
+		if _, err := bobSrc.GetX509SVID(); !errors.Is(err, certs.ErrWithdrawn) {
+			t.Errorf("GetX509SVID while withdrawn: %v, want certs.ErrWithdrawn", err)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
+		if _, err := dialLeaf(dctx, bobCreds, addrs[shop.Gateway], shop.WorkloadID(shop.Gateway)); err == nil {
+			t.Error("a handshake as bob succeeded while his identity was withdrawn")
+		}
+		if err := r.SPIRE.CreateEntry(ctx, spire.Entry{ID: bob, Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid()), "unix:path:" + exe}, X509TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		waitServing(true)
+		if leaf := handshake(t, bobCreds, addrs[shop.Gateway], shop.WorkloadID(shop.Gateway)); leaf == nil {
+			t.Error("no handshake as bob after his entry came back")
+		}
+	})
 
 	for range 2 {
 		if err := <-noEntry; err != nil {
