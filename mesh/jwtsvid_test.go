@@ -495,7 +495,7 @@ func TestFrontProxySpan(t *testing.T) {
 	}
 	got := map[attribute.Key]string{}
 	for _, kv := range ended[0].Attributes() {
-		got[kv.Key] = kv.Value.Emit()
+		got[kv.Key] = kv.Value.AsString()
 	}
 	if got[telemetry.ViaKey] != lbID || got[telemetry.PeerSPIFFEIDKey] != ordersSAID {
 		t.Errorf("span via = %q, caller = %q; want %s via %s", got[telemetry.ViaKey], got[telemetry.PeerSPIFFEIDKey], ordersSAID, lbID)
