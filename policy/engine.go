@@ -35,9 +35,9 @@ type compiledRule struct {
 }
 
 // ruleKind is what a rule does to the calls it matches: allow rules that
-// look at the subject are allowSubject (not allow); allowToken rules are
-// allow or allowSubject rules that require a token (they are in those
-// kinds too).
+// look at the subject are allowSubject (not allow); allowToken and
+// allowSubjectToken rules are the allow and allowSubject rules that
+// require a token (they are in those kinds too).
 type ruleKind int
 
 const (
@@ -46,6 +46,7 @@ const (
 	allow
 	allowToken
 	allowSubject
+	allowSubjectToken // allowSubject rules that require a token
 	ruleKinds
 )
 
@@ -98,7 +99,7 @@ func (m *methodIndex) add(rule int32, r compiledRule, callers []callerPattern) {
 	case r.effect == Allow && len(r.subjects) > 0:
 		m.kinds[allowSubject].addInOrder(rule, callers)
 		if r.requireToken {
-			m.kinds[allowToken].add(rule, callers)
+			m.kinds[allowSubjectToken].addInOrder(rule, callers)
 		}
 	case r.effect == Allow:
 		m.kinds[allow].add(rule, callers)
@@ -246,8 +247,14 @@ func (e *Engine) DecideFor(method string, caller, subject spiffeid.ID) Decision 
 		}
 		return e.deny(DefaultRule)
 	}
+	// Any matching allow rule that requires a token makes the token
+	// required; a subject rule matches only with its subject.
 	token := false
-	if t := p.first(allowToken, caller); t >= 0 {
+	t := p.first(allowToken, caller)
+	for _, c := range p[allowSubjectToken] {
+		t = c.firstWith(caller, subject, e.rules, t)
+	}
+	if t >= 0 {
 		r, token = t, true
 	}
 	if d := p.first(dryRunDeny, caller); d >= 0 {

@@ -116,3 +116,33 @@ rules: []
 		}
 	}
 }
+
+// TestSubjectTokenRule: a subject rule that requires a token makes the
+// token required only for calls its subject patterns match (a caller's
+// other allow rules decide the rest, with no token).
+func TestSubjectTokenRule(t *testing.T) { // not parallel: AllocsPerRun
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "plain", Effect: policy.Allow, From: []string{"spiffe://example.org/a"}, To: []string{"/app.v1.Orders/*"}},
+		{Name: "subj-token", Effect: policy.Allow, From: []string{"spiffe://example.org/a"}, To: []string{"/app.v1.Orders/*"},
+			Subject: []string{"spiffe://example.org/user/bob"}, RequireToken: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, bob, alice := spiffeid.RequireFromString("spiffe://example.org/a"), spiffeid.RequireFromString("spiffe://example.org/user/bob"), spiffeid.RequireFromString("spiffe://example.org/user/alice")
+	for _, tc := range []struct {
+		subject spiffeid.ID
+		want    policy.Decision
+	}{
+		{spiffeid.ID{}, policy.Decision{Outcome: policy.Allowed, Rule: "plain"}},
+		{alice, policy.Decision{Outcome: policy.Allowed, Rule: "plain"}},
+		{bob, policy.Decision{Outcome: policy.Allowed, Rule: "subj-token", RequireToken: true}},
+	} {
+		if got := e.DecideFor("/app.v1.Orders/Create", a, tc.subject); got != tc.want {
+			t.Errorf("DecideFor(subject %v) = %+v, want %+v", tc.subject, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() { e.DecideFor("/app.v1.Orders/Create", a, bob) }); n != 0 {
+		t.Errorf("DecideFor with a subject: %v allocs, want 0", n)
+	}
+}
