@@ -368,10 +368,21 @@ func (s *FileSource) parse(c fileContents, now time.Time) (*fileMaterial, error)
 		bundles.Add(bundle)
 	}
 
-	for _, role := range []identity.Role{identity.Server, identity.Client} {
-		if _, err := identity.Verify(svid.Certificates, bundles, role, now); err != nil {
-			return nil, fmt.Errorf("certs: %s: %w", s.cfg.CertFile, err)
-		}
+	if err := verifyBothRoles(svid, bundles, now); err != nil {
+		return nil, fmt.Errorf("certs: %s: %w", s.cfg.CertFile, err)
 	}
 	return &fileMaterial{svid: svid, bundles: bundles, raw: c.raw()}, nil
+}
+
+// verifyBothRoles checks that svid verifies under the X.509-SVID rules
+// against bundles, as of now, as a server and as a client: a workload's
+// SVID serves in both roles. FileSource and WorkloadSource adopt nothing
+// that fails it.
+func verifyBothRoles(svid *x509svid.SVID, bundles x509bundle.Source, now time.Time) error {
+	for _, role := range []identity.Role{identity.Server, identity.Client} {
+		if _, err := identity.Verify(svid.Certificates, bundles, role, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/trustmesh/trustmesh/identity"
 )
 
 // Reasons for refusing a Workload API response, the values of the reason
@@ -150,10 +149,8 @@ func checkWorkloadResponse(where string, want spiffeid.ID, resp *workload.X509SV
 		bundles.Add(x509bundle.FromX509Authorities(fedTD, authorities))
 	}
 
-	for _, role := range []identity.Role{identity.Server, identity.Client} {
-		if _, err := identity.Verify(svid.Certificates, bundles, role, now); err != nil {
-			return nil, reject(RejectUntrusted, "%w", err)
-		}
+	if err := verifyBothRoles(svid, bundles, now); err != nil {
+		return nil, reject(RejectUntrusted, "%w", err)
 	}
 	return &workloadMaterial{svid: svid, bundles: bundles}, nil
 }
