@@ -157,7 +157,15 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	}
 	var tokenErr error
 	if txnErr == nil && d.RequireToken && d.Proceed() {
-		ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)
+		if _, viaProxy := ProxiedFromContext(ctx); viaProxy {
+			// The authorization header holds the JWT-SVID the caller was
+			// taken from: it must not also pass for the access token (a
+			// TokenVerifier of the user's own might accept it), and the
+			// proxy's certificate is not the caller's to bind one to.
+			tokenErr = &tokenError{msg: "token required for " + clip(method) + ", which cannot be met through a front proxy"}
+		} else {
+			ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)
+		}
 	}
 	// At an edge, a call without a token gets one. With tracing, it is
 	// minted once the server span exists (its txn is then the trace id).

@@ -66,14 +66,14 @@ func (e *tokenError) Unwrap() error { return e.reason }
 // interceptor, which reads the metadata from ctx.
 func (a *Authorizer) checkToken(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string) (context.Context, error) {
 	if a.tokens == nil {
-		return ctx, &tokenError{msg: fmt.Sprintf("token required for %s, but this server verifies no tokens", method)}
+		return ctx, &tokenError{msg: fmt.Sprintf("token required for %s, but this server verifies no tokens", clip(method))}
 	}
 	raw, err := bearer(authorization(ctx, carrier))
 	switch {
 	case err != nil:
 		return ctx, &tokenError{msg: "invalid token: " + err.Error(), reason: err}
 	case raw == "":
-		return ctx, &tokenError{msg: "token required for " + method}
+		return ctx, &tokenError{msg: "token required for " + clip(method)}
 	}
 	claims, err := a.tokens.Verify(raw, caller.Leaf, time.Now())
 	if err != nil {
@@ -143,7 +143,7 @@ func (a *Authorizer) auditToken(ctx context.Context, caller identity.Principal, 
 	}
 	attrs := [9]slog.Attr{
 		slog.String("caller", caller.ID.String()),
-		slog.String("method", method),
+		slog.String("method", clip(method)),
 		slog.String("decision", d.Outcome.String()),
 		slog.String("rule", d.Rule),
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),

@@ -2,8 +2,10 @@ package mesh_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"github.com/trustmesh/trustmesh/telemetry"
+	"github.com/trustmesh/trustmesh/tokens"
 	"go.opentelemetry.io/otel/attribute"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -499,5 +501,59 @@ func TestFrontProxySpan(t *testing.T) {
 	}
 	if got[telemetry.ViaKey] != lbID || got[telemetry.PeerSPIFFEIDKey] != ordersSAID {
 		t.Errorf("span via = %q, caller = %q; want %s via %s", got[telemetry.ViaKey], got[telemetry.PeerSPIFFEIDKey], ordersSAID, lbID)
+	}
+}
+
+// acceptingVerifier takes any token for its caller: a TokenVerifier of a
+// user's own that does not look at the certificate binding.
+type acceptingVerifier struct{}
+
+func (acceptingVerifier) Verify(string, *x509.Certificate, time.Time) (tokens.Claims, error) {
+	return tokens.Claims{Subject: ordersSAID}, nil
+}
+
+// TestFrontProxyCannotMeetTokenRules: through a front proxy the JWT-SVID in
+// the authorization header never passes for the access token a
+// require_token rule asks for, whatever the TokenVerifier accepts.
+func TestFrontProxyCannotMeetTokenRules(t *testing.T) {
+	t.Parallel()
+	ca, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("shop.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := func(id string) mesh.Credentials {
+		svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mesh.Credentials{SVID: svid, Bundles: ca.Bundle()}
+	}
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "orders-greets-with-token", Effect: policy.Allow, RequireToken: true, From: []string{ordersSAID}, To: []string{"/greet.v1.GreetService/*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz, err := interceptors.NewAuthorizer(e, interceptors.WithTokenVerifier(acceptingVerifier{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mesh.NewGRPCServer(creds(inventoryID), mesh.WithAuthorizer(authz), mesh.WithCoverageWarnings(),
+		mesh.WithFrontProxies(ca, spiffeid.RequireFromString(lbID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(srv, grpcGreeter{})
+	addr := serve(t, srv.Serve)
+	conn, err := mesh.DialGRPC(addr, creds(lbID), spiffeid.RequireFromString(inventoryID),
+		mesh.WithJWTSVID(ca.JWTSource(spiffeid.RequireFromString(ordersSAID), 0), inventoryID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = greetv1.NewGreetServiceClient(conn).Greet(context.Background(), &greetv1.GreetRequest{})
+	if st := status.Convert(err); st.Code() != codes.Unauthenticated ||
+		st.Message() != "token required for /greet.v1.GreetService/Greet, which cannot be met through a front proxy" {
+		t.Errorf("proxied call to a token rule: %v", err)
 	}
 }
