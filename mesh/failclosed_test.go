@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/tap"
@@ -242,6 +243,8 @@ func TestOptionValuesAreChecked(t *testing.T) {
 		{mesh.WithAuthorizer(nil), "mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"},
 		{mesh.WithRateLimiter(nil), "mesh: WithRateLimiter(nil): build one with interceptors.NewRateLimiter"},
 		{mesh.WithServerOptions(nil), "mesh: WithServerOptions: nil option"},
+		{mesh.WithAuthorizer(&interceptors.Authorizer{}), "mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"},
+		{mesh.WithTrustDomains(spiffeid.TrustDomain{}), "mesh: WithTrustDomains: the zero trust domain (use spiffeid.RequireTrustDomainFromString)"},
 	}
 	for _, tc := range testCases {
 		_, gerr := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), tc.opt)
@@ -251,6 +254,11 @@ func TestOptionValuesAreChecked(t *testing.T) {
 				t.Errorf("%s: %v, want %s", stack, err, tc.want)
 			}
 		}
+	}
+	var noSVID *x509svid.SVID
+	if _, err := mesh.NewGRPCServer(mesh.Credentials{SVID: noSVID, Bundles: pki.Bundle()}, mesh.WithoutAuthorization()); err == nil ||
+		err.Error() != "mesh: credentials: no SVID source" {
+		t.Errorf("a typed nil SVID source: %v", err)
 	}
 	if _, err := mesh.NewGRPCServer(creds, mesh.WithAuthorizer(greetPolicy(t)), mesh.WithGRPCServerOptions(grpc.InTapHandle(func(ctx context.Context, _ *tap.Info) (context.Context, error) { return ctx, nil }))); err == nil ||
 		!strings.Contains(err.Error(), "do not pass grpc.InTapHandle in WithGRPCServerOptions") {

@@ -185,7 +185,15 @@ func WithLogger(log *slog.Logger) ServerOption {
 // only the trust domain of the server's own SVID is accepted. Each listed
 // domain also needs a bundle in the server's [Credentials].
 func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
-	return serverOption(func(c *serverConfig) { c.trustDomains = append(c.trustDomains, tds...) })
+	return serverOption(func(c *serverConfig) {
+		for _, td := range tds {
+			if td.IsZero() {
+				c.errs = append(c.errs, errors.New("mesh: WithTrustDomains: the zero trust domain (use spiffeid.RequireTrustDomainFromString)"))
+				return
+			}
+		}
+		c.trustDomains = append(c.trustDomains, tds...)
+	})
 }
 
 // WithFederatedTrustDomains accepts callers from every trust domain whose
@@ -261,7 +269,7 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 // [WithoutAuthorization].
 func WithAuthorizer(a *interceptors.Authorizer) ServerOption {
 	return serverOption(func(c *serverConfig) {
-		if a == nil {
+		if a == nil || a.Policy() == nil { // nil, or a zero Authorizer not built by NewAuthorizer
 			c.errs = append(c.errs, errors.New("mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"))
 			return
 		}

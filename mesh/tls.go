@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -28,10 +29,10 @@ type Credentials struct {
 }
 
 func (c Credentials) validate() error {
-	if c.SVID == nil {
+	if isNil(c.SVID) {
 		return fmt.Errorf("mesh: credentials: no SVID source")
 	}
-	if c.Bundles == nil {
+	if isNil(c.Bundles) {
 		return fmt.Errorf("mesh: credentials: no trust bundle source")
 	}
 	return nil
@@ -153,4 +154,14 @@ func AuthorizeMembers(tds ...spiffeid.TrustDomain) tlsconfig.Authorizer {
 		}
 		return nil
 	}
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer
+// (a (*x509svid.SVID)(nil) passed as a source).
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
