@@ -16,6 +16,6 @@
 // from tls.Config.VerifyConnection, which runs on resumed sessions too);
 // [VerifyChains] also returns the chains it verified, for a
 // tlsconfig.Authorizer.
-// [NewContext] and [FromContext] carry the result to handlers, whichever
+// The mesh's interceptors carry the result to handlers, and [FromContext] reads it, whichever
 // stack (grpc-go or connect-go) served the call.
 package identity

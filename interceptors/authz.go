@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/rpcerr"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/txn"
 )
@@ -335,7 +336,7 @@ func (a *Authorizer) HTTPHandler(next http.Handler) http.Handler {
 		caller, _ := identity.FromContext(r.Context())
 		ctx, err := a.authorize(r.Context(), propagation.HeaderCarrier(r.Header), caller, r.URL.Path)
 		if err != nil {
-			writeConnectError(w, r, connectError(err))
+			rpcerr.Write(w, r, connectError(err))
 			return
 		}
 		if ctx != r.Context() {

@@ -4,9 +4,11 @@
 // Identity comes first. On grpc-go, [UnaryServerIdentity] and
 // [StreamServerIdentity] read the Principal that the mesh's transport
 // credentials attached to the connection at the handshake. On connect-go,
-// whose interceptors cannot see TLS state, [HTTPIdentity] is net/http
-// middleware that reads it from the request's connection, computed once per
-// connection when the server's ConnContext is [ConnContext].
+// whose interceptors cannot see TLS state, the mesh package's HTTP layer
+// puts the peer verified at the connection's handshake in each request's
+// context, and [Authorizer.HTTPHandler] and [RateLimiter.HTTPHandler] run
+// in front of every handler. Only the mesh can attach a verified peer:
+// behind any other server these refuse every call.
 //
 // A call that reaches these interceptors without a verified peer is refused
 // with Unauthenticated: nothing downstream runs without a Principal.

@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"unicode/utf8"
 
-	"connectrpc.com/connect"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/authn"
-	"github.com/trustmesh/trustmesh/internal/rpcerr"
 )
 
 var errUnauthenticated = errors.New("interceptors: no verified peer certificate on this connection")
@@ -64,11 +61,6 @@ type contextStream struct {
 }
 
 func (s *contextStream) Context() context.Context { return s.ctx }
-
-// writeConnectError answers err in the protocol of the request.
-func writeConnectError(w http.ResponseWriter, r *http.Request, err *connect.Error) {
-	rpcerr.Write(w, r, err)
-}
 
 // maxEcho bounds how much of a caller-chosen string (a method path) goes
 // into an error message or a log line.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/rpcerr"
 )
 
 // RateLimiter limits calls per caller SPIFFE ID with a token bucket each
@@ -148,11 +149,11 @@ func (l *RateLimiter) HTTPHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		caller, ok := identity.FromContext(r.Context())
 		if !ok {
-			writeConnectError(w, r, connect.NewError(connect.CodeUnauthenticated, errUnauthenticated))
+			rpcerr.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errUnauthenticated))
 			return
 		}
 		if !l.allow(caller.ID) {
-			writeConnectError(w, r, connect.NewError(connect.CodeResourceExhausted, errors.New(l.message(caller.ID))))
+			rpcerr.Write(w, r, connect.NewError(connect.CodeResourceExhausted, errors.New(l.message(caller.ID))))
 			return
 		}
 		next.ServeHTTP(w, r)

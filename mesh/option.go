@@ -207,10 +207,11 @@ func WithFederatedTrustDomains() ServerOption {
 	return serverOption(func(c *serverConfig) { c.federated = true })
 }
 
-// WithRateLimiter limits calls per caller SPIFFE ID with l, before
-// authorization and before any request is decoded (grpc-go InTapHandle,
-// connect-go request gate); callers over their limit get ResourceExhausted.
-// By default there is no limit.
+// WithRateLimiter limits calls per caller SPIFFE ID (the mTLS peer) with l,
+// before authorization and before any request is decoded (grpc-go
+// InTapHandle; connect-go the server's HTTP layer, on every path it
+// answers); callers over their limit get ResourceExhausted. By default
+// there is no limit.
 func WithRateLimiter(l *interceptors.RateLimiter) ServerOption {
 	return serverOption(func(c *serverConfig) {
 		if l == nil {
@@ -262,8 +263,8 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 }
 
 // WithAuthorizer authorizes every call with a: on grpc-go in an InTapHandle,
-// on connect-go in a request gate, so that a denied call is refused before
-// its request is decoded. Health and reflection are authorized like any
+// on connect-go in the server's HTTP layer in front of every handler, so
+// that a denied call is refused before its request is decoded. Health and reflection are authorized like any
 // other method. At Serve, every served method must be covered by an allow
 // rule (see [WithCoverageWarnings]). A server needs either this option or
 // [WithoutAuthorization].

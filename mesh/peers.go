@@ -114,7 +114,7 @@ func (p *peers) tlsConfig(base *tls.Config, role identity.Role) *tls.Config {
 		pc := p.conn(hello.Conn)
 		c := base.Clone()
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			pr, chains, err := verifyState(cs, p.bundles, role, p.authorize)
+			pr, chains, err := verifyChain(cs.PeerCertificates, p.bundles, role, p.authorize)
 			if err != nil {
 				return err
 			}

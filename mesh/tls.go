@@ -87,18 +87,14 @@ func ClientTLSConfig(creds Credentials, authorize tlsconfig.Authorizer) (*tls.Co
 // change of bundle or authorizer reaches every new connection.
 func verifyPeer(bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		_, _, err := verifyState(cs, bundles, role, authorize)
+		_, _, err := verifyChain(cs.PeerCertificates, bundles, role, authorize)
 		return err
 	}
 }
 
-// verifyState verifies the peer of a handshake and returns the Principal it
-// proves and the chains that verified (leaf first), which the authorizer
+// verifyChain verifies a peer's presented chain and returns the Principal
+// it proves and the chains that verified (leaf first), which the authorizer
 // is given too: never the certificates merely presented.
-func verifyState(cs tls.ConnectionState, bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) (identity.Principal, [][]*x509.Certificate, error) {
-	return verifyChain(cs.PeerCertificates, bundles, role, authorize)
-}
-
 func verifyChain(presented []*x509.Certificate, bundles x509bundle.Source, role identity.Role, authorize tlsconfig.Authorizer) (identity.Principal, [][]*x509.Certificate, error) {
 	p, chains, err := identity.VerifyChains(presented, bundles, role, time.Time{})
 	if err != nil {

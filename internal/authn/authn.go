@@ -58,19 +58,6 @@ func (c *Conn) Principal() (identity.Principal, bool) {
 	return *p, true
 }
 
-type connKey struct{}
-
-// WithConn returns ctx carrying c.
-func WithConn(ctx context.Context, c *Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
-}
-
-// ConnFrom returns the connection state in ctx, or nil.
-func ConnFrom(ctx context.Context) *Conn {
-	c, _ := ctx.Value(connKey{}).(*Conn)
-	return c
-}
-
 // NewContext returns ctx carrying p as the call's verified caller, which
 // identity.FromContext then returns. Only the interceptors call it, with a
 // Principal read from AuthInfo or Conn.
