@@ -174,7 +174,9 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	if mint && a.tracing == nil {
 		minted, err := a.mintTxn(ctx, caller, method)
 		if err != nil {
-			txnErr = err
+			a.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
+				slog.String("caller", caller.ID.String()), slog.String("method", clip(method)), slog.String("error", err.Error()))
+			return ctx, errMint // the cause is the server's, not the caller's: logged, not sent
 		} else {
 			ctx = txn.NewContext(ctx, minted)
 		}
@@ -249,6 +251,9 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 
 // grpcError maps an authorization error to a gRPC status.
 func grpcError(err error) error {
+	if errors.Is(err, errMint) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
 	var denied *deniedError
 	if errors.As(err, &denied) {
 		return status.Error(codes.PermissionDenied, denied.Error())
@@ -258,6 +263,9 @@ func grpcError(err error) error {
 
 // connectError maps an authorization error to a connect error.
 func connectError(err error) *connect.Error {
+	if errors.Is(err, errMint) {
+		return connect.NewError(connect.CodeUnavailable, err)
+	}
 	var denied *deniedError
 	if errors.As(err, &denied) {
 		return connect.NewError(connect.CodePermissionDenied, denied)
