@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -78,6 +79,7 @@ type options struct {
 	godebug      string
 	propagate    bool
 	timeout      time.Duration
+	cpuprofile   string
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
@@ -94,6 +96,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.godebug, "godebug", "", "GODEBUG for the servers, e.g. adaptivestackstart=0 (default: the driver's environment)")
 	fs.BoolVar(&o.propagate, "propagate", true, "send a sampled traceparent (a new trace per call) and the caller chain in baggage, as a traced mesh caller does")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "a directory: each server writes its CPU profile there, as STACK-MODE.pprof (go tool pprof reads it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -192,7 +195,7 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	defer func() { err = errors.Join(err, stopAll()) }()
 	for _, c := range o.configs {
 		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-		s, err := startServer(sctx, exe, c, serverEnv(c, dir, sink.url, o.godebug))
+		s, err := startServer(sctx, exe, c, serverEnv(c, dir, sink.url, o.godebug, o.cpuprofile))
 		scancel()
 		if err != nil {
 			return err
@@ -280,13 +283,19 @@ func measure(ctx context.Context, s *server, c *loadClient, calls, concurrency i
 
 // serverEnv is the environment of c's server: the driver's, without its
 // OTEL_* variables (and GODEBUG when godebug is set), plus c's.
-func serverEnv(c config, caDir, sink, godebug string) []string {
+func serverEnv(c config, caDir, sink, godebug, profileDir string) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "OTEL_") || (godebug != "" && strings.HasPrefix(kv, "GODEBUG="))
 	})
 	env = append(env, roleEnv+"=serve", configEnv+"="+c.String(), caEnv+"="+caDir)
 	if godebug != "" {
 		env = append(env, "GODEBUG="+godebug)
+	}
+	if profileDir != "" {
+		abs, err := filepath.Abs(filepath.Join(profileDir, c.stack+"-"+c.mode+".pprof"))
+		if err == nil {
+			env = append(env, profileEnv+"="+abs)
+		}
 	}
 	return append(env, c.env(sink)...)
 }

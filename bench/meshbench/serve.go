@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -34,9 +35,10 @@ import (
 
 // The environment a server process gets from the driver.
 const (
-	roleEnv   = "MESHBENCH_ROLE"   // "serve": this process is a server
-	configEnv = "MESHBENCH_CONFIG" // the configuration, e.g. "grpc-go/off"
-	caEnv     = "MESHBENCH_CA"     // the directory of the CA (certs.CA.Save)
+	roleEnv    = "MESHBENCH_ROLE"       // "serve": this process is a server
+	configEnv  = "MESHBENCH_CONFIG"     // the configuration, e.g. "grpc-go/off"
+	caEnv      = "MESHBENCH_CA"         // the directory of the CA (certs.CA.Save)
+	profileEnv = "MESHBENCH_CPUPROFILE" // if set, the file of the server's CPU profile
 )
 
 const (
@@ -64,6 +66,16 @@ func serveMain(stdin io.Reader, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("meshbench: serve: %w", err)
+	}
+	if path := os.Getenv(profileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("meshbench: serve: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("meshbench: serve: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
