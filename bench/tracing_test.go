@@ -7,7 +7,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -18,6 +17,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/shop/inventory/v1/inventoryv1connect"
 	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/telemetry"
 )
 
 // tracingConfig is one telemetry set-up of BenchmarkTracing.
@@ -28,7 +28,9 @@ type tracingConfig struct {
 	tel func(b *testing.B) *mesh.Telemetry
 }
 
-var benchPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+// benchPropagator is what otelenv.Setup installs: W3C trace context and
+// baggage, the baggage parse cached per header.
+var benchPropagator = telemetry.W3C()
 
 // sdkTelemetry is the OpenTelemetry SDK with sampler s, batch export to an
 // exporter that drops the batches, and a meter provider without a reader:

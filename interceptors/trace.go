@@ -183,13 +183,16 @@ func (c mdCarrier) Keys() []string {
 // it, with the span's IDs.
 func annotate(ctx context.Context) (context.Context, error) {
 	span := trace.SpanFromContext(ctx)
-	if rec, ok := ctx.Value(decisionKey{}).(decisionRecord); ok {
-		telemetry.RecordDecision(span, rec.caller.ID.String(), rec.d.Outcome.String(), rec.d.Rule)
+	rec, hasRec := ctx.Value(decisionKey{}).(decisionRecord)
+	if hasRec {
 		if rec.mint != nil {
 			tok, err := rec.mint.mintTxn(ctx, rec.caller, rec.method)
 			if err != nil {
 				rec.mint.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
 					slog.String("caller", rec.caller.ID.String()), slog.String("method", clip(rec.method)), slog.String("error", err.Error()))
+				if span.IsRecording() {
+					recordServed(ctx, span, &rec, false)
+				}
 				return ctx, errMint
 			}
 			ctx = txn.NewContext(ctx, tok)
@@ -198,29 +201,52 @@ func annotate(ctx context.Context) (context.Context, error) {
 			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
 		}
 	}
-	if tok, ok := txn.FromContext(ctx); ok && span.IsRecording() {
-		span.SetAttributes(telemetry.TxnSubjectKey.String(tok.Subject().String()), telemetry.TxnIDKey.String(tok.ID()))
-	}
-	if px, ok := ProxiedFromContext(ctx); ok && span.IsRecording() {
-		span.SetAttributes(telemetry.ViaKey.String(px.Via.ID.String()))
-	}
 	if sampledOut(span) {
 		return ctx, nil
 	}
 	if p, ok := identity.FromContext(ctx); ok {
 		ctx = telemetry.AppendChain(ctx, p.ID)
 	}
-	if span.IsRecording() { // reading the chain back parses every hop: only for a span that keeps it
-		if tok, ok := txn.FromContext(ctx); ok {
-			// With a verified transaction token the span records what was
-			// verified, not the informational baggage: the subject, the
-			// workload that minted the token (req_wl) and the direct peer.
-			telemetry.RecordChain(span, verifiedChain(tok, ctx))
-		} else if chain, ok := telemetry.ChainFromContext(ctx); ok {
-			telemetry.RecordChain(span, chain)
+	if span.IsRecording() {
+		if !hasRec {
+			recordServed(ctx, span, nil, true)
+		} else {
+			recordServed(ctx, span, &rec, true)
 		}
 	}
 	return ctx, nil
+}
+
+// recordServed sets on the recording server span the decision (rec, when
+// the authorizer left one), the transaction token's subject and id, the
+// front proxy and, with chain, the caller chain, all in one SetAttributes
+// call: each call on an SDK span may grow (copy) its attribute slice.
+func recordServed(ctx context.Context, span trace.Span, rec *decisionRecord, chain bool) {
+	var buf [8]attribute.KeyValue
+	attrs := buf[:0]
+	if rec != nil {
+		// allow or dry_run_deny: a denied call never gets here (the
+		// authorizer records its span, with the denied event).
+		attrs = telemetry.AppendDecision(attrs, rec.caller.ID.String(), rec.d.Outcome.String(), rec.d.Rule)
+	}
+	tok, hasTok := txn.FromContext(ctx)
+	if hasTok {
+		attrs = append(attrs, telemetry.TxnSubjectKey.String(tok.Subject().String()), telemetry.TxnIDKey.String(tok.ID()))
+	}
+	if px, ok := ProxiedFromContext(ctx); ok {
+		attrs = append(attrs, telemetry.ViaKey.String(px.Via.ID.String()))
+	}
+	if chain { // reading the chain back parses every hop: only for a span that keeps it
+		if hasTok {
+			// With a verified transaction token the span records what was
+			// verified, not the informational baggage: the subject, the
+			// workload that minted the token (req_wl) and the direct peer.
+			attrs = append(attrs, telemetry.CallerChainKey.StringSlice(verifiedChain(tok, ctx)))
+		} else if c, ok := telemetry.ChainFromContext(ctx); ok {
+			attrs = append(attrs, telemetry.CallerChainKey.StringSlice(c))
+		}
+	}
+	span.SetAttributes(attrs...)
 }
 
 // verifiedChain is the caller chain a transaction token and the mTLS peer
@@ -323,12 +349,12 @@ type connectTrace struct {
 
 // ConnectServerTrace returns a connect-go interceptor that records the
 // caller, decision and chain on the server span; put it inside (after) the
-// otelconnect interceptor.
+// interceptor that starts the span (the mesh installs both).
 func ConnectServerTrace() connect.Interceptor { return connectTrace{} }
 
 // ConnectClientChain returns a connect-go interceptor that appends self to
 // the caller chain, like [UnaryClientChain]; put it outside (before) the
-// otelconnect interceptor.
+// interceptor that starts the client span and injects the baggage.
 func ConnectClientChain(self spiffeid.ID) connect.Interceptor { return connectTrace{self: self} }
 
 func (c connectTrace) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

@@ -140,7 +140,11 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPC
 		if err != nil {
 			return nil, fmt.Errorf("mesh: dial %s: read own SVID: %w", target, err)
 		}
-		dopts = append(dopts, cfg.telemetry.grpcClientHandler(),
+		in, err := cfg.telemetry.instrumentation(false, false)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
+		}
+		dopts = append(dopts, grpc.WithStatsHandler(in.GRPCHandler()),
 			grpc.WithChainUnaryInterceptor(interceptors.UnaryClientChain(self.ID)),
 			grpc.WithChainStreamInterceptor(interceptors.StreamClientChain(self.ID)))
 	}
@@ -204,7 +208,7 @@ func (*markerCredentials) OverrideServerName(string) error { return nil }
 // gzip by default, which makes servers compress every large response; add
 // connect.WithAcceptCompression or connect.WithSendGzip after these options
 // where it pays) and, with [WithClientTelemetry], the caller-chain and
-// otelconnect interceptors. Pass them to generated NewXClient constructors
+// tracing interceptors. Pass them to generated NewXClient constructors
 // along with the client from [NewHTTPClient].
 func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]connect.ClientOption, error) {
 	cfg, err := newConnectClientConfig(opts)
@@ -225,11 +229,11 @@ func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]con
 	if err != nil {
 		return nil, fmt.Errorf("mesh: read own SVID: %w", err)
 	}
-	otelInt, err := cfg.telemetry.connectInterceptor()
+	in, err := cfg.telemetry.instrumentation(false, false)
 	if err != nil {
-		return nil, fmt.Errorf("mesh: telemetry: %w", err)
+		return nil, err
 	}
-	return append(own, connect.WithInterceptors(interceptors.ConnectClientChain(self.ID), otelInt)), nil
+	return append(own, connect.WithInterceptors(interceptors.ConnectClientChain(self.ID), in.ConnectInterceptor())), nil
 }
 
 // NewHTTPClient returns an HTTP/2 client for connect-go clients of a mesh

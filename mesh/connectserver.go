@@ -81,13 +81,13 @@ func NewConnectServer(creds Credentials, opts ...ConnectServerOption) (*ConnectS
 		return nil, err
 	}
 	if t := cfg.telemetry; t != nil {
-		otelInt, err := t.connectInterceptor()
+		in, err := t.instrumentation(true, t.TrustRemote)
 		if err != nil {
-			return nil, fmt.Errorf("mesh: telemetry: %w", err)
+			return nil, err
 		}
-		// otelconnect outside, so the span exists when the trace
-		// interceptor records the caller, decision and chain on it.
-		own = append(own, connect.WithInterceptors(otelInt, interceptors.ConnectServerTrace()))
+		// The span's interceptor outside, so the span exists when the
+		// trace interceptor records the caller, decision and chain on it.
+		own = append(own, connect.WithInterceptors(in.ConnectInterceptor(), interceptors.ConnectServerTrace()))
 		if authz != nil {
 			if authz, err = authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator, t.TrustRemote); err != nil {
 				return nil, err

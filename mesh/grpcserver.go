@@ -78,11 +78,17 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		grpc.MaxConcurrentStreams(cfg.maxStreams),
 	})
 	if t := cfg.telemetry; t != nil {
-		gopts = append(gopts, t.grpcServerHandler())
+		// grpc-go servers continue the caller's trace (what otelgrpc did,
+		// which had no switch): TrustRemote is connect-go's.
+		in, err := t.instrumentation(true, true)
+		if err != nil {
+			return nil, err
+		}
+		gopts = append(gopts, grpc.StatsHandler(in.GRPCHandler()))
 		unary = append(unary, interceptors.UnaryServerTrace())
 		stream = append(stream, interceptors.StreamServerTrace())
 		if s.authz != nil {
-			// otelgrpc always continues the caller's trace: so do denials.
+			// grpc-go servers continue the caller's trace: so do denials.
 			if s.authz, err = s.authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator, true); err != nil {
 				return nil, err
 			}

@@ -1,21 +1,16 @@
 package mesh
 
 import (
-	"context"
-	"strings"
+	"fmt"
 
-	"connectrpc.com/connect"
-	"connectrpc.com/otelconnect"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/stats"
+
+	"github.com/trustmesh/trustmesh/internal/rpcotel"
 )
 
 // Telemetry says where a server's or client's OpenTelemetry data goes.
@@ -33,7 +28,7 @@ type Telemetry struct {
 	// instead of starting a new one linked to it. Leave it false at the
 	// edge (callers outside the mesh); set it on mesh-internal servers,
 	// whose callers are verified workloads. grpc-go servers always continue
-	// the caller's trace (otelgrpc has no such switch).
+	// the caller's trace.
 	TrustRemote bool
 	// Unsampled declares that no span TracerProvider makes ever leaves it
 	// (its sampler is always_off, or it has no exporter or span processor)
@@ -112,58 +107,12 @@ func WithClientTelemetry(t Telemetry) ClientOption {
 	})
 }
 
-func (t *Telemetry) grpcServerHandler() grpc.ServerOption {
-	return grpc.StatsHandler(skipHealth{otelgrpc.NewServerHandler(
-		otelgrpc.WithTracerProvider(t.TracerProvider),
-		otelgrpc.WithMeterProvider(t.MeterProvider),
-		otelgrpc.WithPropagators(t.Propagator),
-		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
-	)})
-}
-
-func (t *Telemetry) grpcClientHandler() grpc.DialOption {
-	return grpc.WithStatsHandler(skipHealth{otelgrpc.NewClientHandler(
-		otelgrpc.WithTracerProvider(t.TracerProvider),
-		otelgrpc.WithMeterProvider(t.MeterProvider),
-		otelgrpc.WithPropagators(t.Propagator),
-		otelgrpc.WithFilter(filters.Not(filters.HealthCheck())),
-	)})
-}
-
-// skipHealth keeps health checks away from a stats handler altogether:
-// otelgrpc's filter only stops the span, after the handler has extracted
-// the headers, parsed the method and built attribute sets, and it still
-// records metrics for every event. A health check (probes call it every
-// few seconds) costs nothing here beyond a prefix test.
-type skipHealth struct{ stats.Handler }
-
-type skippedKey struct{}
-
-func (h skipHealth) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.Health/") {
-		return context.WithValue(ctx, skippedKey{}, true)
+// instrumentation is the rpcotel instrumentation of t's servers (server
+// true) or clients; trustRemote as [Telemetry.TrustRemote].
+func (t *Telemetry) instrumentation(server, trustRemote bool) (*rpcotel.Instrumentation, error) {
+	in, err := rpcotel.New(rpcotel.Config{TracerProvider: t.TracerProvider, MeterProvider: t.MeterProvider, Propagator: t.Propagator, TrustRemote: trustRemote}, server)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: telemetry: %w", err)
 	}
-	return h.Handler.TagRPC(ctx, info)
-}
-
-func (h skipHealth) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	if ctx.Value(skippedKey{}) != nil {
-		return
-	}
-	h.Handler.HandleRPC(ctx, rs)
-}
-
-func (t *Telemetry) connectInterceptor() (*otelconnect.Interceptor, error) {
-	opts := []otelconnect.Option{
-		otelconnect.WithTracerProvider(t.TracerProvider),
-		otelconnect.WithMeterProvider(t.MeterProvider),
-		otelconnect.WithPropagator(t.Propagator),
-		otelconnect.WithFilter(func(_ context.Context, spec connect.Spec) bool {
-			return !strings.HasPrefix(spec.Procedure, "/grpc.health.v1.Health/")
-		}),
-	}
-	if t.TrustRemote {
-		opts = append(opts, otelconnect.WithTrustRemote())
-	}
-	return otelconnect.NewInterceptor(opts...)
+	return in, nil
 }

@@ -61,17 +61,24 @@ func RecordDecision(span trace.Span, peerID, decision, rule string) {
 		return
 	}
 	var kv [3]attribute.KeyValue
-	attrs := append(kv[:0], AuthzDecisionKey.String(decision))
+	span.SetAttributes(AppendDecision(kv[:0], peerID, decision, rule)...)
+	if decision == DecisionDeny {
+		span.AddEvent(DeniedEvent)
+	}
+}
+
+// AppendDecision appends to attrs the attributes [RecordDecision] sets,
+// for a caller that sets them with others in one SetAttributes call (each
+// call on an SDK span may grow its attribute slice).
+func AppendDecision(attrs []attribute.KeyValue, peerID, decision, rule string) []attribute.KeyValue {
+	attrs = append(attrs, AuthzDecisionKey.String(decision))
 	if peerID != "" {
 		attrs = append(attrs, PeerSPIFFEIDKey.String(peerID))
 	}
 	if rule != "" {
 		attrs = append(attrs, AuthzRuleKey.String(rule))
 	}
-	span.SetAttributes(attrs...)
-	if decision == DecisionDeny {
-		span.AddEvent(DeniedEvent)
-	}
+	return attrs
 }
 
 // RecordChain sets [CallerChainKey] on span to chain, as returned by

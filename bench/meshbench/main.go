@@ -96,7 +96,7 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.StringVar(&o.godebug, "godebug", "", "GODEBUG for the servers, e.g. adaptivestackstart=0 (default: the driver's environment)")
 	fs.BoolVar(&o.propagate, "propagate", true, "send a sampled traceparent (a new trace per call) and the caller chain in baggage, as a traced mesh caller does")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "a directory: each server writes its CPU profile there, as STACK-MODE.pprof (go tool pprof reads it)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "a directory: each server writes its CPU profile there, as STACK-MODE.pprof, and its allocations as STACK-MODE.allocs.pprof (go tool pprof reads them)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

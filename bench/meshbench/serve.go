@@ -76,6 +76,13 @@ func serveMain(stdin io.Reader, stdout io.Writer) error {
 			return fmt.Errorf("meshbench: serve: %w", err)
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		// and, beside it, the allocations (go tool pprof -sample_index=alloc_objects)
+		defer func() {
+			if m, err := os.Create(strings.TrimSuffix(path, ".pprof") + ".allocs.pprof"); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(m, 0)
+				_ = m.Close()
+			}
+		}()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

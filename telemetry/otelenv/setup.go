@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
+	"github.com/trustmesh/trustmesh/telemetry"
 	"github.com/trustmesh/trustmesh/telemetry/tracetree"
 )
 
@@ -37,7 +38,7 @@ type Providers struct {
 	TracerProvider *sdktrace.TracerProvider
 	// MeterProvider has the environment's metric reader (if any).
 	MeterProvider *sdkmetric.MeterProvider
-	// Propagator is W3C trace context plus W3C baggage.
+	// Propagator is W3C trace context plus W3C baggage ([telemetry.W3C]).
 	Propagator propagation.TextMapPropagator
 	// Resource carries service.name (OTEL_SERVICE_NAME wins over the name
 	// given to Setup), service.version, OTEL_RESOURCE_ATTRIBUTES and the SDK
@@ -93,7 +94,7 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 	}
 
 	p := &Providers{
-		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		Propagator: telemetry.W3C(),
 		Resource:   res,
 	}
 	treeDefault := cfg.tree != nil

@@ -1,0 +1,182 @@
+package rpcotel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ConnectInterceptor returns the connect-go interceptor of in's side: pass
+// it with connect.WithInterceptors to handlers (servers) or clients.
+func (in *Instrumentation) ConnectInterceptor() connect.Interceptor { return connectInterceptor{in} }
+
+type connectInterceptor struct{ in *Instrumentation }
+
+func spanOf(ctx context.Context) trace.Span { return trace.SpanFromContext(ctx) }
+
+func connectSystem(protocol string) system {
+	if protocol == connect.ProtocolConnect {
+		return sysConnect
+	}
+	return sysGRPC // gRPC and gRPC-Web
+}
+
+// codeOf is the code and message a connect-go call ended with.
+func codeOf(err error) (uint32, string) {
+	if err == nil {
+		return 0, ""
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		if connect.IsNotModifiedError(err) {
+			return 0, "" // a 304 for a cacheable GET is not an error
+		}
+		return uint32(ce.Code()), ce.Message()
+	}
+	return uint32(connect.CodeOf(err)), err.Error()
+}
+
+func (c connectInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	in := c.in
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		spec := req.Spec()
+		if isHealth(spec.Procedure) || spec.IsClient == in.server {
+			return next(ctx, req)
+		}
+		m, s := in.method(spec.Procedure), connectSystem(req.Peer().Protocol)
+		start := time.Now()
+		var span trace.Span
+		if in.server {
+			ctx, span = in.startServer(ctx, headerCarrier(req.Header()), m, s)
+		} else {
+			ctx, span = in.startClient(ctx, m, s)
+			in.prop.Inject(ctx, headerCarrier(req.Header()))
+		}
+		res, err := next(ctx, req)
+		code, msg := codeOf(err)
+		in.end(ctx, span, m, s, code, msg, time.Since(start))
+		return res, err
+	}
+}
+
+func (c connectInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	in := c.in
+	if !in.server {
+		return next
+	}
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		spec := conn.Spec()
+		if isHealth(spec.Procedure) {
+			return next(ctx, conn)
+		}
+		m, s := in.method(spec.Procedure), connectSystem(conn.Peer().Protocol)
+		start := time.Now()
+		ctx, span := in.startServer(ctx, headerCarrier(conn.RequestHeader()), m, s)
+		err := next(ctx, conn)
+		code, msg := codeOf(err)
+		in.end(ctx, span, m, s, code, msg, time.Since(start))
+		return err
+	}
+}
+
+func (c connectInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	in := c.in
+	if in.server {
+		return next
+	}
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		if isHealth(spec.Procedure) {
+			return next(ctx, spec)
+		}
+		m := in.method(spec.Procedure)
+		start := time.Now()
+		// connect-go sends the request headers with the first message (or
+		// CloseRequest), so what is injected after next still goes out;
+		// the protocol is known only from the connection next returns.
+		conn := next(ctx, spec)
+		s := connectSystem(conn.Peer().Protocol)
+		sctx, span := in.startClient(ctx, m, s)
+		in.prop.Inject(sctx, headerCarrier(conn.RequestHeader()))
+		return &clientStream{StreamingClientConn: conn, in: in, ctx: sctx, span: span, m: m, s: s, start: start}
+	}
+}
+
+// clientStream ends its span when the stream ends: at the first error
+// Receive returns (io.EOF is a clean end) or at CloseResponse.
+type clientStream struct {
+	connect.StreamingClientConn
+	in    *Instrumentation
+	ctx   context.Context
+	span  trace.Span
+	m     *method
+	s     system
+	start time.Time
+	once  sync.Once
+}
+
+func (c *clientStream) finish(err error) {
+	c.once.Do(func() {
+		code, msg := codeOf(err)
+		c.in.end(c.ctx, c.span, c.m, c.s, code, msg, time.Since(c.start))
+	})
+}
+
+func (c *clientStream) Receive(msg any) error {
+	err := c.StreamingClientConn.Receive(msg)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			c.finish(nil)
+		} else {
+			c.finish(err)
+		}
+	}
+	return err
+}
+
+func (c *clientStream) CloseResponse() error {
+	err := c.StreamingClientConn.CloseResponse()
+	c.finish(err)
+	return err
+}
+
+// headerCarrier reads and writes HTTP headers as a propagation carrier,
+// with the propagation headers' canonical forms spelled out:
+// http.Header.Get would canonicalize (and allocate) each key per call.
+type headerCarrier http.Header
+
+func canonical(key string) string {
+	switch key {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	case "baggage":
+		return "Baggage"
+	}
+	return http.CanonicalHeaderKey(key)
+}
+
+func (h headerCarrier) Get(key string) string {
+	if v := h[canonical(key)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (h headerCarrier) Values(key string) []string { return h[canonical(key)] }
+
+func (h headerCarrier) Set(key, value string) { h[canonical(key)] = []string{value} }
+
+func (h headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}

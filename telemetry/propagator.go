@@ -1,0 +1,84 @@
+package telemetry
+
+import (
+	"context"
+	"hash/maphash"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// W3C returns the W3C propagator of trace context (traceparent, tracestate)
+// and baggage: what
+//
+//	propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+//
+// does, the same on the wire and in the context, with one difference in
+// cost: the baggage a server extracts is parsed once per distinct header,
+// not once per call. In a mesh the baggage of a call is the caller chain,
+// which repeats from call to call, and parsing it is most of what
+// extracting trace context costs (baggage.Parse re-encodes every member to
+// count its bytes). The parsed baggage is an immutable value, so one can
+// be shared by every call that sent the same header; the cache holds at
+// most 256 headers (a header it does not hold is parsed as usual, and
+// replaces one of them), so a caller that sends a new baggage on every call
+// costs a parse per call, as without it, and memory stays bounded.
+//
+// otelenv.Setup installs it as the global propagator.
+func W3C() propagation.TextMapPropagator { return w3c }
+
+var w3c = &w3cPropagator{seed: maphash.MakeSeed()}
+
+type w3cPropagator struct {
+	seed  maphash.Seed
+	cache [256]atomic.Pointer[bagEntry] // direct-mapped by the header's hash
+}
+
+type bagEntry struct {
+	header string
+	bag    baggage.Baggage
+}
+
+const baggageHeader = "baggage"
+
+func (p *w3cPropagator) Inject(ctx context.Context, carrier propagation.TextMapCarrier) {
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	propagation.Baggage{}.Inject(ctx, carrier)
+}
+
+func (p *w3cPropagator) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
+	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
+	if mc, ok := carrier.(propagation.ValuesGetter); ok && len(mc.Values(baggageHeader)) > 1 {
+		return propagation.Baggage{}.Extract(ctx, carrier) // several headers: combined there
+	}
+	h := carrier.Get(baggageHeader)
+	if h == "" {
+		return ctx
+	}
+	bag := p.parse(h)
+	if bag.Len() == 0 {
+		return ctx
+	}
+	return baggage.ContextWithBaggage(ctx, bag)
+}
+
+// parse is baggage.Parse of a header, from the cache when it holds it. As
+// propagation.Baggage does, a header with invalid members keeps the valid
+// ones (an entirely invalid one gives the empty baggage).
+func (p *w3cPropagator) parse(h string) baggage.Baggage {
+	slot := &p.cache[maphash.String(p.seed, h)%uint64(len(p.cache))]
+	if e := slot.Load(); e != nil && e.header == h {
+		return e.bag
+	}
+	bag, err := baggage.Parse(h) // keeps the valid members on error
+	if err != nil && bag.Len() == 0 {
+		return bag // not worth a slot
+	}
+	slot.Store(&bagEntry{header: h, bag: bag})
+	return bag
+}
+
+func (p *w3cPropagator) Fields() []string {
+	return []string{"traceparent", "tracestate", baggageHeader}
+}
