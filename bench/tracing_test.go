@@ -65,7 +65,7 @@ var tracingConfigs = []tracingConfig{
 // the gateway over mTLS through the full chain (SVID checks, identity,
 // authorization), with both ends of the hop configured alike: telemetry
 // off; no-op providers (which the mesh detects as off); the SDK never
-// sampling, undeclared (otelgrpc and otelconnect run) and declared
+// sampling, undeclared (the instrumentation runs) and declared
 // Unsampled (what otelenv reports for always_off or exporters none: the
 // mesh installs nothing); sampling 10% of root traces; always sampling
 // (batch export to an exporter that drops the batches). Every SDK
