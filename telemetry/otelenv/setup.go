@@ -109,7 +109,11 @@ func Setup(ctx context.Context, serviceName, version string, opts ...Option) (*P
 		p.TraceExporter = ExporterTree
 		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(sharedProcessor{cfg.tree}))
 	} else {
-		exp, err = autoexport.NewSpanExporter(ctx)
+		if name := os.Getenv("OTEL_TRACES_EXPORTER"); name == "" || name == "otlp" {
+			exp, err = newOTLPExporter(ctx) // autoexport's OTLP clients, a cheaper transform (otlp.go)
+		} else {
+			exp, err = autoexport.NewSpanExporter(ctx)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("otelenv: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
 		}

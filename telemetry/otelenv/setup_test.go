@@ -90,7 +90,9 @@ func TestSetupErrors(t *testing.T) {
 		{"unknown-traces-exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"},
 			`otelenv: OTEL_TRACES_EXPORTER="zipkin": unknown exporter`},
 		{"unknown-protocol", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"},
-			`otelenv: OTEL_TRACES_EXPORTER="otlp": invalid OTLP protocol`},
+			`otelenv: OTEL_TRACES_EXPORTER="otlp": OTEL_EXPORTER_OTLP_PROTOCOL="carrier-pigeon": want grpc or http/protobuf`},
+		{"unknown-traces-protocol", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+			`otelenv: OTEL_TRACES_EXPORTER="": OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/json": want grpc or http/protobuf`},
 		{"unknown-metrics-exporter", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "statsd"},
 			`otelenv: OTEL_METRICS_EXPORTER="statsd": unknown exporter`},
 	}

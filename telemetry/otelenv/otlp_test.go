@@ -1,0 +1,269 @@
+package otelenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// capture is an otlptrace.Client that keeps a deep copy of every request:
+// what the real clients marshal before UploadTraces returns.
+type capture struct {
+	mu   sync.Mutex
+	reqs [][]*tracepb.ResourceSpans
+}
+
+func (c *capture) Start(context.Context) error { return nil }
+func (c *capture) Stop(context.Context) error  { return nil }
+func (c *capture) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cp := make([]*tracepb.ResourceSpans, len(rss))
+	for i, rs := range rss {
+		cp[i] = proto.Clone(rs).(*tracepb.ResourceSpans)
+	}
+	c.reqs = append(c.reqs, cp)
+	return nil
+}
+
+// canonical orders a request's resource and scope groups (otlptrace's come
+// in map order) and marshals it deterministically, for comparison.
+func canonical(t *testing.T, rss []*tracepb.ResourceSpans) string {
+	t.Helper()
+	key := func(m proto.Message) string {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, rs := range rss {
+		slices.SortFunc(rs.ScopeSpans, func(a, b *tracepb.ScopeSpans) int { return strings.Compare(key(a.Scope), key(b.Scope)) })
+	}
+	slices.SortFunc(rss, func(a, b *tracepb.ResourceSpans) int { return strings.Compare(key(a.Resource), key(b.Resource)) })
+	return key(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+}
+
+var (
+	traceID = trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	t0      = time.Unix(1_700_000_000, 123)
+)
+
+func spanID(n byte) trace.SpanID { return trace.SpanID{0, 0, 0, 0, 0, 0, 0, n} }
+
+// stubs is a batch with every kind of attribute value, events, links,
+// statuses, remote and local parents, two resources and three scopes.
+func stubs(batch byte) tracetest.SpanStubs {
+	resA := resource.NewSchemaless(attribute.String("service.name", "a"))
+	resB := resource.NewWithAttributes("https://opentelemetry.io/schemas/1.43.0", attribute.String("service.name", "b"), attribute.Int("n", 2))
+	scopes := []instrumentation.Scope{
+		{Name: "rpcotel", Version: "1"},
+		{Name: "interceptors", SchemaURL: "https://example/schema", Attributes: attribute.NewSet(attribute.Bool("x", true))},
+		{},
+	}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(99), TraceFlags: trace.FlagsSampled, Remote: true})
+	state, _ := trace.ParseTraceState("k=v,other=1")
+	var out tracetest.SpanStubs
+	for i := range byte(7) {
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(batch*10 + i), TraceFlags: trace.FlagsSampled, TraceState: state})
+		s := tracetest.SpanStub{
+			Name:        fmt.Sprintf("svc/M%d-%d", batch, i),
+			SpanContext: sc,
+			SpanKind:    trace.SpanKind(i % 6),
+			StartTime:   t0.Add(time.Duration(i) * time.Millisecond),
+			EndTime:     t0.Add(time.Duration(i+1) * time.Millisecond),
+			Attributes: []attribute.KeyValue{
+				attribute.String("rpc.method", fmt.Sprintf("svc/M%d", i)),
+				attribute.Bool("b", i%2 == 0),
+				attribute.Int64("i", int64(i)),
+				attribute.Float64("f", float64(i)/3),
+				attribute.StringSlice("trustmesh.caller.chain", []string{"spiffe://a/x", fmt.Sprint("spiffe://a/", i)}),
+				attribute.BoolSlice("bs", []bool{true, false}),
+				attribute.Int64Slice("is", []int64{1, 2, 3}),
+				attribute.Float64Slice("fs", []float64{0.5}),
+				attribute.StringSlice("empty", nil),
+			},
+			Resource:             resA,
+			InstrumentationScope: scopes[int(i)%len(scopes)],
+			DroppedAttributes:    int(i),
+			DroppedEvents:        int(i) / 2,
+			DroppedLinks:         int(i) / 3,
+			ChildSpanCount:       int(i),
+		}
+		switch i % 3 {
+		case 0:
+			s.Parent = parent
+			s.Status = sdktrace.Status{Code: codes.Error, Description: "boom"}
+		case 1:
+			s.Parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(98)})
+			s.Status = sdktrace.Status{Code: codes.Ok}
+			s.Resource = resB
+		}
+		if i == 4 {
+			s.Events = []sdktrace.Event{{Name: "trustmesh.authz.denied", Time: t0, Attributes: []attribute.KeyValue{attribute.String("k", "v")}, DroppedAttributeCount: 1}}
+			s.Links = []sdktrace.Link{{SpanContext: parent, Attributes: []attribute.KeyValue{attribute.Int("l", 1)}, DroppedAttributeCount: 2}}
+			s.Attributes = append(s.Attributes, attribute.ByteSlice("bytes", []byte{1, 2}),
+				attribute.Slice("nested", attribute.StringValue("x"), attribute.IntValue(1)),
+				attribute.Map("map", attribute.String("k", "v")), attribute.KeyValue{Key: "empty-value"})
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestOTLPTransformMatchesOtlptrace: every batch the exporter sends is the
+// request otlptrace.Exporter sends for the same spans (up to the order of
+// resource and scope groups), batch after batch, although the slabs behind
+// one batch are reused by the next, and a batch with nil spans in it, an
+// empty batch and a larger batch after a smaller one are handled alike.
+func TestOTLPTransformMatchesOtlptrace(t *testing.T) {
+	ctx := context.Background()
+	theirs, ours := &capture{}, &capture{}
+	ref, err := otlptrace.New(ctx, theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean := &otlpExporter{client: ours}
+	batches := [][]sdktrace.ReadOnlySpan{
+		stubs(1).Snapshots(),
+		append(stubs(2).Snapshots()[:3], nil, stubs(3).Snapshots()[5]),
+		nil,
+		append(stubs(4).Snapshots(), append(stubs(5).Snapshots(), stubs(6).Snapshots()...)...),
+		stubs(7).Snapshots()[:1],
+	}
+	for _, b := range batches {
+		if err := ref.ExportSpans(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := lean.ExportSpans(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ours.reqs) != len(theirs.reqs) || len(ours.reqs) != 4 {
+		t.Fatalf("%d requests, otlptrace sent %d (want 4: the empty batch sends none)", len(ours.reqs), len(theirs.reqs))
+	}
+	for i := range ours.reqs {
+		if got, want := canonical(t, ours.reqs[i]), canonical(t, theirs.reqs[i]); got != want {
+			var g, w coltracepb.ExportTraceServiceRequest
+			_ = proto.Unmarshal([]byte(got), &g)
+			_ = proto.Unmarshal([]byte(want), &w)
+			t.Fatalf("request %d differs from otlptrace's:\n got: %v\nwant: %v", i, &g, &w)
+		}
+	}
+}
+
+// A batch of the spans the mesh makes (string and slice attributes, no
+// events) allocates the per-batch group messages and one copy of each slice
+// attribute (attribute.Value gives slices only as copies), nothing else.
+func TestOTLPTransformAllocations(t *testing.T) {
+	spans := make([]sdktrace.ReadOnlySpan, 0, 256)
+	for len(spans) < 256 {
+		for _, s := range stubs(1) {
+			s.Events, s.Links = nil, nil
+			s.SpanContext = s.SpanContext.WithTraceState(trace.TraceState{}) // the mesh's spans carry none
+			s.Attributes = s.Attributes[:5]
+			s.InstrumentationScope = instrumentation.Scope{Name: "rpcotel"}
+			s.Resource = resource.NewSchemaless(attribute.String("service.name", "a"))
+			spans = append(spans, tracetest.SpanStubs{s}.Snapshots()...)
+		}
+	}
+	spans = spans[:256]
+	lean := &otlpExporter{client: discard{}}
+	ctx := context.Background()
+	_ = lean.ExportSpans(ctx, spans)
+	// Each span has one slice attribute (the caller chain).
+	if n := testing.AllocsPerRun(20, func() { _ = lean.ExportSpans(ctx, spans) }); n > 256+10 {
+		t.Fatalf("a batch of 256 spans: %v allocations, want at most 266 (the groups and 256 slice copies)", n)
+	}
+}
+
+type discard struct{}
+
+func (discard) Start(context.Context) error                                  { return nil }
+func (discard) Stop(context.Context) error                                   { return nil }
+func (discard) UploadTraces(context.Context, []*tracepb.ResourceSpans) error { return nil }
+
+// failing is a client whose uploads fail.
+type failing struct{ discard }
+
+func (failing) UploadTraces(context.Context, []*tracepb.ResourceSpans) error {
+	return errors.New("collector unreachable")
+}
+
+func TestOTLPExportErrorIsWrapped(t *testing.T) {
+	lean := &otlpExporter{client: failing{}}
+	err := lean.ExportSpans(context.Background(), stubs(1).Snapshots())
+	if err == nil || err.Error() != "traces export: collector unreachable" {
+		t.Fatalf("export error %v", err)
+	}
+}
+
+// TestOTLPHTTPEndToEnd: Setup's exporter sends spans over OTLP/HTTP
+// (protobuf, the default protocol) to a collector endpoint given by
+// OTEL_EXPORTER_OTLP_ENDPOINT, as autoexport's would.
+func TestOTLPHTTPEndToEnd(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req coltracepb.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" || proto.Unmarshal(body, &req) != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		for _, rs := range req.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					got = append(got, s.GetName())
+				}
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = io.Copy(w, bytes.NewReader(nil))
+	}))
+	defer srv.Close()
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_METRICS_EXPORTER", "none")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	p, err := Setup(context.Background(), "e2e", "1", WithoutGlobal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := p.TracerProvider.Tracer("test")
+	for i := range 3 {
+		_, s := tr.Start(context.Background(), fmt.Sprint("span-", i))
+		s.End()
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"span-0", "span-1", "span-2"}) {
+		t.Fatalf("collector received %q", got)
+	}
+}
