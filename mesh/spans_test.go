@@ -54,7 +54,9 @@ func outcome(name string) (codes.Code, string) {
 	return codes.InvalidArgument, "unknown name"
 }
 
-type spanGRPCGreeter struct{ greetv1.UnimplementedGreetServiceServer }
+type spanGRPCGreeter struct {
+	greetv1.UnimplementedGreetServiceServer
+}
 
 func (spanGRPCGreeter) Greet(_ context.Context, req *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
 	if c, msg := outcome(req.GetName()); c != codes.OK {
@@ -212,7 +214,7 @@ func instrumentedPair(t *testing.T, stack, protocol string, tel mesh.Telemetry) 
 func attrs(kvs []attribute.KeyValue) map[attribute.Key]string {
 	m := make(map[attribute.Key]string, len(kvs))
 	for _, kv := range kvs {
-		m[kv.Key] = kv.Value.Emit()
+		m[kv.Key] = kv.Value.String()
 	}
 	return m
 }
@@ -357,7 +359,7 @@ func histogramCounts(rm metricdata.ResourceMetrics, name string) map[string]uint
 			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
 				method, _ := dp.Attributes.Value("rpc.method")
 				code, _ := dp.Attributes.Value("rpc.response.status_code")
-				out[method.Emit()+" "+code.Emit()] += dp.Count
+				out[method.String()+" "+code.String()] += dp.Count
 			}
 		}
 	}

@@ -66,11 +66,11 @@ var baggageHeaders = []string{
 	"",
 	"trustmesh.chain=spiffe://shop.example/user/alice%2Cspiffe://shop.example/ns/shop/sa/gateway",
 	"a=1,b=2;prop=x,c=%E2%82%AC",
-	"a=1,a=2",          // last one wins
-	"bad key=1,ok=2",   // the valid member is kept
-	"only bad",         // nothing valid: the parent's baggage stays
-	"k=v%",             // invalid percent-encoding
-	"k=\xff\xfe",       // invalid UTF-8
+	"a=1,a=2",        // last one wins
+	"bad key=1,ok=2", // the valid member is kept
+	"only bad",       // nothing valid: the parent's baggage stays
+	"k=v%",           // invalid percent-encoding
+	"k=\xff\xfe",     // invalid UTF-8
 	strings.Repeat("k=v,", 100),
 	"k=" + strings.Repeat("v", 9000), // over the 8192-byte limit
 }

@@ -31,7 +31,8 @@ func TestMethodCacheIsBounded(t *testing.T) {
 	if n := len(*in.methods.m.Load()); n != maxMethods {
 		t.Fatalf("cache holds %d methods, want %d", n, maxMethods)
 	}
-	if in.method("/pkg.Svc/M1") != in.method("/pkg.Svc/M1") {
+	first := in.method("/pkg.Svc/M1")
+	if again := in.method("/pkg.Svc/M1"); again != first {
 		t.Fatal("a cached method is built again")
 	}
 }
