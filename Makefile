@@ -214,12 +214,14 @@ bench: ## run the benchmarks, compared side by side with benchstat (see BENCHMAR
 
 # `make bench-mesh MESHBENCH_FLAGS='-rounds 5 -godebug adaptivestackstart=0'`
 # passes flags to bench/meshbench (`go run ./meshbench -h` in bench/ lists
-# them). Bounded: at most 15 minutes (-timeout), 3 rounds of 20,000 calls
-# per configuration by default (about 3 minutes on 2 vCPUs).
+# them; -configs STACK/shop and placeorder/* for the sample's `shop serve`
+# against bare and PlaceOrder end to end, see BENCHMARKS.md). Bounded: at
+# most 15 minutes (-timeout), 3 rounds of 20,000 calls per configuration by
+# default (about 3 minutes on 2 vCPUs).
 MESHBENCH_FLAGS ?=
 
 .PHONY: bench-mesh
-bench-mesh: ## server CPU and allocations per call, and latency at concurrency 1, of bare grpc-go / connect-go and trustmesh (telemetry off / unsampled / always-on), each server in its own process (see BENCHMARKS.md)
+bench-mesh: ## server CPU and allocations per call, and latency at concurrency 1, of bare grpc-go / connect-go and trustmesh (telemetry off / unsampled / always-on; shop serve; PlaceOrder end to end), each server in its own process (see BENCHMARKS.md)
 	@mkdir -p bin
 	cd bench && $(GO) build -o ../bin/meshbench ./meshbench
 	bin/meshbench $(MESHBENCH_FLAGS)

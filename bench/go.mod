@@ -6,6 +6,7 @@ replace github.com/trustmesh/trustmesh => ../
 
 require (
 	connectrpc.com/connect v1.21.1
+	connectrpc.com/grpchealth v1.5.0
 	github.com/spiffe/go-spiffe/v2 v2.9.0
 	github.com/trustmesh/trustmesh v0.0.0-00010101000000-000000000000
 	go.opentelemetry.io/otel v1.47.0
@@ -24,7 +25,6 @@ require (
 	cel.dev/cel-go v0.32.0 // indirect
 	cel.dev/expr v0.25.3 // indirect
 	connectrpc.com/connect/v2 v2.0.0 // indirect
-	connectrpc.com/grpchealth v1.5.0 // indirect
 	connectrpc.com/grpcreflect v1.3.1 // indirect
 	connectrpc.com/validate v0.9.0 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect

@@ -18,10 +18,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/trustmesh/trustmesh/bench/internal/benchsvc"
 	"github.com/trustmesh/trustmesh/certs"
@@ -37,8 +40,10 @@ import (
 const (
 	roleEnv    = "MESHBENCH_ROLE"       // "serve": this process is a server
 	configEnv  = "MESHBENCH_CONFIG"     // the configuration, e.g. "grpc-go/off"
-	caEnv      = "MESHBENCH_CA"         // the directory of the CA (certs.CA.Save)
+	caEnv      = "MESHBENCH_CA"         // the directory of the CA and the sample's SVIDs (sample.InitCerts)
 	profileEnv = "MESHBENCH_CPUPROFILE" // if set, the file of the server's CPU profile
+	serviceEnv = "MESHBENCH_SERVICE"    // placeorder/bare: the sample service this process is
+	addrsEnv   = "MESHBENCH_ADDRS"      // placeorder/bare: its downstreams' addresses, NAME=ADDR,...
 )
 
 const (
@@ -47,19 +52,16 @@ const (
 )
 
 // serveMain is a server process: it serves one configuration on
-// 127.0.0.1, writes "ready ADDR" on stdout, answers "stats" on stdin with
-// "stats OBJECTS BYTES" (heap allocations so far, from runtime/metrics)
-// and stops when stdin closes.
+// 127.0.0.1 (for placeorder/bare, one of its four services: the
+// MESHBENCH_SERVICE one), writes "ready ADDR" on stdout, answers "stats"
+// on stdin with "stats OBJECTS BYTES" (heap allocations so far, from
+// runtime/metrics) and stops when stdin closes.
 func serveMain(stdin io.Reader, stdout io.Writer) error {
 	cfg, err := parseConfig(os.Getenv(configEnv))
 	if err != nil {
 		return err
 	}
 	ca, err := certs.LoadCA(os.Getenv(caEnv))
-	if err != nil {
-		return fmt.Errorf("meshbench: serve: %w", err)
-	}
-	svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(inventoryID), DNSNames: []string{"localhost"}})
 	if err != nil {
 		return fmt.Errorf("meshbench: serve: %w", err)
 	}
@@ -86,7 +88,13 @@ func serveMain(stdin io.Reader, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	serve, shutdown, err := newServer(ctx, cfg, ca, svid)
+	var serve func(context.Context, net.Listener) error
+	var shutdown func(context.Context) error
+	if cfg.stack == stackPlaceOrder {
+		serve, shutdown, err = newFanoutServer(ctx, os.Getenv(serviceEnv), os.Getenv(caEnv), ca, os.Getenv(addrsEnv))
+	} else {
+		serve, shutdown, err = newServer(ctx, cfg, ca)
+	}
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -120,9 +128,19 @@ func heapAllocs() (objects, bytes uint64) {
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
-// newServer builds the server of cfg: serve serves on a listener until ctx
-// ends; shutdown flushes the telemetry.
-func newServer(ctx context.Context, cfg config, ca *certs.CA, svid *x509svid.SVID) (serve func(context.Context, net.Listener) error, shutdown func(context.Context) error, err error) {
+// newServer builds the server of the per-hop configuration cfg: serve
+// serves on a listener until ctx ends; shutdown flushes the telemetry.
+// Every such server serves the inventory's ListProducts and
+// grpc.health.v1 (bare servers: grpc-go's health server, connect-go's
+// grpchealth; trustmesh serves health itself).
+func newServer(ctx context.Context, cfg config, ca *certs.CA) (serve func(context.Context, net.Listener) error, shutdown func(context.Context) error, err error) {
+	if cfg.stack != stackGRPC && cfg.stack != stackConnect || cfg.mode == modeShop {
+		return nil, nil, fmt.Errorf("meshbench: serve: configuration %s is not served by meshbench", cfg)
+	}
+	svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(inventoryID), DNSNames: []string{"localhost"}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("meshbench: serve: %w", err)
+	}
 	impl, err := benchsvc.Inventory()
 	if err != nil {
 		return nil, nil, fmt.Errorf("meshbench: serve: %w", err)
@@ -133,26 +151,20 @@ func newServer(ctx context.Context, cfg config, ca *certs.CA, svid *x509svid.SVI
 		if cfg.stack == stackGRPC {
 			srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
 			inventoryv1.RegisterInventoryServiceServer(srv, impl)
-			return func(ctx context.Context, ln net.Listener) error {
-				go func() { <-ctx.Done(); srv.GracefulStop() }()
-				return srv.Serve(ln)
-			}, shutdown, nil
+			healthpb.RegisterHealthServer(srv, health.NewServer()) // "" is SERVING
+			return serveGRPC(srv), shutdown, nil
 		}
 		// With connect-go's default, a bare server gzips every response
 		// for a client that accepts gzip, as this one does (the binary
 		// links grpc-go's gzip through the OTLP gRPC exporter) and ghz
 		// does: give it the mesh's threshold, for a like-for-like floor.
+		compress := connect.WithCompressMinBytes(mesh.CompressMinBytes)
 		mux := http.NewServeMux()
-		mux.Handle(inventoryv1connect.NewInventoryServiceHandler(benchsvc.ConnectInventory(impl),
-			connect.WithCompressMinBytes(mesh.CompressMinBytes)))
-		srv := &http.Server{Handler: mux, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
-		return func(ctx context.Context, ln net.Listener) error {
-			go func() { <-ctx.Done(); _ = srv.Shutdown(context.Background()) }()
-			if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		}, shutdown, nil
+		mux.Handle(inventoryv1connect.NewInventoryServiceHandler(benchsvc.ConnectInventory(impl), compress))
+		checker := grpchealth.NewStaticChecker(inventoryv1connect.InventoryServiceName)
+		checker.SetStatus("", grpchealth.StatusServing)
+		mux.Handle(grpchealth.NewHandler(checker, compress))
+		return serveHTTP(mux, tlsCfg), shutdown, nil
 	}
 
 	// trustmesh: the sample's defaults (1 allow in 100 audited; the audit
@@ -200,12 +212,36 @@ func newServer(ctx context.Context, cfg config, ca *certs.CA, svid *x509svid.SVI
 	return srv.Serve, shutdown, nil
 }
 
-// authorizer lets the gateway list the products and the operator do
+// serveGRPC serves srv on a listener until ctx ends, then stops it
+// gracefully.
+func serveGRPC(srv *grpc.Server) func(context.Context, net.Listener) error {
+	return func(ctx context.Context, ln net.Listener) error {
+		go func() { <-ctx.Done(); srv.GracefulStop() }()
+		return srv.Serve(ln)
+	}
+}
+
+// serveHTTP serves h over TLS with tlsCfg on a listener until ctx ends,
+// then shuts down.
+func serveHTTP(h http.Handler, tlsCfg *tls.Config) func(context.Context, net.Listener) error {
+	srv := &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second}
+	return func(ctx context.Context, ln net.Listener) error {
+		go func() { <-ctx.Done(); _ = srv.Shutdown(context.Background()) }()
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// authorizer lets the gateway list the products and check the server's
+// health (as the sample's policy lets it at inventory) and the operator do
 // anything (so that every method is covered), auditing one allowed call
 // in 100, as `shop serve` does by default.
 func authorizer(log *slog.Logger) (*interceptors.Authorizer, error) {
 	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
 		{Name: "gateway-lists", Effect: policy.Allow, From: []string{gatewayID}, To: []string{inventoryv1connect.InventoryServiceListProductsProcedure}},
+		{Name: "gateway-checks-health", Effect: policy.Allow, From: []string{gatewayID}, To: []string{"/grpc.health.v1.Health/Check"}},
 		{Name: "admin", Effect: policy.Allow, From: []string{"spiffe://shop.example/ns/ops/sa/admin"}, To: []string{"*"}},
 	}})
 	if err != nil {
@@ -219,56 +255,18 @@ func authorizer(log *slog.Logger) (*interceptors.Authorizer, error) {
 func bareTLS(ca *certs.CA, svid *x509svid.SVID) *tls.Config {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Certificate())
-	cert := tls.Certificate{PrivateKey: svid.PrivateKey, Leaf: svid.Certificates[0]}
-	for _, c := range svid.Certificates {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
 	return &tls.Config{
-		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{tlsCert(svid)},
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots,
 		NextProtos: []string{"h2"},
 	}
 }
 
-// The stacks and modes of a configuration.
-const (
-	stackGRPC    = "grpc-go"
-	stackConnect = "connect-go"
-
-	modeBare       = "bare"       // the stack alone, with mTLS
-	modeOff        = "off"        // trustmesh, telemetry off
-	modeUnsampled  = "unsampled"  // trustmesh, OTEL_TRACES_SAMPLER=always_off, metrics none: otelenv reports Off
-	modeUndeclared = "undeclared" // the same, with the instrumentation installed anyway (Unsampled not set)
-	modeAlwaysOn   = "always-on"  // trustmesh, every span sampled, batch export over OTLP/HTTP
-)
-
-// config is one server configuration: a stack and a mode.
-type config struct{ stack, mode string }
-
-func (c config) String() string { return c.stack + "/" + c.mode }
-
-func parseConfig(s string) (config, error) {
-	stack, mode, _ := strings.Cut(s, "/")
-	c := config{stack: stack, mode: mode}
-	if stack != stackGRPC && stack != stackConnect {
-		return c, fmt.Errorf("meshbench: configuration %q: want %s/MODE or %s/MODE", s, stackGRPC, stackConnect)
+// tlsCert is svid as a crypto/tls certificate.
+func tlsCert(svid *x509svid.SVID) tls.Certificate {
+	cert := tls.Certificate{PrivateKey: svid.PrivateKey, Leaf: svid.Certificates[0]}
+	for _, c := range svid.Certificates {
+		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
-	switch mode {
-	case modeBare, modeOff, modeUnsampled, modeUndeclared, modeAlwaysOn:
-		return c, nil
-	}
-	return c, fmt.Errorf("meshbench: configuration %q: mode %q: want %s, %s, %s, %s or %s", s, mode, modeBare, modeOff, modeUnsampled, modeUndeclared, modeAlwaysOn)
-}
-
-// env is the OpenTelemetry environment of c's server process, exporting
-// spans (if any) over OTLP/HTTP to sink.
-func (c config) env(sink string) []string {
-	env := []string{"OTEL_METRICS_EXPORTER=none", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}
-	switch c.mode {
-	case modeUnsampled, modeUndeclared:
-		return append(env, "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_off")
-	case modeAlwaysOn:
-		return append(env, "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on")
-	}
-	return append(env, "OTEL_TRACES_EXPORTER=none")
+	return cert
 }
