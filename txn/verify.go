@@ -75,7 +75,7 @@ func WithMaxLifetime(d time.Duration) VerifierOption {
 // that a token presented again (the next hop of the same transaction, a
 // stream's next call) costs a SHA-256 of the token and a map lookup rather
 // than a certificate chain verification and a signature check; 0 turns the
-// cache off. By default it is [DefaultCacheSize] (10,000 tokens: with the
+// cache off, and the cache of verified headers (see the package doc) with it. By default it is [DefaultCacheSize] (10,000 tokens: with the
 // x5c chain a token is about 1.5 KiB, so some 15-20 MiB when full). An
 // entry lives no longer than its token (exp plus the leeway) and its
 // signer's certificates; it is reused only while the bundle source hands
