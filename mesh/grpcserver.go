@@ -78,9 +78,7 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		grpc.MaxConcurrentStreams(cfg.maxStreams),
 	})
 	if t := cfg.telemetry; t != nil {
-		// grpc-go servers continue the caller's trace (what otelgrpc did,
-		// which had no switch): TrustRemote is connect-go's.
-		in, err := t.instrumentation(true, true)
+		in, err := t.instrumentation(true, t.TrustRemote)
 		if err != nil {
 			return nil, err
 		}
@@ -88,8 +86,7 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		unary = append(unary, interceptors.UnaryServerTrace())
 		stream = append(stream, interceptors.StreamServerTrace())
 		if s.authz != nil {
-			// grpc-go servers continue the caller's trace: so do denials.
-			if s.authz, err = s.authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator, true); err != nil {
+			if s.authz, err = s.authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator, t.TrustRemote); err != nil {
 				return nil, err
 			}
 		}

@@ -24,11 +24,13 @@ type Telemetry struct {
 	// Propagator reads and writes trace context and baggage; default: the
 	// global one.
 	Propagator propagation.TextMapPropagator
-	// TrustRemote makes a connect-go server continue the caller's trace
-	// instead of starting a new one linked to it. Leave it false at the
-	// edge (callers outside the mesh); set it on mesh-internal servers,
-	// whose callers are verified workloads. grpc-go servers always continue
-	// the caller's trace.
+	// TrustRemote makes a server continue the caller's trace instead of
+	// starting a new one linked to it (denied calls too), on both stacks.
+	// Leave it false at the edge (callers outside the mesh), so that a
+	// caller cannot choose the trace its calls and refusals are recorded
+	// under; set it on mesh-internal servers, whose callers are verified
+	// workloads. Default false. (Before the mesh instrumented grpc-go
+	// itself, grpc-go servers always continued the caller's trace.)
 	TrustRemote bool
 	// Unsampled declares that no span TracerProvider makes ever leaves it
 	// (its sampler is always_off, or it has no exporter or span processor)

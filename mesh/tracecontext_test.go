@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"google.golang.org/grpc/metadata"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -50,6 +51,51 @@ func TestDeniedCallsFollowTheEdgeTraceRule(t *testing.T) {
 			req.Header().Set("traceparent", traceparent)
 			_, _ = greetv1connect.NewGreetServiceClient(hc, "https://"+addr).Greet(context.Background(), req)
 			hc.CloseIdleConnections()
+		}
+		ended := spans.Ended()
+		if len(ended) != 2 {
+			t.Fatalf("trustRemote=%v: %d spans, want 2 (one allowed, one denied)", trustRemote, len(ended))
+		}
+		for _, s := range ended {
+			continued := s.SpanContext().TraceID().String() == callerTrace
+			if continued != trustRemote {
+				t.Errorf("trustRemote=%v: span %q has trace %s (continues the caller's: %v)", trustRemote, s.Name(), s.SpanContext().TraceID(), continued)
+			}
+			if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
+				t.Errorf("span %q: links %v, want one to the caller's trace", s.Name(), s.Links())
+			}
+		}
+	}
+}
+
+// TestGRPCEdgeFollowsTheTraceRule: grpc-go servers follow TrustRemote as
+// connect-go servers do (before, otelgrpc made every grpc-go server
+// continue the caller's trace, so a caller outside the mesh chose the trace
+// ID of its calls and refusals at a grpc-go edge).
+func TestGRPCEdgeFollowsTheTraceRule(t *testing.T) {
+	t.Parallel()
+	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const traceparent = "00-" + callerTrace + "-00f067aa0ba902b7-01"
+	for _, trustRemote := range []bool{false, true} {
+		pki := testpki.New(t, "example.org")
+		spans := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+		srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
+			mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings(),
+			mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}, TrustRemote: trustRemote}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
+		addr := serve(t, srv.Serve)
+		for _, caller := range []string{friendID, strangerID} {
+			conn, err := mesh.DialGRPC(addr, mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", traceparent)
+			_, _ = greetv1.NewGreetServiceClient(conn).Greet(ctx, &greetv1.GreetRequest{Name: "ok"})
+			_ = conn.Close()
 		}
 		ended := spans.Ended()
 		if len(ended) != 2 {

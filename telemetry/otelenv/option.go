@@ -36,8 +36,9 @@ func (o spanProcessorOption) applyToSetup(c *setupConfig) {
 
 // WithoutGlobal leaves the OpenTelemetry globals alone. By default, Setup
 // installs its tracer provider, meter provider and propagator as the otel
-// globals (otel.SetTracerProvider and friends), which is what otelgrpc and
-// otelconnect use unless given providers explicitly.
+// globals (otel.SetTracerProvider and friends), which is what the mesh's
+// telemetry (mesh.Telemetry's zero fields), otelgrpc and otelconnect use
+// unless given providers explicitly.
 func WithoutGlobal() Option {
 	return withoutGlobalOption{}
 }
