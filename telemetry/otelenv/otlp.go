@@ -199,7 +199,7 @@ type slabs struct {
 	elems, lastElems int // slice attribute elements in this batch and the last one
 
 	// next free index in each slab
-	nSpan, nKV, nKVPtr, nVal, nValPtr, nStr, nInt, nBool, nDouble, nArr, nID int
+	nSpan, nStatus, nKV, nKVPtr, nVal, nValPtr, nStr, nInt, nBool, nDouble, nArr, nArrW, nID int
 }
 
 // grow returns b with length at least n: reallocated only when it is
@@ -244,7 +244,7 @@ func (s *slabs) reserve(spans []sdktrace.ReadOnlySpan) {
 // release forgets what the last batch took (the next one overwrites it).
 func (s *slabs) release() {
 	s.lastElems, s.elems = s.elems, 0
-	s.nSpan, s.nKV, s.nKVPtr, s.nVal, s.nValPtr, s.nStr, s.nInt, s.nBool, s.nDouble, s.nArr, s.nID = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+	s.nSpan, s.nStatus, s.nKV, s.nKVPtr, s.nVal, s.nValPtr, s.nStr, s.nInt, s.nBool, s.nDouble, s.nArr, s.nArrW, s.nID = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 }
 
 func (s *slabs) id(b []byte) []byte {
@@ -257,14 +257,26 @@ func (s *slabs) id(b []byte) []byte {
 	return p
 }
 
+// take returns the next free element of slab, or a new one once the slab
+// is spent: a batch never indexes past what was reserved, whatever the
+// shape of its attributes. The caller sets every field (with a composite
+// literal, for messages).
+func take[T any](slab []T, next *int) *T {
+	if *next >= len(slab) {
+		return new(T)
+	}
+	p := &slab[*next]
+	*next++
+	return p
+}
+
 func (s *slabs) span(sd sdktrace.ReadOnlySpan) *tracepb.Span {
 	sc := sd.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	st := sd.Status()
-	status := &s.status[s.nSpan]
+	status := take(s.status, &s.nStatus)
 	*status = tracepb.Status{Code: statusCode(st.Code), Message: st.Description}
-	p := &s.spans[s.nSpan]
-	s.nSpan++
+	p := take(s.spans, &s.nSpan)
 	*p = tracepb.Span{
 		TraceId:                s.id(tid[:]),
 		SpanId:                 s.id(sid[:]),
@@ -289,98 +301,75 @@ func (s *slabs) span(sd sdktrace.ReadOnlySpan) *tracepb.Span {
 	return p
 }
 
+// list carves a list of n pointers out of slab, or allocates one when the
+// slab has no room for it.
+func list[T any](slab []*T, next *int, n int) []*T {
+	if *next+n > len(slab) {
+		return make([]*T, 0, n)
+	}
+	l := slab[*next : *next : *next+n]
+	*next += n
+	return l
+}
+
 func (s *slabs) keyValues(attrs []attribute.KeyValue) []*commonpb.KeyValue {
 	if len(attrs) == 0 {
 		return nil
 	}
-	if s.nKVPtr+len(attrs) > len(s.kvPtrs) {
-		return keyValues(attrs) // not reserved (cannot happen for span attributes)
-	}
-	out := s.kvPtrs[s.nKVPtr : s.nKVPtr : s.nKVPtr+len(attrs)]
-	s.nKVPtr += len(attrs)
+	out := list(s.kvPtrs, &s.nKVPtr, len(attrs))
 	for _, kv := range attrs {
-		p := &s.kvs[s.nKV]
-		s.nKV++
+		p := take(s.kvs, &s.nKV)
 		*p = commonpb.KeyValue{Key: string(kv.Key), Value: s.value(kv.Value)}
 		out = append(out, p)
 	}
 	return out
 }
 
-func (s *slabs) anyValue() *commonpb.AnyValue {
-	p := &s.vals[s.nVal]
-	s.nVal++
-	*p = commonpb.AnyValue{}
+func (s *slabs) value(v attribute.Value) *commonpb.AnyValue {
+	p := take(s.vals, &s.nVal)
+	switch v.Type() {
+	case attribute.STRING:
+		w := take(s.strs, &s.nStr)
+		*w = commonpb.AnyValue_StringValue{StringValue: v.AsString()}
+		*p = commonpb.AnyValue{Value: w}
+	case attribute.BOOL:
+		w := take(s.bools, &s.nBool)
+		*w = commonpb.AnyValue_BoolValue{BoolValue: v.AsBool()}
+		*p = commonpb.AnyValue{Value: w}
+	case attribute.INT64:
+		w := take(s.ints, &s.nInt)
+		*w = commonpb.AnyValue_IntValue{IntValue: v.AsInt64()}
+		*p = commonpb.AnyValue{Value: w}
+	case attribute.FLOAT64:
+		w := take(s.doubles, &s.nDouble)
+		*w = commonpb.AnyValue_DoubleValue{DoubleValue: v.AsFloat64()}
+		*p = commonpb.AnyValue{Value: w}
+	case attribute.STRINGSLICE:
+		*p = commonpb.AnyValue{Value: slabArray(s, v.AsStringSlice(), func(e string) *commonpb.AnyValue { return s.value(attribute.StringValue(e)) })}
+	case attribute.BOOLSLICE:
+		*p = commonpb.AnyValue{Value: slabArray(s, v.AsBoolSlice(), func(e bool) *commonpb.AnyValue { return s.value(attribute.BoolValue(e)) })}
+	case attribute.INT64SLICE:
+		*p = commonpb.AnyValue{Value: slabArray(s, v.AsInt64Slice(), func(e int64) *commonpb.AnyValue { return s.value(attribute.Int64Value(e)) })}
+	case attribute.FLOAT64SLICE:
+		*p = commonpb.AnyValue{Value: slabArray(s, v.AsFloat64Slice(), func(e float64) *commonpb.AnyValue { return s.value(attribute.Float64Value(e)) })}
+	default:
+		return value(v) // bytes, nested slices and maps, empty, invalid: as otlptrace (p stays unused)
+	}
 	return p
 }
 
-func (s *slabs) str(v string) *commonpb.AnyValue {
-	av := s.anyValue()
-	w := &s.strs[s.nStr]
-	s.nStr++
-	w.StringValue = v
-	av.Value = w
-	return av
-}
-
-func (s *slabs) value(v attribute.Value) *commonpb.AnyValue {
-	switch v.Type() {
-	case attribute.STRING:
-		return s.str(v.AsString())
-	case attribute.BOOL:
-		av := s.anyValue()
-		w := &s.bools[s.nBool]
-		s.nBool++
-		w.BoolValue = v.AsBool()
-		av.Value = w
-		return av
-	case attribute.INT64:
-		av := s.anyValue()
-		w := &s.ints[s.nInt]
-		s.nInt++
-		w.IntValue = v.AsInt64()
-		av.Value = w
-		return av
-	case attribute.FLOAT64:
-		av := s.anyValue()
-		w := &s.doubles[s.nDouble]
-		s.nDouble++
-		w.DoubleValue = v.AsFloat64()
-		av.Value = w
-		return av
-	case attribute.STRINGSLICE:
-		return slabArray(s, v, v.AsStringSlice(), func(e string) *commonpb.AnyValue { return s.str(e) })
-	case attribute.BOOLSLICE:
-		return slabArray(s, v, v.AsBoolSlice(), func(e bool) *commonpb.AnyValue { return s.value(attribute.BoolValue(e)) })
-	case attribute.INT64SLICE:
-		return slabArray(s, v, v.AsInt64Slice(), func(e int64) *commonpb.AnyValue { return s.value(attribute.Int64Value(e)) })
-	case attribute.FLOAT64SLICE:
-		return slabArray(s, v, v.AsFloat64Slice(), func(e float64) *commonpb.AnyValue { return s.value(attribute.Float64Value(e)) })
+// slabArray is the array of elems, into the slabs (see take and list).
+func slabArray[T any](s *slabs, elems []T, of func(T) *commonpb.AnyValue) *commonpb.AnyValue_ArrayValue {
+	s.elems += len(elems)
+	l := list(s.valPtrs, &s.nValPtr, len(elems))
+	for _, e := range elems {
+		l = append(l, of(e))
 	}
-	return value(v) // bytes, nested slices and maps, empty, invalid: as otlptrace
-}
-
-// array is the array value of v, whose elements are elems, into the slabs
-// when they have room for it (else as otlptrace builds it).
-func slabArray[T any](s *slabs, v attribute.Value, elems []T, of func(T) *commonpb.AnyValue) *commonpb.AnyValue {
-	n := len(elems)
-	s.elems += n
-	if s.nValPtr+n > len(s.valPtrs) || s.nVal+n+1 > len(s.vals) || s.nArr >= len(s.arrays) ||
-		s.nStr+n > len(s.strs) || s.nInt+n > len(s.ints) || s.nBool+n > len(s.bools) || s.nDouble+n > len(s.doubles) {
-		return value(v)
-	}
-	list := s.valPtrs[s.nValPtr : s.nValPtr+n : s.nValPtr+n]
-	s.nValPtr += n
-	for i, e := range elems {
-		list[i] = of(e)
-	}
-	av := s.anyValue()
-	arr, w := &s.arrVals[s.nArr], &s.arrays[s.nArr]
-	s.nArr++
-	*arr = commonpb.ArrayValue{Values: list}
-	w.ArrayValue = arr
-	av.Value = w
-	return av
+	arr := take(s.arrVals, &s.nArr)
+	*arr = commonpb.ArrayValue{Values: l}
+	w := take(s.arrays, &s.nArrW)
+	*w = commonpb.AnyValue_ArrayValue{ArrayValue: arr}
+	return w
 }
 
 // What follows builds messages as otlptrace's transform does, allocating:

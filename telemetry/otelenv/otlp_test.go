@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -265,5 +266,92 @@ func TestOTLPHTTPEndToEnd(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"span-0", "span-1", "span-2"}) {
 		t.Fatalf("collector received %q", got)
+	}
+}
+
+// randomSpans is a batch of n spans with attributes of random kinds and
+// slice lengths, the mesh's resource and scopes.
+func randomSpans(r *rand.Rand, n int) []sdktrace.ReadOnlySpan {
+	maxSlice := []int{1, 3, 50, 150}[r.IntN(4)] // batches with short slices, then long ones
+	res := resource.NewSchemaless(attribute.String("service.name", "inventory"))
+	scopes := []instrumentation.Scope{{Name: "rpcotel"}, {Name: "interceptors"}}
+	var stubs tracetest.SpanStubs
+	for i := range n {
+		var attrs []attribute.KeyValue
+		for j := range r.IntN(12) {
+			k := attribute.Key(fmt.Sprint("k", j))
+			switch r.IntN(8) {
+			case 0:
+				attrs = append(attrs, k.Bool(r.IntN(2) == 0))
+			case 1:
+				attrs = append(attrs, k.Int64(r.Int64()))
+			case 2:
+				attrs = append(attrs, k.Float64(r.Float64()))
+			case 3:
+				ss := make([]string, r.IntN(maxSlice))
+				for e := range ss {
+					ss[e] = fmt.Sprint("spiffe://shop.example/", e)
+				}
+				attrs = append(attrs, k.StringSlice(ss))
+			case 4:
+				attrs = append(attrs, k.Int64Slice(make([]int64, r.IntN(maxSlice))))
+			case 5:
+				attrs = append(attrs, k.BoolSlice(make([]bool, r.IntN(5))), k.Float64Slice(make([]float64, r.IntN(5))))
+			default:
+				attrs = append(attrs, k.String(fmt.Sprint("v", r.Int())))
+			}
+		}
+		stubs = append(stubs, tracetest.SpanStub{
+			Name:                 fmt.Sprint("svc/M", i),
+			SpanContext:          trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(byte(i)), TraceFlags: trace.FlagsSampled}),
+			StartTime:            t0,
+			EndTime:              t0.Add(time.Millisecond),
+			Attributes:           attrs,
+			Resource:             res,
+			InstrumentationScope: scopes[r.IntN(len(scopes))],
+		})
+	}
+	return stubs.Snapshots()
+}
+
+// TestOTLPTransformRandomShapes: batch after batch of random shapes (the
+// slabs are sized from the batch before, so a batch with longer slices, or
+// more of them, than the last must not run past them), every request is
+// otlptrace's. It once indexed past the slabs: a slice attribute longer than
+// the last batch's took the room of the attributes after it.
+func TestOTLPTransformRandomShapes(t *testing.T) {
+	ctx := context.Background()
+	theirs, ours := &capture{}, &capture{}
+	ref, err := otlptrace.New(ctx, theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean := &otlpExporter{client: ours}
+	r := rand.New(rand.NewPCG(1, 2))
+	// First what overran the slabs once: a long slice, the same again, then
+	// a longer one with a plain attribute after it.
+	shaped := func(n int, plain bool) []sdktrace.ReadOnlySpan {
+		attrs := []attribute.KeyValue{attribute.StringSlice("chain", make([]string, n))}
+		if plain {
+			attrs = append(attrs, attribute.String("after", "x"))
+		}
+		return tracetest.SpanStubs{{Name: "m", SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(1)}), Attributes: attrs}}.Snapshots()
+	}
+	batches := [][]sdktrace.ReadOnlySpan{shaped(100, false), shaped(100, false), shaped(125, true)}
+	for range 300 {
+		batches = append(batches, randomSpans(r, 1+r.IntN(64)))
+	}
+	for _, b := range batches {
+		if err := ref.ExportSpans(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := lean.ExportSpans(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ours.reqs {
+		if got, want := canonical(t, ours.reqs[i]), canonical(t, theirs.reqs[i]); got != want {
+			t.Fatalf("request %d differs from otlptrace's", i)
+		}
 	}
 }
