@@ -365,3 +365,76 @@ func histogramCounts(rm metricdata.ResourceMetrics, name string) map[string]uint
 	}
 	return out
 }
+
+// healthCallingGreeter checks a downstream's health from inside Greet, with
+// an instrumented mesh client, and fails if it is not serving.
+type healthCallingGreeter struct {
+	greetv1.UnimplementedGreetServiceServer
+	health healthpb.HealthClient
+}
+
+func (g healthCallingGreeter) Greet(ctx context.Context, _ *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
+	if _, err := g.health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		return nil, err
+	}
+	return &greetv1.GreetResponse{Greeting: "hi"}, nil
+}
+
+// TestHealthCheckInsideACallLeavesItsSpan: a health check a grpc-go handler
+// makes through an instrumented client is not instrumented, and does not
+// end (or give its status to) the span of the call being served: client and
+// server keep their calls apart in the context (once, the client took the
+// served call's method for the health check's and ended its span when the
+// check did).
+func TestHealthCheckInsideACallLeavesItsSpan(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: mp, Propagator: telemetry.W3C(), TrustRemote: true}
+	pki := testpki.New(t, "example.org")
+	server := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+	friend := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
+
+	downstream, err := mesh.NewGRPCServer(server, mesh.WithAuthorizer(spanPolicy(t)), mesh.WithCoverageWarnings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hconn, err := mesh.DialGRPC(serve(t, downstream.Serve), friend, spiffeid.RequireFromString(greeterID), mesh.WithClientTelemetry(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hconn.Close() })
+
+	srv, err := mesh.NewGRPCServer(server, mesh.WithAuthorizer(spanPolicy(t)), mesh.WithTelemetry(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(srv, healthCallingGreeter{health: healthpb.NewHealthClient(hconn)})
+	conn, err := mesh.DialGRPC(serve(t, srv.Serve), friend, spiffeid.RequireFromString(greeterID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := greetv1.NewGreetServiceClient(conn).Greet(context.Background(), &greetv1.GreetRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 || ended[0].Name() != "greet.v1.GreetService/Greet" || ended[0].SpanKind() != trace.SpanKindServer {
+		t.Fatalf("spans %v, want the Greet server span alone", spanNames(ended))
+	}
+	if a := attrs(ended[0].Attributes()); a["rpc.response.status_code"] != "OK" || ended[0].Status().Code != otelcodes.Unset {
+		t.Fatalf("Greet span: status code %q, status %+v", a["rpc.response.status_code"], ended[0].Status())
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if got := histogramCounts(rm, "rpc.client.call.duration"); len(got) != 0 {
+		t.Fatalf("client calls recorded: %v, want none (a health check)", got)
+	}
+	if got := histogramCounts(rm, "rpc.server.call.duration"); fmt.Sprint(got) != "map[greet.v1.GreetService/Greet OK:1]" {
+		t.Fatalf("server calls recorded: %v", got)
+	}
+}

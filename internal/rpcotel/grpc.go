@@ -14,8 +14,21 @@ func (in *Instrumentation) GRPCHandler() stats.Handler { return grpcHandler{in} 
 
 type grpcHandler struct{ in *Instrumentation }
 
-// callKey holds the *method of an instrumented call in its context.
-type callKey struct{}
+// serverCallKey and clientCallKey hold the *method of an instrumented
+// call in its context, one key per side: a call a handler makes runs in a
+// context derived from the served call's, and must never take the served
+// call's method (or end its span) for its own.
+type (
+	serverCallKey struct{}
+	clientCallKey struct{}
+)
+
+func (h grpcHandler) callKey() any {
+	if h.in.server {
+		return serverCallKey{}
+	}
+	return clientCallKey{}
+}
 
 func (h grpcHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
 	if isHealth(info.FullMethodName) {
@@ -28,7 +41,7 @@ func (h grpcHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context
 		ctx, _ = h.in.startClient(ctx, m, sysGRPC)
 		ctx = inject(ctx, h.in)
 	}
-	return context.WithValue(ctx, callKey{}, m)
+	return context.WithValue(ctx, h.callKey(), m)
 }
 
 func (h grpcHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
@@ -36,7 +49,7 @@ func (h grpcHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 	if !ok {
 		return
 	}
-	m, ok := ctx.Value(callKey{}).(*method)
+	m, ok := ctx.Value(h.callKey()).(*method)
 	if !ok {
 		return // not instrumented: a health check
 	}
