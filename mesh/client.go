@@ -231,7 +231,7 @@ func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]con
 	}
 	in, err := cfg.telemetry.instrumentation(false, false)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	return append(own, connect.WithInterceptors(interceptors.ConnectClientChain(self.ID), in.ConnectInterceptor())), nil
 }

@@ -83,7 +83,7 @@ func NewConnectServer(creds Credentials, opts ...ConnectServerOption) (*ConnectS
 	if t := cfg.telemetry; t != nil {
 		in, err := t.instrumentation(true, t.TrustRemote)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mesh: %w", err)
 		}
 		// The span's interceptor outside, so the span exists when the
 		// trace interceptor records the caller, decision and chain on it.

@@ -80,11 +80,11 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	if t := cfg.telemetry; t != nil {
 		in, err := t.instrumentation(true, t.TrustRemote)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mesh: %w", err)
 		}
-		gopts = append(gopts, grpc.StatsHandler(in.GRPCHandler()))
-		unary = append(unary, interceptors.UnaryServerTrace())
-		stream = append(stream, interceptors.StreamServerTrace())
+		// The span's interceptor, then the one that annotates it.
+		unary = append(unary, in.UnaryServerInterceptor(), interceptors.UnaryServerTrace())
+		stream = append(stream, in.StreamServerInterceptor(), interceptors.StreamServerTrace())
 		if s.authz != nil {
 			if s.authz, err = s.authz.WithTelemetry(t.TracerProvider, t.MeterProvider, t.Propagator, t.TrustRemote); err != nil {
 				return nil, err

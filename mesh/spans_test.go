@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"io"
 	"slices"
 	"strings"
@@ -59,6 +60,9 @@ type spanGRPCGreeter struct {
 }
 
 func (spanGRPCGreeter) Greet(_ context.Context, req *greetv1.GreetRequest) (*greetv1.GreetResponse, error) {
+	if req.GetName() == "panic" {
+		panic("greeter panics")
+	}
 	if c, msg := outcome(req.GetName()); c != codes.OK {
 		return nil, status.Error(c, msg)
 	}
@@ -437,4 +441,124 @@ func TestHealthCheckInsideACallLeavesItsSpan(t *testing.T) {
 	if got := histogramCounts(rm, "rpc.server.call.duration"); fmt.Sprint(got) != "map[greet.v1.GreetService/Greet OK:1]" {
 		t.Fatalf("server calls recorded: %v", got)
 	}
+}
+
+// TestUnservedMethodMakesNoSeries: a grpc-go caller that a wildcard rule
+// lets through may name any method; one the server does not serve makes
+// neither a span nor a metric series (grpc-go's stats handlers were told
+// of it before the method was looked up, so callers chose span names and
+// series), and a served one does.
+func TestUnservedMethodMakesNoSeries(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	pki := testpki.New(t, "example.org")
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
+		mesh.WithAuthorizer(spanPolicy(t)), mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: mp, Propagator: telemetry.W3C()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
+	conn, err := mesh.DialGRPC(serve(t, srv.Serve), mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	for i := range 3 {
+		err := conn.Invoke(context.Background(), fmt.Sprintf("/greet.v1.GreetService/Bogus%d", i), &greetv1.GreetRequest{}, &greetv1.GreetResponse{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("unserved method: %v, want Unimplemented", err)
+		}
+	}
+	if err := conn.Invoke(context.Background(), "/greet.v1.GreetService/Greet", &greetv1.GreetRequest{Name: "ok"}, &greetv1.GreetResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range spans.Ended() {
+		names = append(names, s.Name()+" "+attrs(s.Attributes())["rpc.method"])
+	}
+	slices.Sort(names)
+	if want := []string{"greet.v1.GreetService/Greet greet.v1.GreetService/Greet"}; !slices.Equal(names, want) {
+		t.Fatalf("spans (name rpc.method) %q, want %q", names, want)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(histogramCounts(rm, "rpc.server.call.duration")); got != "map[greet.v1.GreetService/Greet OK:1]" {
+		t.Fatalf("server calls recorded: %s", got)
+	}
+}
+
+// TestAbandonedConnectStreamEndsItsSpan: a connect-go client that cancels
+// a server stream and never reads it to the end, nor closes it, still gets
+// its client span ended, CANCELLED (as otelconnect does).
+func TestAbandonedConnectStreamEndsItsSpan(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C()}
+	pki := testpki.New(t, "example.org")
+	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(spanPolicy(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, spanConnectGreeter{}); err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, srv.Serve)
+	client := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
+	hc, err := mesh.NewHTTPClient(client, spiffeid.RequireFromString(greeterID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hc.CloseIdleConnections)
+	copts, err := mesh.ConnectClientOptions(client, mesh.WithClientTelemetry(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, copts...).Count(ctx, connect.NewRequest(&greetv1.CountRequest{N: 1000}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Receive() {
+		t.Fatalf("no first message: %v", s.Err())
+	}
+	cancel() // and walk away: no Receive to the end, no Close
+	deadline := time.Now().Add(10 * time.Second)
+	for len(spans.Ended()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 || ended[0].SpanKind() != trace.SpanKindClient {
+		t.Fatalf("spans %v, want the client span of the stream", spanNames(ended))
+	}
+	if code := attrs(ended[0].Attributes())["rpc.response.status_code"]; code != "CANCELLED" {
+		t.Fatalf("client span status code %q, want CANCELLED", code)
+	}
+}
+
+// TestPanickingHandlerEndsItsSpan: a grpc-go handler that panics still has
+// its server span ended, INTERNAL, and the caller gets Internal from the
+// mesh's recovery.
+func TestPanickingHandlerEndsItsSpan(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	c := instrumentedPair(t, "grpc-go", "grpc", mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C(), TrustRemote: true})
+	if err := c.greet(context.Background(), "panic"); status.Code(err) != codes.Internal {
+		t.Fatalf("Greet(panic): %v, want Internal", err)
+	}
+	for _, s := range spans.Ended() {
+		if s.SpanKind() == trace.SpanKindServer {
+			if code := attrs(s.Attributes())["rpc.response.status_code"]; code != "INTERNAL" || s.Status().Code != otelcodes.Error {
+				t.Fatalf("server span: status code %q, status %+v", code, s.Status())
+			}
+			return
+		}
+	}
+	t.Fatalf("no server span: %v", spanNames(spans.Ended()))
 }

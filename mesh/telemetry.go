@@ -114,7 +114,7 @@ func WithClientTelemetry(t Telemetry) ClientOption {
 func (t *Telemetry) instrumentation(server, trustRemote bool) (*rpcotel.Instrumentation, error) {
 	in, err := rpcotel.New(rpcotel.Config{TracerProvider: t.TracerProvider, MeterProvider: t.MeterProvider, Propagator: t.Propagator, TrustRemote: trustRemote}, server)
 	if err != nil {
-		return nil, fmt.Errorf("mesh: telemetry: %w", err)
+		return nil, fmt.Errorf("telemetry: %w", err) // the caller says "mesh: " and where
 	}
 	return in, nil
 }

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"hash/maphash"
+	"strings"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/baggage"
@@ -24,6 +25,10 @@ import (
 // most 256 headers (a header it does not hold is parsed as usual, and
 // replaces one of them), so a caller that sends a new baggage on every call
 // costs a parse per call, as without it, and memory stays bounded.
+//
+// One difference besides the cost: a baggage header with invalid members
+// is not reported to otel's error handler (the composite reports the first
+// one of the process); its valid members are kept alike.
 //
 // otelenv.Setup installs it as the global propagator.
 func W3C() propagation.TextMapPropagator { return w3c }
@@ -75,7 +80,7 @@ func (p *w3cPropagator) parse(h string) baggage.Baggage {
 	if err != nil && bag.Len() == 0 {
 		return bag // not worth a slot
 	}
-	slot.Store(&bagEntry{header: h, bag: bag})
+	slot.Store(&bagEntry{header: strings.Clone(h), bag: bag}) // h may share a buffer the carrier reuses
 	return bag
 }
 

@@ -29,8 +29,13 @@ func connectSystem(protocol string) system {
 
 // codeOf is the code and message a connect-go call ended with.
 func codeOf(err error) (uint32, string) {
-	if err == nil {
+	switch {
+	case err == nil:
 		return 0, ""
+	case errors.Is(err, context.Canceled):
+		return uint32(connect.CodeCanceled), err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return uint32(connect.CodeDeadlineExceeded), err.Error()
 	}
 	var ce *connect.Error
 	if errors.As(err, &ce) {
@@ -103,12 +108,17 @@ func (c connectInterceptor) WrapStreamingClient(next connect.StreamingClientFunc
 		s := connectSystem(conn.Peer().Protocol)
 		sctx, span := in.startClient(ctx, m, s)
 		in.prop.Inject(sctx, headerCarrier(conn.RequestHeader()))
-		return &clientStream{StreamingClientConn: conn, in: in, ctx: sctx, span: span, m: m, s: s, start: start}
+		cs := &clientStream{StreamingClientConn: conn, in: in, ctx: sctx, span: span, m: m, s: s, start: start}
+		// A caller that cancels and walks away ends the span too.
+		cs.stop = context.AfterFunc(ctx, func() { cs.finish(ctx.Err()) })
+		return cs
 	}
 }
 
 // clientStream ends its span when the stream ends: at the first error
-// Receive returns (io.EOF is a clean end) or at CloseResponse.
+// Receive returns (io.EOF is a clean end), at CloseResponse (with the
+// first error Send or CloseRequest gave, if the response had none), or
+// when the call's context ends.
 type clientStream struct {
 	connect.StreamingClientConn
 	in    *Instrumentation
@@ -117,15 +127,38 @@ type clientStream struct {
 	m     *method
 	s     system
 	start time.Time
-	once  sync.Once
+	stop  func() bool // stops the context's AfterFunc
+
+	mu      sync.Mutex
+	sendErr error // the first error of Send or CloseRequest (io.EOF excepted)
+	once    sync.Once
 }
 
 func (c *clientStream) finish(err error) {
 	c.once.Do(func() {
+		if c.stop != nil {
+			c.stop()
+		}
 		code, msg := codeOf(err)
 		c.in.end(c.ctx, c.span, c.m, c.s, code, msg, time.Since(c.start))
 	})
 }
+
+// sent remembers the first error of the request side.
+func (c *clientStream) sent(err error) error {
+	if err != nil && !errors.Is(err, io.EOF) {
+		c.mu.Lock()
+		if c.sendErr == nil {
+			c.sendErr = err
+		}
+		c.mu.Unlock()
+	}
+	return err
+}
+
+func (c *clientStream) Send(msg any) error { return c.sent(c.StreamingClientConn.Send(msg)) }
+
+func (c *clientStream) CloseRequest() error { return c.sent(c.StreamingClientConn.CloseRequest()) }
 
 func (c *clientStream) Receive(msg any) error {
 	err := c.StreamingClientConn.Receive(msg)
@@ -141,7 +174,13 @@ func (c *clientStream) Receive(msg any) error {
 
 func (c *clientStream) CloseResponse() error {
 	err := c.StreamingClientConn.CloseResponse()
-	c.finish(err)
+	end := err
+	if end == nil {
+		c.mu.Lock()
+		end = c.sendErr
+		c.mu.Unlock()
+	}
+	c.finish(end)
 	return err
 }
 

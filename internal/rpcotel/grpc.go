@@ -2,14 +2,19 @@ package rpcotel
 
 import (
 	"context"
+	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
 // GRPCHandler returns the grpc-go stats handler of in's side: pass it to
-// grpc.StatsHandler (servers) or grpc.WithStatsHandler (clients).
+// grpc.WithStatsHandler (clients). Servers use the interceptors
+// ([Instrumentation.UnaryServerInterceptor]), which cost less.
 func (in *Instrumentation) GRPCHandler() stats.Handler { return grpcHandler{in} }
 
 type grpcHandler struct{ in *Instrumentation }
@@ -93,7 +98,13 @@ func (c incoming) Keys() []string {
 type pairs struct{ kv []string }
 
 func (p *pairs) Get(string) string { return "" }
-func (p *pairs) Set(key, value string) {
+func (p *pairs) Set(key, value string) { // as a carrier's Set: the last value wins
+	for i := 0; i < len(p.kv); i += 2 {
+		if p.kv[i] == key {
+			p.kv[i+1] = value
+			return
+		}
+	}
 	p.kv = append(p.kv, key, value)
 }
 func (p *pairs) Keys() []string { return nil }
@@ -120,3 +131,65 @@ func inject(ctx context.Context, in *Instrumentation) context.Context {
 	}
 	return metadata.AppendToOutgoingContext(ctx, p.kv...)
 }
+
+// UnaryServerInterceptor is the server side on grpc-go, as an interceptor
+// rather than a stats handler: with a stats handler installed, grpc-go
+// copies every call's incoming metadata and allocates an event for each
+// header, message and trailer of every call, for a handler that needs the
+// call's start and end. A call of a method the server does not serve never
+// reaches an interceptor, so a caller cannot choose span names or metric
+// series. The span starts once the request is read, and ends with the
+// status the handler returned (a panic ends it as INTERNAL, and goes on).
+// Put it after the interceptors that must run first (recovery, identity)
+// and before those that annotate the span.
+func (in *Instrumentation) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (_ any, err error) {
+		if isHealth(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		m := in.method(info.FullMethod)
+		start := time.Now()
+		ctx, span := in.startServer(ctx, incoming{ctx}, m, sysGRPC)
+		defer in.endServer(ctx, span, m, start, &err)
+		return handler(ctx, req)
+	}
+}
+
+// StreamServerInterceptor is the streaming form of
+// [Instrumentation.UnaryServerInterceptor].
+func (in *Instrumentation) StreamServerInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		if isHealth(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		m := in.method(info.FullMethod)
+		start := time.Now()
+		ctx, span := in.startServer(ss.Context(), incoming{ss.Context()}, m, sysGRPC)
+		defer in.endServer(ctx, span, m, start, &err)
+		return handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+// endServer ends a served call's span with *err, or as INTERNAL when the
+// handler panicked (the panic goes on, to the recovery interceptor).
+func (in *Instrumentation) endServer(ctx context.Context, span trace.Span, m *method, start time.Time, err *error) {
+	if p := recover(); p != nil {
+		in.end(ctx, span, m, sysGRPC, uint32(codes.Internal), "panic", time.Since(start))
+		panic(p)
+	}
+	var code uint32
+	var msg string
+	if *err != nil {
+		st, _ := status.FromError(*err)
+		code, msg = uint32(st.Code()), st.Message()
+	}
+	in.end(ctx, span, m, sysGRPC, code, msg, time.Since(start))
+}
+
+// serverStream is a grpc.ServerStream with the span's context.
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *serverStream) Context() context.Context { return s.ctx }

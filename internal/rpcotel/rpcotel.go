@@ -1,5 +1,6 @@
 // Package rpcotel is the mesh's OpenTelemetry instrumentation of RPCs, on
-// grpc-go (a stats.Handler, [Instrumentation.GRPCHandler]) and connect-go
+// grpc-go (interceptors for servers, [Instrumentation.UnaryServerInterceptor];
+// a stats.Handler for clients, [Instrumentation.GRPCHandler]) and connect-go
 // (an interceptor, [Instrumentation.ConnectInterceptor]), for servers and
 // clients: one span per call and the rpc.server.call.duration (or
 // rpc.client.call.duration) histogram, in the stable RPC semantic
@@ -18,10 +19,25 @@
 // and parse the local and peer addresses. Here what depends only on the
 // method (name, attributes, span start options, one metric attribute set
 // per status code) is built once per method and shared; a call reads the
-// three propagation headers it needs and nothing else. Health checks are
-// not instrumented at all. What it leaves out: message events, the
-// server.address / network.peer.* attributes (the mesh records the peer's
-// verified SPIFFE ID instead) and the request and response size metrics.
+// propagation headers it needs (for the W3C propagators; a propagator that
+// lists the carrier's keys gets them). Health checks are not instrumented
+// at all. What differs from otelgrpc and otelconnect:
+//   - no message events, no server.address / server.port on client spans
+//     and no network.peer.* on server spans (the mesh records the peer's
+//     verified SPIFFE ID), no request and response size metrics, and no
+//     http.response.status_code on a connect-go GET answered 304;
+//   - only the stable conventions: OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup or
+//     rpc/old (the old rpc.server.duration in milliseconds) is not honoured;
+//   - the instrumentation scope is this package ([Scope]), with no version
+//     or schema URL, so otel_scope_name labels differ;
+//   - a server whose context already holds a local span (another
+//     instrumentation's) starts its span from the caller's trace context as
+//     usual, linked, not as that span's child, unless TrustRemote;
+//   - a code past UNAUTHENTICATED counts as UNKNOWN (an error);
+//   - on grpc-go, servers are instrumented by interceptors (cheaper than a
+//     stats handler): a call of a method the server does not serve, which
+//     reaches no interceptor, makes no span, and a span starts once the
+//     request is read.
 package rpcotel
 
 import (
@@ -182,8 +198,9 @@ func (in *Instrumentation) recordOption(m *method, s system, code uint32) metric
 	return opt
 }
 
-// maxMethods bounds the method cache: a server sees only the methods its
-// policy lets through, but a client can be asked for any name.
+// maxMethods bounds the method cache: a server's are the methods it serves
+// (calls of others reach neither grpc-go's interceptors nor connect-go's
+// handlers), a client's are the ones its program calls.
 const maxMethods = 4096
 
 // methodCache maps full method names to their *method: copied on write,
