@@ -144,9 +144,11 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPC
 		if err != nil {
 			return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 		}
-		dopts = append(dopts, grpc.WithStatsHandler(in.GRPCHandler()),
-			grpc.WithChainUnaryInterceptor(interceptors.UnaryClientChain(self.ID)),
-			grpc.WithChainStreamInterceptor(interceptors.StreamClientChain(self.ID)))
+		// The caller chain first (it changes the baggage), then the span,
+		// which sends the trace context and baggage.
+		dopts = append(dopts,
+			grpc.WithChainUnaryInterceptor(interceptors.UnaryClientChain(self.ID), in.UnaryClientInterceptor()),
+			grpc.WithChainStreamInterceptor(interceptors.StreamClientChain(self.ID), in.StreamClientInterceptor()))
 	}
 	conn, err := grpc.NewClient(target, dopts...)
 	if err != nil {

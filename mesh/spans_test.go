@@ -562,3 +562,43 @@ func TestPanickingHandlerEndsItsSpan(t *testing.T) {
 	}
 	t.Fatalf("no server span: %v", spanNames(spans.Ended()))
 }
+
+// TestAbandonedGRPCStreamEndsItsSpan: the grpc-go form of
+// TestAbandonedConnectStreamEndsItsSpan.
+func TestAbandonedGRPCStreamEndsItsSpan(t *testing.T) {
+	t.Parallel()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C()}
+	pki := testpki.New(t, "example.org")
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(spanPolicy(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
+	conn, err := mesh.DialGRPC(serve(t, srv.Serve), mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID), mesh.WithClientTelemetry(tel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := greetv1.NewGreetServiceClient(conn).Count(ctx, &greetv1.CountRequest{N: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatalf("no first message: %v", err)
+	}
+	cancel() // and walk away
+	deadline := time.Now().Add(10 * time.Second)
+	for len(spans.Ended()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ended := spans.Ended()
+	if len(ended) != 1 || ended[0].SpanKind() != trace.SpanKindClient {
+		t.Fatalf("spans %v, want the client span of the stream", spanNames(ended))
+	}
+	if code := attrs(ended[0].Attributes())["rpc.response.status_code"]; code != "CANCELLED" {
+		t.Fatalf("client span status code %q, want CANCELLED", code)
+	}
+}

@@ -2,73 +2,17 @@ package rpcotel
 
 import (
 	"context"
+	"errors"
+	"io"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
-
-// GRPCHandler returns the grpc-go stats handler of in's side: pass it to
-// grpc.WithStatsHandler (clients). Servers use the interceptors
-// ([Instrumentation.UnaryServerInterceptor]), which cost less.
-func (in *Instrumentation) GRPCHandler() stats.Handler { return grpcHandler{in} }
-
-type grpcHandler struct{ in *Instrumentation }
-
-// serverCallKey and clientCallKey hold the *method of an instrumented
-// call in its context, one key per side: a call a handler makes runs in a
-// context derived from the served call's, and must never take the served
-// call's method (or end its span) for its own.
-type (
-	serverCallKey struct{}
-	clientCallKey struct{}
-)
-
-func (h grpcHandler) callKey() any {
-	if h.in.server {
-		return serverCallKey{}
-	}
-	return clientCallKey{}
-}
-
-func (h grpcHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if isHealth(info.FullMethodName) {
-		return ctx
-	}
-	m := h.in.method(info.FullMethodName)
-	if h.in.server {
-		ctx, _ = h.in.startServer(ctx, incoming{ctx}, m, sysGRPC)
-	} else {
-		ctx, _ = h.in.startClient(ctx, m, sysGRPC)
-		ctx = inject(ctx, h.in)
-	}
-	return context.WithValue(ctx, h.callKey(), m)
-}
-
-func (h grpcHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	end, ok := rs.(*stats.End)
-	if !ok {
-		return
-	}
-	m, ok := ctx.Value(h.callKey()).(*method)
-	if !ok {
-		return // not instrumented: a health check
-	}
-	var code uint32
-	var msg string
-	if end.Error != nil {
-		st, _ := status.FromError(end.Error)
-		code, msg = uint32(st.Code()), st.Message()
-	}
-	h.in.end(ctx, spanOf(ctx), m, sysGRPC, code, msg, end.EndTime.Sub(end.BeginTime))
-}
-
-func (grpcHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (grpcHandler) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // incoming reads a served call's metadata as a propagation carrier, one
 // key at a time: metadata.FromIncomingContext would copy all of it.
@@ -193,3 +137,94 @@ type serverStream struct {
 }
 
 func (s *serverStream) Context() context.Context { return s.ctx }
+
+// UnaryClientInterceptor is the client side on grpc-go: a client span per
+// call (health checks excepted) and the trace context and baggage of ctx
+// in the call's metadata. Interceptors rather than a stats handler, for
+// the same reason as on servers; the span starts before the call is sent.
+// Put it after the interceptors that change the baggage (the caller chain).
+func (in *Instrumentation) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if isHealth(method) {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		m := in.method(method)
+		start := time.Now()
+		ctx, span := in.startClient(ctx, m, sysGRPC)
+		err := invoker(inject(ctx, in), method, req, reply, cc, opts...)
+		code, msg := grpcCode(err)
+		in.end(ctx, span, m, sysGRPC, code, msg, time.Since(start))
+		return err
+	}
+}
+
+// StreamClientInterceptor is the streaming form of
+// [Instrumentation.UnaryClientInterceptor]. The span ends when the stream
+// does: RecvMsg's io.EOF or error (for a stream with one response, once
+// it is received), or when the call's context ends.
+func (in *Instrumentation) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if isHealth(method) {
+			return streamer(ctx, desc, cc, method, opts...)
+		}
+		m := in.method(method)
+		start := time.Now()
+		ctx, span := in.startClient(ctx, m, sysGRPC)
+		cs, err := streamer(inject(ctx, in), desc, cc, method, opts...)
+		if err != nil {
+			code, msg := grpcCode(err)
+			in.end(ctx, span, m, sysGRPC, code, msg, time.Since(start))
+			return nil, err
+		}
+		s := &clientGRPCStream{ClientStream: cs, in: in, ctx: ctx, span: span, m: m, start: start, oneResponse: !desc.ServerStreams}
+		s.stop = context.AfterFunc(ctx, func() { s.finish(ctx.Err()) })
+		return s, nil
+	}
+}
+
+// grpcCode is the code and message of a grpc-go call's error (a context's
+// error as grpc-go reports it: CANCELLED, DEADLINE_EXCEEDED).
+func grpcCode(err error) (uint32, string) {
+	if err == nil {
+		return 0, ""
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.FromContextError(err)
+	}
+	return uint32(st.Code()), st.Message()
+}
+
+// clientGRPCStream ends its span once, when the stream ends.
+type clientGRPCStream struct {
+	grpc.ClientStream
+	in          *Instrumentation
+	ctx         context.Context
+	span        trace.Span
+	m           *method
+	start       time.Time
+	oneResponse bool
+	stop        func() bool
+	once        sync.Once
+}
+
+func (s *clientGRPCStream) finish(err error) {
+	s.once.Do(func() {
+		s.stop()
+		code, msg := grpcCode(err)
+		s.in.end(s.ctx, s.span, s.m, sysGRPC, code, msg, time.Since(s.start))
+	})
+}
+
+func (s *clientGRPCStream) RecvMsg(msg any) error {
+	err := s.ClientStream.RecvMsg(msg)
+	switch {
+	case errors.Is(err, io.EOF):
+		s.finish(nil)
+	case err != nil:
+		s.finish(err)
+	case s.oneResponse: // grpc-go has read the status with the one response
+		s.finish(nil)
+	}
+	return err
+}
