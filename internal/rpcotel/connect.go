@@ -18,8 +18,6 @@ func (in *Instrumentation) ConnectInterceptor() connect.Interceptor { return con
 
 type connectInterceptor struct{ in *Instrumentation }
 
-func spanOf(ctx context.Context) trace.Span { return trace.SpanFromContext(ctx) }
-
 func connectSystem(protocol string) system {
 	if protocol == connect.ProtocolConnect {
 		return sysConnect
