@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"hash/maphash"
 	"math/big"
 	"strings"
@@ -27,9 +28,9 @@ type signer struct {
 	id         spiffeid.ID
 	key        crypto.PublicKey
 	alg        jose.SignatureAlgorithm
-	bundle     *x509bundle.Bundle // the bundle the chain was verified against
-	verifiedAt time.Time          // the chain verified at this time ...
-	until      time.Time          // ... holds until its first NotAfter
+	bundle *x509bundle.Bundle // the bundle the chain was verified against
+	from   time.Time          // the chain holds from its last NotBefore ...
+	until  time.Time          // ... to its first NotAfter
 }
 
 // signerCache remembers the signers of the headers verified lately. Every
@@ -64,7 +65,9 @@ func (v *Verifier) signer(raw string, now time.Time) (*signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.signers != nil {
+	// Only a minter's header is kept: any workload of the trust domain
+	// can present a token, and must not evict the minters' headers.
+	if v.signers != nil && v.minters(s.id) == nil {
 		s.header = strings.Clone(header)
 		v.signers.slot(header).Store(s)
 	}
@@ -72,11 +75,14 @@ func (v *Verifier) signer(raw string, now time.Time) (*signer, error) {
 }
 
 // stillHolds reports whether the chain behind s would verify at now as it
-// did: now is within the chain's validity (not before the time it was
-// verified, not after its first NotAfter) and the signer's trust domain
-// has the same bundle.
+// did: now is within the validity of every certificate of the chain (from
+// the last NotBefore to the first NotAfter) and the signer's trust domain
+// has the same bundle. The bundle is compared by identity: a source hands
+// out a new bundle when its contents change (x509bundle.Set and the
+// Workload API sources do); one that edits a bundle in place keeps cached
+// headers trusted until their chain expires.
 func (v *Verifier) stillHolds(s *signer, now time.Time) bool {
-	if now.Before(s.verifiedAt) || now.After(s.until) {
+	if now.Before(s.from) || now.After(s.until) {
 		return false
 	}
 	b, err := v.bundles.GetX509BundleForTrustDomain(s.id.TrustDomain())
@@ -130,7 +136,8 @@ func (v *Verifier) readSigner(raw string, now time.Time) (*signer, error) {
 	if alg != want {
 		return nil, refuse(ErrAlgorithm, "alg %s does not fit the %s key of signer %s (want %s)", alg, keyKind(leaf.PublicKey), p.ID, want)
 	}
-	return &signer{id: p.ID, key: leaf.PublicKey, alg: want, bundle: bundle, verifiedAt: now, until: chainsExpiry(verified)}, nil
+	from, until := chainValidity(verified)
+	return &signer{id: p.ID, key: leaf.PublicKey, alg: want, bundle: bundle, from: from, until: until}, nil
 }
 
 // verifySignature checks a JWS signature over input (the encoded header, a
@@ -158,4 +165,18 @@ func verifySignature(alg jose.SignatureAlgorithm, key crypto.PublicKey, input st
 		return ok && ed25519.Verify(pub, []byte(input), sig)
 	}
 	return false
+}
+
+// chainValidity is the time span in which every certificate of the first
+// verified chain (identity.VerifyChains returns at least one) is valid.
+func chainValidity(chains [][]*x509.Certificate) (from, until time.Time) {
+	for _, cert := range chains[0] {
+		if cert.NotBefore.After(from) {
+			from = cert.NotBefore
+		}
+		if until.IsZero() || cert.NotAfter.Before(until) {
+			until = cert.NotAfter
+		}
+	}
+	return from, until
 }

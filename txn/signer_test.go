@@ -101,3 +101,25 @@ func TestSignerCacheChecksEverySignature(t *testing.T) {
 		t.Errorf("a signature by another key under a known header: %v, want %v", err, txn.ErrSignature)
 	}
 }
+
+// TestSignerCacheKeepsMintersOnly: a header whose signer may not mint is
+// verified (and refused) without taking a slot, so that the workloads of
+// the trust domain cannot evict the minters' headers; a minter's is kept.
+func TestSignerCacheKeepsMintersOnly(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	v := m.verifier(t)
+	byOrders := sign(t, m.orders.PrivateKey, jose.ES256, goodHeader(m.orders), goodClaims(m.now))
+	if _, err := v.Verify(byOrders, m.now); !errors.Is(err, txn.ErrNotMinter) {
+		t.Fatalf("a token of orders: %v, want %v", err, txn.ErrNotMinter)
+	}
+	if n := v.CachedSigners(); n != 0 {
+		t.Fatalf("after a non-minter's token the cache holds %d headers, want 0", n)
+	}
+	if _, err := v.Verify(m.newToken(t, m.now), m.now); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.CachedSigners(); n != 1 {
+		t.Fatalf("after the gateway's token the cache holds %d headers, want 1", n)
+	}
+}

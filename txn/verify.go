@@ -75,8 +75,9 @@ func WithMaxLifetime(d time.Duration) VerifierOption {
 // that a token presented again (the next hop of the same transaction, a
 // stream's next call) costs a SHA-256 of the token and a map lookup rather
 // than a certificate chain verification and a signature check; 0 turns the
-// cache off, and the cache of verified headers (see the package doc) with it. By default it is [DefaultCacheSize] (10,000 tokens: with the
-// x5c chain a token is about 1.5 KiB, so some 15-20 MiB when full). An
+// cache off, and the cache of verified headers (see the package doc) with
+// it. By default it is [DefaultCacheSize] (10,000 tokens: with the x5c
+// chain a token is about 1.5 KiB, so some 15-20 MiB when full). An
 // entry lives no longer than its token (exp plus the leeway) and its
 // signer's certificates; it is reused only while the bundle source hands
 // out the same bundle and the minters still match, so a cached token is
@@ -424,17 +425,6 @@ func parseSubject(sub string) (spiffeid.ID, error) {
 	return id, nil
 }
 
-// chainsExpiry returns the earliest NotAfter of the certificates of the
-// first verified chain (identity.VerifyChains returns at least one).
-func chainsExpiry(chains [][]*x509.Certificate) time.Time {
-	var t time.Time
-	for _, cert := range chains[0] {
-		if t.IsZero() || cert.NotAfter.Before(t) {
-			t = cert.NotAfter
-		}
-	}
-	return t
-}
 
 // joseMessage is a go-jose error's text without its package prefix.
 func joseMessage(err error) string {
