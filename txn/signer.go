@@ -24,10 +24,10 @@ import (
 // signer is what a token's JOSE header establishes, whatever its claims:
 // the verified signer, its key and the algorithm that key signs with.
 type signer struct {
-	header     string // the encoded header it was read from
-	id         spiffeid.ID
-	key        crypto.PublicKey
-	alg        jose.SignatureAlgorithm
+	header string // the encoded header it was read from
+	id     spiffeid.ID
+	key    crypto.PublicKey
+	alg    jose.SignatureAlgorithm
 	bundle *x509bundle.Bundle // the bundle the chain was verified against
 	from   time.Time          // the chain holds from its last NotBefore ...
 	until  time.Time          // ... to its first NotAfter

@@ -425,7 +425,6 @@ func parseSubject(sub string) (spiffeid.ID, error) {
 	return id, nil
 }
 
-
 // joseMessage is a go-jose error's text without its package prefix.
 func joseMessage(err error) string {
 	s := err.Error()
