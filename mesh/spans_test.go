@@ -318,9 +318,15 @@ func TestRPCSpansAndMetrics(t *testing.T) {
 			}
 			for _, name := range []string{"rpc.server.call.duration", "rpc.client.call.duration"} {
 				got := histogramCounts(rm, name)
+				// error.type per role: a server's errors are INTERNAL and
+				// the like, a client's every code but OK.
 				want := map[string]uint64{
 					"greet.v1.GreetService/Greet OK": 1, "greet.v1.GreetService/Greet NOT_FOUND": 1,
-					"greet.v1.GreetService/Greet INTERNAL": 1, "greet.v1.GreetService/Count OK": 1,
+					"greet.v1.GreetService/Greet INTERNAL error.type=INTERNAL": 1, "greet.v1.GreetService/Count OK": 1,
+				}
+				if name == "rpc.client.call.duration" {
+					delete(want, "greet.v1.GreetService/Greet NOT_FOUND")
+					want["greet.v1.GreetService/Greet NOT_FOUND error.type=NOT_FOUND"] = 1
 				}
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Fatalf("%s: %v, want %v (no health check)", name, got, want)
@@ -352,7 +358,7 @@ func sortedCodes(spans []sdktrace.ReadOnlySpan) []string {
 }
 
 // histogramCounts returns the data points' counts of histogram name, by
-// "METHOD CODE".
+// "METHOD CODE" (and " error.type=TYPE" when the point has one).
 func histogramCounts(rm metricdata.ResourceMetrics, name string) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, sm := range rm.ScopeMetrics {
@@ -363,7 +369,11 @@ func histogramCounts(rm metricdata.ResourceMetrics, name string) map[string]uint
 			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
 				method, _ := dp.Attributes.Value("rpc.method")
 				code, _ := dp.Attributes.Value("rpc.response.status_code")
-				out[method.String()+" "+code.String()] += dp.Count
+				key := method.String() + " " + code.String()
+				if et, ok := dp.Attributes.Value("error.type"); ok {
+					key += " error.type=" + et.String()
+				}
+				out[key] += dp.Count
 			}
 		}
 	}

@@ -157,6 +157,15 @@ func FuzzW3CExtract(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, tp, h string) {
 		sameExtraction(t, propagation.MapCarrier{"traceparent": tp, "baggage": h})
+		// HTTP headers, with the baggage split in two headers at a comma
+		// (a ValuesGetter carrier: the multi-header path).
+		hc := http.Header{"Traceparent": {tp}}
+		if first, rest, ok := strings.Cut(h, ","); ok {
+			hc["Baggage"] = []string{first, rest}
+		} else {
+			hc["Baggage"] = []string{h}
+		}
+		sameExtraction(t, propagation.HeaderCarrier(hc))
 	})
 }
 
