@@ -22,7 +22,8 @@ type Telemetry struct {
 	// MeterProvider records RPC metrics; default: the global one.
 	MeterProvider metric.MeterProvider
 	// Propagator reads and writes trace context and baggage; default: the
-	// global one.
+	// global one. telemetry.W3C() is W3C trace context and baggage with the
+	// parse of a repeated baggage header cached: otelenv installs it.
 	Propagator propagation.TextMapPropagator
 	// TrustRemote makes a server continue the caller's trace instead of
 	// starting a new one linked to it (denied calls too), on both stacks.

@@ -8,7 +8,8 @@
 // authorization decision and the rule that made it ([RecordDecision]), and
 // the caller chain ([RecordChain]). The caller chain travels in W3C baggage
 // ([AppendChain], [ChainFromContext]); it is informational only and never
-// used to authorize.
+// used to authorize. [W3C] is the W3C trace context and baggage
+// propagator, with the parse of a repeated baggage header cached.
 //
 // What a binary needs on top lives apart, so that a library user does not
 // link it: [github.com/trustmesh/trustmesh/telemetry/otelenv] builds tracer
