@@ -43,6 +43,9 @@ func (p Principal) String() string {
 // TLS on loopback, with a development CA from certs.NewCA (the examples/
 // modules of the trustmesh repository show how).
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(idkey.Key{}).(Principal)
-	return p, ok && !p.IsZero()
+	p, ok := ctx.Value(idkey.Key{}).(*Principal)
+	if !ok || p == nil || p.IsZero() {
+		return Principal{}, false
+	}
+	return *p, true
 }

@@ -283,7 +283,7 @@ func (a *Authorizer) TapHandle() tap.ServerInHandle {
 		if err != nil {
 			return ctx, status.Error(codes.Unauthenticated, err.Error())
 		}
-		ctx, err = a.authorize(ctx, mdCarrier(info.Header), caller, info.FullMethodName)
+		ctx, err = a.authorize(ctx, mdCarrier(info.Header), *caller, info.FullMethodName)
 		if err != nil {
 			return ctx, grpcError(err)
 		}
@@ -301,7 +301,7 @@ func (a *Authorizer) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err != nil {
 			return nil, status.Error(codes.Unauthenticated, err.Error())
 		}
-		ctx, err = a.authorize(ctx, nil, caller, info.FullMethod)
+		ctx, err = a.authorize(ctx, nil, *caller, info.FullMethod)
 		if err != nil {
 			return nil, grpcError(err)
 		}
@@ -317,7 +317,7 @@ func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if err != nil {
 			return status.Error(codes.Unauthenticated, err.Error())
 		}
-		ctx, err := a.authorize(ss.Context(), nil, caller, info.FullMethod)
+		ctx, err := a.authorize(ss.Context(), nil, *caller, info.FullMethod)
 		if err != nil {
 			return grpcError(err)
 		}

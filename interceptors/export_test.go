@@ -17,7 +17,7 @@ import (
 // this package's tests can make one; everywhere else it takes a real
 // handshake.
 func VerifiedPeerContext(p identity.Principal) context.Context {
-	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: authn.AuthInfo{TLSInfo: credentials.TLSInfo{}, Principal: p}})
+	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: &authn.AuthInfo{TLSInfo: credentials.TLSInfo{}, Principal: p}})
 }
 
 // SetRepeatWindow shortens the window in which a's identical refusals are

@@ -18,12 +18,13 @@ var errUnauthenticated = errors.New("interceptors: no verified peer certificate 
 
 // principalFromGRPC returns the caller of a grpc-go call: the peer the
 // mesh's transport credentials verified at the handshake. A connection made
-// by any other credentials (grpc-go's own TLS, insecure) has none.
-func principalFromGRPC(ctx context.Context) (identity.Principal, error) {
+// by any other credentials (grpc-go's own TLS, insecure) has none. The
+// Principal is the connection's, shared by its calls: never modify it.
+func principalFromGRPC(ctx context.Context) (*identity.Principal, error) {
 	if p, ok := authn.FromGRPC(ctx); ok {
 		return p, nil
 	}
-	return identity.Principal{}, errUnauthenticated
+	return nil, errUnauthenticated
 }
 
 // UnaryServerIdentity returns a grpc-go unary interceptor that puts the

@@ -201,7 +201,7 @@ type peerConnKey struct{}
 func (s *ConnectServer) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pc, _ := r.Context().Value(peerConnKey{}).(*peerConn)
-		var pr identity.Principal
+		var pr *identity.Principal
 		ok := false
 		if pc != nil {
 			pr, ok = pc.state.Principal()

@@ -60,11 +60,11 @@ func (c *transportCredentials) ServerHandshake(raw net.Conn) (net.Conn, credenti
 	}
 	tlsInfo, ok := info.(credentials.TLSInfo)
 	pc := c.peers.lookup(raw)
-	var p identity.Principal
+	var p *identity.Principal
 	if pc != nil {
 		p, _ = pc.state.Principal()
 	}
-	if !ok || p.IsZero() {
+	if !ok || p == nil {
 		c.peers.forget(raw)
 		_ = conn.Close()
 		if !ok {
@@ -72,7 +72,7 @@ func (c *transportCredentials) ServerHandshake(raw net.Conn) (net.Conn, credenti
 		}
 		return nil, nil, errNoVerified
 	}
-	return &trackedConn{Conn: conn, raw: raw, peers: c.peers}, authn.AuthInfo{TLSInfo: tlsInfo, Principal: p}, nil
+	return &trackedConn{Conn: conn, raw: raw, peers: c.peers}, &authn.AuthInfo{TLSInfo: tlsInfo, Principal: *p}, nil
 }
 
 func (c *transportCredentials) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -93,7 +93,7 @@ func (c *transportCredentials) ClientHandshake(ctx context.Context, authority st
 		_ = conn.Close()
 		return nil, nil, err
 	}
-	return newExpiringConn(conn, chains), authn.AuthInfo{TLSInfo: tlsInfo, Principal: p}, nil
+	return newExpiringConn(conn, chains), &authn.AuthInfo{TLSInfo: tlsInfo, Principal: p}, nil
 }
 
 func (c *transportCredentials) Clone() credentials.TransportCredentials {

@@ -12,7 +12,10 @@ import (
 )
 
 // AuthInfo is the credentials.AuthInfo of a gRPC connection whose peer the
-// mesh verified at the handshake.
+// mesh verified at the handshake. The mesh's credentials hand out a
+// *AuthInfo, one per connection, so that a call reads its peer with a
+// pointer type assertion (no copy of the TLS state) and every call of the
+// connection shares one Principal.
 type AuthInfo struct {
 	credentials.TLSInfo
 	// Principal is the verified peer; never the zero value.
@@ -26,16 +29,16 @@ func (a AuthInfo) GetTLSInfo() credentials.TLSInfo { return a.TLSInfo }
 // FromGRPC returns the verified peer of a grpc-go call, read from its
 // connection's AuthInfo, and whether there was one. Only connections made
 // by the mesh's transport credentials have one.
-func FromGRPC(ctx context.Context) (identity.Principal, bool) {
+func FromGRPC(ctx context.Context) (*identity.Principal, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return identity.Principal{}, false
+		return nil, false
 	}
-	info, ok := p.AuthInfo.(AuthInfo)
-	if !ok || info.Principal.IsZero() {
-		return identity.Principal{}, false
+	info, ok := p.AuthInfo.(*AuthInfo)
+	if !ok || info == nil || info.Principal.IsZero() {
+		return nil, false
 	}
-	return info.Principal, true
+	return &info.Principal, true
 }
 
 // Conn is the per-connection state of a mesh HTTP server: the peer verified
@@ -49,18 +52,20 @@ type Conn struct {
 // SetPrincipal records the peer verified at the handshake.
 func (c *Conn) SetPrincipal(p identity.Principal) { c.principal.Store(&p) }
 
-// Principal returns the verified peer, and whether the handshake verified one.
-func (c *Conn) Principal() (identity.Principal, bool) {
+// Principal returns the verified peer (shared by the connection's
+// requests: never modify it), and whether the handshake verified one.
+func (c *Conn) Principal() (*identity.Principal, bool) {
 	p := c.principal.Load()
 	if p == nil || p.IsZero() {
-		return identity.Principal{}, false
+		return nil, false
 	}
-	return *p, true
+	return p, true
 }
 
 // NewContext returns ctx carrying p as the call's verified caller, which
-// identity.FromContext then returns. Only the interceptors call it, with a
-// Principal read from AuthInfo or Conn.
-func NewContext(ctx context.Context, p identity.Principal) context.Context {
+// identity.FromContext then returns. Only the interceptors call it, with
+// the connection's Principal from AuthInfo or Conn (a pointer: storing it
+// allocates only the context).
+func NewContext(ctx context.Context, p *identity.Principal) context.Context {
 	return context.WithValue(ctx, idkey.Key{}, p)
 }
