@@ -43,9 +43,21 @@ func (p Principal) String() string {
 // TLS on loopback, with a development CA from certs.NewCA (the examples/
 // modules of the trustmesh repository show how).
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(idkey.Key{}).(*Principal)
-	if !ok || p == nil || p.IsZero() {
+	var p *Principal
+	switch v := ctx.Value(idkey.Key{}).(type) {
+	case *Principal: // a call's caller
+		p = v
+	case verifiedConn: // the connection's verified peer (the HTTP layer)
+		p = v.VerifiedPeer()
+	}
+	if p == nil || p.IsZero() {
 		return Principal{}, false
 	}
 	return *p, true
 }
+
+// verifiedConn is what the mesh's HTTP servers keep in each connection's
+// context under the identity key: the connection, whose handshake sets
+// the verified peer (nil until then). Only trustmesh's internal packages
+// can use the key.
+type verifiedConn interface{ VerifiedPeer() *Principal }

@@ -194,17 +194,18 @@ func (s *ConnectServer) Handler() http.Handler {
 
 type peerConnKey struct{}
 
-// identify is the first layer of every request: it puts the peer verified
-// at the connection's handshake in the request context, and from shortly
-// before that peer's certificate expires asks the client to move to a new
-// connection ("Connection: close": an HTTP/2 GOAWAY).
+// identify is the first layer of every request: it refuses a request on a
+// connection without a verified peer, and from shortly before that peer's
+// certificate expires asks the client to move to a new connection
+// ("Connection: close": an HTTP/2 GOAWAY). The verified peer is already in
+// the request's context, from the connection's (connContext): no request
+// is copied for it.
 func (s *ConnectServer) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pc, _ := r.Context().Value(peerConnKey{}).(*peerConn)
-		var pr *identity.Principal
 		ok := false
 		if pc != nil {
-			pr, ok = pc.state.Principal()
+			_, ok = pc.state.Principal()
 		}
 		if !ok {
 			rpcerr.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errors.New("no verified peer certificate on this connection")))
@@ -213,18 +214,20 @@ func (s *ConnectServer) identify(next http.Handler) http.Handler {
 		if pc.expiring.Load() {
 			w.Header().Set("Connection", "close")
 		}
-		next.ServeHTTP(w, r.WithContext(authn.NewContext(r.Context(), pr)))
+		next.ServeHTTP(w, r)
 	})
 }
 
 // connContext gives each accepted connection its entry in peers, which the
-// handshake fills with the verified peer.
+// handshake fills with the verified peer, and makes it the identity of the
+// connection's requests (identity.FromContext reads the verified peer).
 func (s *ConnectServer) connContext(ctx context.Context, c net.Conn) context.Context {
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return ctx
 	}
-	return context.WithValue(ctx, peerConnKey{}, s.peers.conn(tc.NetConn()))
+	pc := s.peers.conn(tc.NetConn())
+	return authn.NewConnContext(context.WithValue(ctx, peerConnKey{}, pc), &pc.state)
 }
 
 // connState drops a connection's entry when it ends.

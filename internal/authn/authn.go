@@ -49,6 +49,17 @@ type Conn struct {
 	principal atomic.Pointer[identity.Principal]
 }
 
+// VerifiedPeer returns the peer verified at the handshake, or nil: what
+// identity.FromContext reads from a context made by NewConnContext.
+func (c *Conn) VerifiedPeer() *identity.Principal { return c.principal.Load() }
+
+// NewConnContext returns the base context of a connection's requests,
+// carrying c, so that every request's identity.FromContext returns the
+// peer c's handshake verified, with no per-request context.
+func NewConnContext(ctx context.Context, c *Conn) context.Context {
+	return context.WithValue(ctx, idkey.Key{}, c)
+}
+
 // SetPrincipal records the peer verified at the handshake.
 func (c *Conn) SetPrincipal(p identity.Principal) { c.principal.Store(&p) }
 
