@@ -35,7 +35,8 @@ type RateLimiter struct {
 	seed  maphash.Seed
 
 	shards    [limiterShards]limiterShard
-	lastSweep atomic.Int64 // unix nanoseconds
+	lastSweep atomic.Int64  // unix nanoseconds
+	nextShard atomic.Uint32 // the shard the next sweep visits
 }
 
 const limiterShards = 32
@@ -88,27 +89,31 @@ func (l *RateLimiter) allow(id spiffeid.ID) bool {
 	return b.lim.AllowN(now, 1)
 }
 
-// maybeSweep drops idle buckets, once per idleBucket, in the call that
-// finds the interval over (the others carry on).
+// sweepEvery is how often a call sweeps one shard: every shard is visited
+// once per idleBucket.
+const sweepEvery = idleBucket / limiterShards
+
+// maybeSweep drops the idle buckets of one shard, once per sweepEvery, in
+// the call that finds the interval over (the others carry on): the work
+// one call can be handed is a shard's, not the whole limiter's, and an
+// idle bucket lives at most twice idleBucket.
 func (l *RateLimiter) maybeSweep(now time.Time) {
 	last := l.lastSweep.Load()
 	if last == 0 { // the first call starts the interval
 		l.lastSweep.CompareAndSwap(0, now.UnixNano())
 		return
 	}
-	if now.UnixNano()-last < int64(idleBucket) || !l.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+	if now.UnixNano()-last < int64(sweepEvery) || !l.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	for i := range l.shards {
-		sh := &l.shards[i]
-		sh.mu.Lock()
-		for id, b := range sh.buckets {
-			if now.UnixNano()-b.last.Load() > int64(idleBucket) {
-				delete(sh.buckets, id)
-			}
+	sh := &l.shards[(l.nextShard.Add(1)-1)%limiterShards]
+	sh.mu.Lock()
+	for id, b := range sh.buckets {
+		if now.UnixNano()-b.last.Load() > int64(idleBucket) {
+			delete(sh.buckets, id)
 		}
-		sh.mu.Unlock()
 	}
+	sh.mu.Unlock()
 }
 
 // tracked reports whether id has a bucket (for tests).

@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,10 +43,46 @@ func TestRateLimiterBuckets(t *testing.T) {
 	if l.allow(alice) {
 		t.Fatal("tokens grew beyond the burst")
 	}
-	now = now.Add(2 * idleBucket) // idle buckets are swept
-	l.allow(bob)
+	now = now.Add(2 * idleBucket) // idle buckets are swept, a shard per sweepEvery
+	for range limiterShards {
+		now = now.Add(sweepEvery)
+		l.allow(bob)
+	}
 	if l.tracked(alice) {
 		t.Error("alice's idle bucket was not dropped")
+	}
+	if !l.tracked(bob) {
+		t.Error("bob's bucket, in use, was dropped")
+	}
+}
+
+// TestSweepIsOneShardAtATime: the call that sweeps drops the idle buckets
+// of one shard only, so that no call is handed all the limiter's buckets
+// (it once swept every shard, under each shard's lock, in one call).
+func TestSweepIsOneShardAtATime(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	l, err := NewRateLimiter(10, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.now = func() time.Time { return now }
+	const callers = 640
+	ids := make([]spiffeid.ID, callers)
+	for i := range ids {
+		ids[i] = spiffeid.RequireFromString(fmt.Sprintf("spiffe://shop.example/caller/%d", i))
+		l.allow(ids[i])
+	}
+	now = now.Add(2 * idleBucket)
+	l.allow(ids[0]) // one sweep
+	left := 0
+	for _, id := range ids {
+		if l.tracked(id) {
+			left++
+		}
+	}
+	if dropped := callers - left; dropped == 0 || dropped > callers/limiterShards*3 {
+		t.Fatalf("one sweep dropped %d of %d idle buckets, want one shard's (about %d)", dropped, callers, callers/limiterShards)
 	}
 }
 
