@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -247,9 +246,6 @@ func (s *FileSource) bundleDirs() []string {
 // runs on the file watcher's goroutine.
 func (s *FileSource) reload(_ context.Context, c fileContents) error {
 	now := time.Now()
-	if bytes.Equal(c.raw(), s.current.Load().raw) {
-		return nil // back to what is in force
-	}
 	m, err := s.parse(c, now)
 	if err != nil {
 		return err

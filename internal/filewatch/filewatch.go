@@ -40,8 +40,12 @@ type Config[T any] struct {
 	Retries int
 
 	// Loaded is what Read returned (its bytes) for the contents in force
-	// at start, read by the caller before Start. Contents equal to the
-	// last ones applied or rejected are not reloaded.
+	// at start, read by the caller before Start. Contents equal to those in
+	// force (Loaded, then the last ones Reload took), or to the last ones
+	// rejected, are not handed to Reload: a change back to what is in
+	// force, after a rejected one, is nothing to do. After a read error
+	// (a file removed) the next contents that read well are handed to
+	// Reload whatever they are, so that the recovery is reported.
 	Loaded []byte
 
 	// Read reads the files. It returns what it read and the bytes that
@@ -100,7 +104,7 @@ func Start[T any](ctx context.Context, cfg Config[T]) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: watch %s: %w", cfg.Name, cfg.what(), err)
 	}
-	l := &loop[T]{cfg: cfg, fsw: fsw, last: cfg.Loaded, haveLast: true}
+	l := &loop[T]{cfg: cfg, fsw: fsw, inForce: cfg.Loaded}
 	for _, dir := range watchSet(cfg.Files, cfg.Dirs) {
 		if err := fsw.Add(dir); err != nil {
 			return nil, errors.Join(fmt.Errorf("%s: watch %s: %w", cfg.Name, dir, err), fsw.Close())
@@ -142,8 +146,8 @@ type loop[T any] struct {
 	fsw      *fsnotify.Watcher
 	timer    *time.Timer
 	first    *snapshot[T] // the first of the two reads that must agree, or nil
-	last     []byte       // the bytes last applied or rejected
-	haveLast bool         // last is set (false after a read error)
+	inForce  []byte       // the bytes of the contents in force
+	rejected []byte       // the bytes last rejected by Reload, or nil
 	failures int          // failed attempts on the change being read
 }
 
@@ -205,10 +209,10 @@ func (l *loop[T]) read() *snapshot[T] {
 	return s
 }
 
-// apply hands settled contents to Reload, unless they are those last
-// applied or rejected, and retries or rejects them if that fails.
+// apply hands settled contents to Reload, unless they are those in force
+// or the last ones rejected, and retries or rejects them if that fails.
 func (l *loop[T]) apply(ctx context.Context, s *snapshot[T]) {
-	if s.err == nil && l.failures == 0 && l.haveLast && bytes.Equal(s.raw, l.last) {
+	if s.err == nil && l.failures == 0 && (bytes.Equal(s.raw, l.inForce) || (l.rejected != nil && bytes.Equal(s.raw, l.rejected))) {
 		return
 	}
 	err := s.err
@@ -221,7 +225,15 @@ func (l *loop[T]) apply(ctx context.Context, s *snapshot[T]) {
 		return
 	}
 	l.failures = 0
-	l.last, l.haveLast = s.raw, s.err == nil
+	switch {
+	case err == nil:
+		l.inForce, l.rejected = s.raw, nil
+	case s.err == nil: // Reload refused these contents: not again until they change
+		l.rejected = s.raw
+	default: // a read error: whatever reads well next is reloaded, even the
+		// contents in force, so that the recovery is reported
+		l.inForce, l.rejected = nil, nil
+	}
 	if err != nil {
 		l.cfg.Reject(ctx, err)
 	}

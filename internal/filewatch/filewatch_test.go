@@ -162,6 +162,48 @@ func TestReloadsChanges(t *testing.T) {
 	w.reloaded(t, "four")
 }
 
+// TestBackToWhatIsInForce: after a change Reload refused, a change back to
+// the contents in force is nothing to do (no Reload: the caller need not
+// check for it itself, as certs once did), and the refused contents again
+// are not retried until they change.
+func TestBackToWhatIsInForce(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "f")
+	write(t, path, "good")
+	reads := make(chan string, 100)
+	w := watch(t, path, func(data string) bool { return data == "bad" }, func(c *filewatch.Config[string]) {
+		c.AfterRead = func(raw []byte) { reads <- string(raw) }
+	})
+	// settled waits until the watcher has read data twice (the two reads
+	// that must agree): whatever it does with them is done by the next read.
+	settled := func(data string) {
+		t.Helper()
+		n := 0
+		deadline := time.After(waitTimeout)
+		for n < 2 {
+			select {
+			case r := <-reads:
+				if r == data {
+					n++
+				}
+			case <-deadline:
+				t.Fatalf("%q not read twice within %v", data, waitTimeout)
+			}
+		}
+	}
+
+	writeAtomic(t, path, "bad")
+	if e := w.next(t); e.err == nil || e.err.Error() != `refused "bad"` {
+		t.Fatalf("bad contents: %q, %v; want refused", e.data, e.err)
+	}
+	writeAtomic(t, path, "good") // back to what is in force: no event
+	settled("good")
+	writeAtomic(t, path, "bad") // refused before: no event
+	settled("bad")
+	writeAtomic(t, path, "better")
+	w.reloaded(t, "better")
+}
+
 // TestSymlinkTargetEdited edits the file a chain of two links leads to, in
 // a third directory: a watcher of the first link sees it.
 func TestSymlinkTargetEdited(t *testing.T) {
