@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 	"github.com/trustmesh/trustmesh/internal/pemfile"
 )
 
@@ -66,11 +66,11 @@ func jwtSignerFrom(key crypto.Signer) (*jwtSigner, error) {
 	if !ok || ec.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("JWT-SVID signing key is a %T, not an ECDSA P-256 key", key)
 	}
-	thumb, err := (&jose.JSONWebKey{Key: ec.Public()}).Thumbprint(crypto.SHA256)
+	kid, err := josekey.ID(ec.Public())
 	if err != nil {
 		return nil, fmt.Errorf("JWT-SVID signing key: %w", err)
 	}
-	return &jwtSigner{key: ec, kid: base64.RawURLEncoding.EncodeToString(thumb)}, nil
+	return &jwtSigner{key: ec, kid: kid}, nil
 }
 
 // JWTRequest describes a JWT-SVID for [CA.MintJWTSVID].

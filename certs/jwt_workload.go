@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
 )
 
 // jwtBundles is what a WorkloadSource holds of the Workload API's JWT
@@ -99,7 +100,7 @@ func (s *WorkloadSource) FetchJWTSVID(ctx context.Context, audience string) (*id
 	resp, err := s.client.FetchJWTSVID(metadata.AppendToOutgoingContext(ctx, securityHeader, "true"),
 		&workload.JWTSVIDRequest{Audience: []string{audience}, SpiffeId: id.String()})
 	if err != nil {
-		return nil, fmt.Errorf("certs: %s: fetch JWT-SVID for %s: %s", s.where, id, clipField(status.Convert(err).Message()))
+		return nil, fmt.Errorf("certs: %s: fetch JWT-SVID for %s: %s", s.where, id, clip.String(status.Convert(err).Message(), maxFieldEcho))
 	}
 	var token string
 	offered := make([]string, 0, len(resp.GetSvids()))
@@ -108,7 +109,7 @@ func (s *WorkloadSource) FetchJWTSVID(ctx context.Context, audience string) (*id
 			token = sv.GetSvid()
 			break
 		}
-		offered = append(offered, clipField(sv.GetSpiffeId()))
+		offered = append(offered, clip.String(sv.GetSpiffeId(), maxFieldEcho))
 	}
 	if token == "" {
 		return nil, s.rejectJWT(RejectIDNotOffered, fmt.Errorf("certs: %s: no JWT-SVID for %s in the response (it offered %s)", s.where, id, quoteList(offered)))
@@ -159,7 +160,7 @@ func (s *WorkloadSource) watchJWTBundles(ctx context.Context) {
 		}
 		switch status.Code(err) {
 		case codes.Unimplemented:
-			msg := fmt.Sprintf("certs: %s serves no JWT bundles (FetchJWTBundles: %s)", s.where, clipField(status.Convert(err).Message()))
+			msg := fmt.Sprintf("certs: %s serves no JWT bundles (FetchJWTBundles: %s)", s.where, clip.String(status.Convert(err).Message(), maxFieldEcho))
 			s.jwt.fatal.Store(&msg)
 			s.jwt.markReady()
 			s.log.Info("certs: the Workload API serves no JWT bundles; JWT-SVIDs will be refused", slog.String("source", s.addr))
@@ -173,7 +174,7 @@ func (s *WorkloadSource) watchJWTBundles(ctx context.Context) {
 			}
 			lastFailure = err.Error()
 			s.log.Log(context.Background(), level, "certs: Workload API JWT bundle stream failed; retrying",
-				slog.String("source", s.addr), slog.String("error", clipField(err.Error())), slog.Duration("retry_in", delay))
+				slog.String("source", s.addr), slog.String("error", clip.String(err.Error(), maxFieldEcho)), slog.Duration("retry_in", delay))
 		}
 		timer := time.NewTimer(delay)
 		select {
@@ -233,7 +234,7 @@ func parseJWTBundles(where string, resp *workload.JWTBundlesResponse) (*identity
 	for _, name := range names {
 		td, err := spiffeid.TrustDomainFromString(name)
 		if err != nil {
-			return nil, fmt.Errorf("certs: %s: JWT bundle key %q is not a trust domain: %w", where, clipField(name), err)
+			return nil, fmt.Errorf("certs: %s: JWT bundle key %q is not a trust domain: %w", where, clip.String(name, maxFieldEcho), err)
 		}
 		b, err := identity.ParseJWTBundle(td, resp.GetBundles()[name])
 		if err != nil {

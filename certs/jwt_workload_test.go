@@ -173,6 +173,8 @@ func TestWorkloadSourceRefusesBadJWTSVIDs(t *testing.T) {
 	reader := metricsdk.NewManualReader()
 	api, addr, src, logs := startJWTWorkload(t, jwtCA, certs.WithMeterProvider(metricsdk.NewMeterProvider(metricsdk.WithReader(reader))))
 	where := "certs: SPIFFE Workload API at " + addr + ": "
+	// longID has 258 bytes: the 256-byte limit falls inside its "é".
+	longID := "spiffe://shop.example/ns/shop/sa/" + strings.Repeat("p", 222) + "éx"
 	testCases := []struct {
 		name    string
 		mint    func(*workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error)
@@ -192,6 +194,11 @@ func TestWorkloadSourceRefusesBadJWTSVIDs(t *testing.T) {
 		{"not-offered", func(*workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
 			return &workload.JWTSVIDResponse{Svids: []*workload.JWTSVID{{SpiffeId: "spiffe://shop.example/ns/shop/sa/payments", Svid: "x.y.z"}}}, nil
 		}, certs.RejectIDNotOffered, `no JWT-SVID for ` + ordersID + ` in the response (it offered "spiffe://shop.example/ns/shop/sa/payments")`},
+		// An offered ID is cut to 256 bytes for the error, before the rune
+		// that crosses the limit, not in the middle of it.
+		{"not-offered-long-id", func(*workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
+			return &workload.JWTSVIDResponse{Svids: []*workload.JWTSVID{{SpiffeId: longID, Svid: "x.y.z"}}}, nil
+		}, certs.RejectIDNotOffered, `no JWT-SVID for ` + ordersID + ` in the response (it offered "` + longID[:255] + `...")`},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

@@ -24,6 +24,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
 )
 
 // EndpointSocketEnv is the environment variable through which SPIFFE
@@ -395,7 +397,7 @@ func (s *WorkloadSource) run(ctx context.Context) {
 			lastFailure = ev.err.Error()
 			s.log.Log(context.Background(), level, "certs: Workload API stream failed; retrying",
 				slog.String("source", s.addr),
-				slog.String("error", clipField(ev.err.Error())),
+				slog.String("error", clip.String(ev.err.Error(), maxFieldEcho)),
 				slog.Duration("retry_in", ev.retryIn))
 		case <-expiry.C():
 			expiry.fire(time.Now())
@@ -460,10 +462,10 @@ func (s *WorkloadSource) withdraw(err error) bool {
 		return false
 	}
 	withdrawn := fmt.Errorf("%w: %s answered PermissionDenied (%s); no SVID is presented until it issues one again",
-		ErrWithdrawn, s.addr, clipField(status.Convert(err).Message()))
+		ErrWithdrawn, s.addr, clip.String(status.Convert(err).Message(), maxFieldEcho))
 	s.state.Store(&workloadState{workloadMaterial: prev.workloadMaterial, withdrawn: withdrawn})
 	s.log.Error("certs: the Workload API withdrew the SVID; no longer presenting it",
-		append(svidAttrs(s.addr, prev.svid), slog.String("error", clipField(err.Error())))...)
+		append(svidAttrs(s.addr, prev.svid), slog.String("error", clip.String(err.Error(), maxFieldEcho)))...)
 	notify(s.servingChanged)
 	notify(s.updated)
 	return true
@@ -552,7 +554,7 @@ type lastError struct {
 
 func (l *lastError) set(msg string) {
 	l.mu.Lock()
-	l.msg = clipField(msg)
+	l.msg = clip.String(msg, maxFieldEcho)
 	l.mu.Unlock()
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
 )
 
 // Reasons for refusing a Workload API response, the values of the reason
@@ -87,7 +89,7 @@ func checkWorkloadResponse(where string, want spiffeid.ID, resp *workload.X509SV
 	entry := resp.GetSvids()[i]
 	name := fmt.Sprintf("X.509-SVID %d", i+1)
 	if entry.GetSpiffeId() != "" {
-		name += fmt.Sprintf(" (%q)", clipField(entry.GetSpiffeId()))
+		name += fmt.Sprintf(" (%q)", clip.String(entry.GetSpiffeId(), maxFieldEcho))
 	}
 	for _, f := range []struct {
 		name  string
@@ -130,20 +132,20 @@ func checkWorkloadResponse(where string, want spiffeid.ID, resp *workload.X509SV
 		raw := resp.GetFederatedBundles()[key]
 		fedTD, err := spiffeid.TrustDomainFromString(key)
 		if err != nil {
-			return nil, reject(RejectMalformed, "federated bundle %q: %w", clipField(key), err)
+			return nil, reject(RejectMalformed, "federated bundle %q: %w", clip.String(key, maxFieldEcho), err)
 		}
 		if fedTD == td {
-			return nil, reject(RejectMalformed, "federated bundle %q repeats the trust domain of %s", clipField(key), name)
+			return nil, reject(RejectMalformed, "federated bundle %q repeats the trust domain of %s", clip.String(key, maxFieldEcho), name)
 		}
 		if len(raw) == 0 {
-			return nil, reject(RejectMissingField, "federated bundle %q is empty", clipField(key))
+			return nil, reject(RejectMissingField, "federated bundle %q is empty", clip.String(key, maxFieldEcho))
 		}
 		authorities, err := x509.ParseCertificates(raw)
 		if err != nil {
-			return nil, reject(RejectMalformed, "federated bundle %q: %w", clipField(key), err)
+			return nil, reject(RejectMalformed, "federated bundle %q: %w", clip.String(key, maxFieldEcho), err)
 		}
 		if bundles.Has(fedTD) {
-			return nil, reject(RejectMalformed, "federated bundle %q: trust domain %q appears twice", clipField(key), fedTD.Name())
+			return nil, reject(RejectMalformed, "federated bundle %q: trust domain %q appears twice", clip.String(key, maxFieldEcho), fedTD.Name())
 		}
 		bundles.Add(x509bundle.FromX509Authorities(fedTD, authorities))
 	}
@@ -154,12 +156,7 @@ func checkWorkloadResponse(where string, want spiffeid.ID, resp *workload.X509SV
 	return &workloadMaterial{svid: svid, bundles: bundles}, nil
 }
 
-// clipField shortens a string field of a Workload API response for an error
-// or a log line.
-func clipField(s string) string {
-	const limit = 256
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "..."
-}
+// maxFieldEcho bounds how much of a string field of a Workload API
+// response goes into an error or a log line: it is cut with [clip.String]
+// to maxFieldEcho bytes on a rune boundary and marked "..." when longer.
+const maxFieldEcho = 256

@@ -16,6 +16,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // JWTSVIDLeeway is the clock skew [VerifyJWTSVID] tolerates: a JWT-SVID is
@@ -132,7 +135,7 @@ func VerifyJWTSVID(token string, bundles BundleSource, audience string, now time
 		token:    token,
 	}
 	if err := json.Unmarshal(tok.payload, &svid.Claims); err != nil { // parsed already: cannot fail
-		return nil, jwtErr("claims: %s", clip(err.Error()))
+		return nil, jwtErr("claims: %s", clip.String(err.Error(), maxEcho))
 	}
 	return svid, nil
 }
@@ -195,10 +198,10 @@ func (t *jwtToken) parseHeader(data []byte) error {
 		return jwtErr("no alg header")
 	}
 	if err := json.Unmarshal(raw, &t.alg); err != nil {
-		return jwtErr("alg header %s is not a string", clip(string(raw)))
+		return jwtErr("alg header %s is not a string", clip.String(string(raw), maxEcho))
 	}
 	if !slices.Contains(jwtAlgorithms, t.alg) {
-		return jwtErr("alg %q is not allowed (want one of %s)", clip(t.alg), strings.Join(jwtAlgorithms, ", "))
+		return jwtErr("alg %q is not allowed (want one of %s)", clip.String(t.alg, maxEcho), strings.Join(jwtAlgorithms, ", "))
 	}
 	names := make([]string, 0, len(h))
 	for name := range h {
@@ -208,17 +211,17 @@ func (t *jwtToken) parseHeader(data []byte) error {
 	}
 	if len(names) > 0 {
 		slices.Sort(names)
-		return jwtErr("header parameter %q is not allowed (a JWT-SVID has only alg, kid and typ)", clip(names[0]))
+		return jwtErr("header parameter %q is not allowed (a JWT-SVID has only alg, kid and typ)", clip.String(names[0], maxEcho))
 	}
 	if raw, ok := h["typ"]; ok {
 		var typ string
 		if err := json.Unmarshal(raw, &typ); err != nil || typ != "JWT" && typ != "JOSE" {
-			return jwtErr("typ header %s is not \"JWT\" or \"JOSE\"", clip(string(raw)))
+			return jwtErr("typ header %s is not \"JWT\" or \"JOSE\"", clip.String(string(raw), maxEcho))
 		}
 	}
 	if raw, ok := h["kid"]; ok {
 		if err := json.Unmarshal(raw, &t.kid); err != nil || t.kid == "" {
-			return jwtErr("kid header %s is not a non-empty string", clip(string(raw)))
+			return jwtErr("kid header %s is not a non-empty string", clip.String(string(raw), maxEcho))
 		}
 		t.hasKid = true
 	}
@@ -237,13 +240,13 @@ func (t *jwtToken) parseClaims() error {
 	}
 	var sub string
 	if err := json.Unmarshal(raw, &sub); err != nil {
-		return jwtErr("sub claim %s is not a string", clip(string(raw)))
+		return jwtErr("sub claim %s is not a string", clip.String(string(raw), maxEcho))
 	}
 	if t.subject, err = spiffeid.FromString(sub); err != nil {
-		return jwtErr("sub claim %q is not a SPIFFE ID: %w", clip(sub), err)
+		return jwtErr("sub claim %q is not a SPIFFE ID: %w", clip.String(sub, maxEcho), err)
 	}
 	if t.subject.Path() == "" {
-		return jwtErr("sub claim %q is a trust domain, not a workload: a JWT-SVID's SPIFFE ID must have a path", clip(sub))
+		return jwtErr("sub claim %q is a trust domain, not a workload: a JWT-SVID's SPIFFE ID must have a path", clip.String(sub, maxEcho))
 	}
 	if raw, ok := c["aud"]; ok {
 		t.hasAud = true
@@ -254,7 +257,7 @@ func (t *jwtToken) parseClaims() error {
 		if err := json.Unmarshal(raw, &one); err == nil {
 			t.audience = []string{one}
 		} else if t.audience, err = stringArray(raw); err != nil {
-			return jwtErr("aud claim %s is not a string or an array of strings", clip(string(raw)))
+			return jwtErr("aud claim %s is not a string or an array of strings", clip.String(string(raw), maxEcho))
 		}
 	}
 	for _, claim := range []struct {
@@ -268,7 +271,7 @@ func (t *jwtToken) parseClaims() error {
 		}
 		when, err := numericDate(raw)
 		if err != nil {
-			return jwtErr("%s claim %s: %w", claim.name, clip(string(raw)), err)
+			return jwtErr("%s claim %s: %w", claim.name, clip.String(string(raw), maxEcho), err)
 		}
 		*claim.into = when
 		if claim.present != nil {
@@ -309,22 +312,22 @@ func (t *jwtToken) verifySignature(b *Bundle) (BundleKey, error) {
 		if len(keys) == 0 {
 			for _, k := range b.Keys() {
 				if k.KeyID == t.kid {
-					return BundleKey{}, jwtErr("key %q of trust domain %q is an %s key, not a jwt-svid key", clip(t.kid), td, k.Use)
+					return BundleKey{}, jwtErr("key %q of trust domain %q is an %s key, not a jwt-svid key", clip.String(t.kid, maxEcho), td, k.Use)
 				}
 			}
-			return BundleKey{}, jwtErr("no jwt-svid key %q in the bundle of trust domain %q", clip(t.kid), td)
+			return BundleKey{}, jwtErr("no jwt-svid key %q in the bundle of trust domain %q", clip.String(t.kid, maxEcho), td)
 		}
 	}
 	fitting := slices.DeleteFunc(keys, func(k BundleKey) bool { return !fits(t.alg, k) })
 	if len(fitting) == 0 {
 		if t.hasKid {
-			return BundleKey{}, jwtErr("jwt-svid key %q of trust domain %q does not fit alg %s", clip(t.kid), td, t.alg)
+			return BundleKey{}, jwtErr("jwt-svid key %q of trust domain %q does not fit alg %s", clip.String(t.kid, maxEcho), td, t.alg)
 		}
 		return BundleKey{}, jwtErr("no jwt-svid key of trust domain %q fits alg %s", td, t.alg)
 	}
 	jws, err := jose.ParseSignedCompact(t.raw, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(t.alg)})
 	if err != nil {
-		return BundleKey{}, jwtErr("%s", clip(joseMessage(err)))
+		return BundleKey{}, jwtErr("%s", clip.String(josekey.Message(err), maxEcho))
 	}
 	for _, k := range fitting {
 		payload, err := jws.Verify(k.Key)
@@ -337,7 +340,7 @@ func (t *jwtToken) verifySignature(b *Bundle) (BundleKey, error) {
 		return k, nil
 	}
 	if t.hasKid {
-		return BundleKey{}, jwtErr("signature does not verify with jwt-svid key %q of trust domain %q", clip(t.kid), td)
+		return BundleKey{}, jwtErr("signature does not verify with jwt-svid key %q of trust domain %q", clip.String(t.kid, maxEcho), td)
 	}
 	return BundleKey{}, jwtErr("signature verifies with none of the %d jwt-svid keys of trust domain %q that fit alg %s (the token has no kid)", len(fitting), td, t.alg)
 }
@@ -375,11 +378,11 @@ func ecAlg(key *ecdsa.PublicKey) string {
 func (t *jwtToken) checkClaims(audience string, now time.Time) error {
 	switch {
 	case !t.hasAud:
-		return jwtErr("no aud claim (want %q)", clip(audience))
+		return jwtErr("no aud claim (want %q)", clip.String(audience, maxEcho))
 	case len(t.audience) == 0:
-		return jwtErr("aud claim is empty (want %q)", clip(audience))
+		return jwtErr("aud claim is empty (want %q)", clip.String(audience, maxEcho))
 	case !slices.Contains(t.audience, audience):
-		return jwtErr("aud %s does not contain %q", clip(quoteAll(t.audience)), clip(audience))
+		return jwtErr("aud %s does not contain %q", clip.String(quoteAll(t.audience), maxEcho), clip.String(audience, maxEcho))
 	case !t.hasExp:
 		return jwtErr("no exp claim")
 	case !now.Before(t.expiry.Add(JWTSVIDLeeway)):

@@ -16,6 +16,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // The use values of the SPIFFE bundle format (SPIFFE Trust Domain and
@@ -120,7 +123,7 @@ func checkKey(k BundleKey) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("unknown use %q", clip(k.Use))
+		return fmt.Errorf("unknown use %q", clip.String(k.Use, maxEcho))
 	}
 }
 
@@ -196,14 +199,14 @@ func parseBundle(td spiffeid.TrustDomain, data []byte, defaultUse string) (*Bund
 	if raw, ok := doc["spiffe_sequence"]; ok && !isNull(raw) {
 		var seq uint64
 		if err := json.Unmarshal(raw, &seq); err != nil {
-			return nil, fail("spiffe_sequence %s is not an unsigned integer", clip(string(raw)))
+			return nil, fail("spiffe_sequence %s is not an unsigned integer", clip.String(string(raw), maxEcho))
 		}
 		b.sequence = &seq
 	}
 	if raw, ok := doc["spiffe_refresh_hint"]; ok && !isNull(raw) {
 		var hint int64
 		if err := json.Unmarshal(raw, &hint); err != nil || hint < 0 || hint > int64(maxRefreshHint/time.Second) {
-			return nil, fail("spiffe_refresh_hint %s is not a number of seconds from 0 to %d", clip(string(raw)), int64(maxRefreshHint/time.Second))
+			return nil, fail("spiffe_refresh_hint %s is not a number of seconds from 0 to %d", clip.String(string(raw), maxEcho), int64(maxRefreshHint/time.Second))
 		}
 		b.refreshHint = time.Duration(hint) * time.Second
 	}
@@ -251,7 +254,7 @@ func parseBundleKey(element json.RawMessage, defaultUse string) (BundleKey, erro
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", true, fmt.Errorf("%s %s is not a string", name, clip(string(raw)))
+			return "", true, fmt.Errorf("%s %s is not a string", name, clip.String(string(raw), maxEcho))
 		}
 		return s, true, nil
 	}
@@ -279,26 +282,26 @@ func parseBundleKey(element json.RawMessage, defaultUse string) (BundleKey, erro
 	case !hasUse:
 		return BundleKey{}, errors.New("no use parameter")
 	case defaultUse != "" && use != defaultUse:
-		return BundleKey{}, fmt.Errorf("key of use %q in a JWT bundle, which holds only jwt-svid keys", clip(use))
+		return BundleKey{}, fmt.Errorf("key of use %q in a JWT bundle, which holds only jwt-svid keys", clip.String(use, maxEcho))
 	case use == UseJWTSVID:
 		known = jwtKeyTypes
 	case use == UseX509SVID:
 		known = x509KeyTypes
 	default:
-		return BundleKey{}, fmt.Errorf("unknown use %q", clip(use))
+		return BundleKey{}, fmt.Errorf("unknown use %q", clip.String(use, maxEcho))
 	}
 	switch {
 	case !hasKty:
 		return BundleKey{}, errors.New("no kty parameter")
 	case !slices.Contains(known, kty):
-		return BundleKey{}, fmt.Errorf("%s key of unknown key type %q", use, clip(kty))
+		return BundleKey{}, fmt.Errorf("%s key of unknown key type %q", use, clip.String(kty, maxEcho))
 	}
 	if _, ok := members["d"]; ok {
 		return BundleKey{}, fmt.Errorf("%s key holds private key material", use)
 	}
 	var jwk jose.JSONWebKey
 	if err := jwk.UnmarshalJSON(element); err != nil {
-		return BundleKey{}, fmt.Errorf("%s %s key: %s", use, kty, clip(joseMessage(err)))
+		return BundleKey{}, fmt.Errorf("%s %s key: %s", use, kty, clip.String(josekey.Message(err), maxEcho))
 	}
 	k := BundleKey{Use: use, KeyID: kid, Algorithm: alg, Key: jwk.Key}
 	if use == UseX509SVID {
@@ -463,7 +466,7 @@ func jsonObject(data []byte) (map[string]json.RawMessage, error) {
 			return nil, syntaxError(err)
 		}
 		if _, dup := members[name]; dup {
-			return nil, fmt.Errorf("member %q appears twice", clip(name))
+			return nil, fmt.Errorf("member %q appears twice", clip.String(name, maxEcho))
 		}
 		members[name] = value
 	}
@@ -481,18 +484,7 @@ func syntaxError(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("unexpected end of JSON")
 	}
-	return errors.New(clip(err.Error()))
-}
-
-// joseMessage strips go-jose's prefix from its errors.
-func joseMessage(err error) string {
-	msg := err.Error()
-	for _, prefix := range []string{"go-jose/go-jose: ", "square/go-jose: "} {
-		if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
-			return msg[len(prefix):]
-		}
-	}
-	return msg
+	return errors.New(clip.String(err.Error(), maxEcho))
 }
 
 func wrapBundleErr(err error) error { return fmt.Errorf("identity: %w", err) }

@@ -143,6 +143,10 @@ func TestVerifyJWTSVID(t *testing.T) {
 		{"kid-of-an-x509-svid-key", testKey{kid: "ca", signer: ca.key}.sign(t, "ES256", header("ES256", "ca"), good), `key "ca" of trust domain "shop.example" is an x509-svid key, not a jwt-svid key`},
 		{"no-kid-signed-by-the-ca-key", testKey{signer: ca.key}.sign(t, "ES256", `{"alg":"ES256"}`, good), `signature verifies with none of the 2 jwt-svid keys of trust domain "shop.example" that fit alg ES256 (the token has no kid)`},
 		{"unknown-kid", k1.sign(t, "ES256", header("ES256", "k9"), good), `no jwt-svid key "k9" in the bundle of trust domain "shop.example"`},
+		// A long kid is cut to 256 bytes for the error, before the rune
+		// that crosses the limit, not in the middle of it.
+		{"unknown-long-kid-cut-on-a-rune-boundary", k1.sign(t, "ES256", header("ES256", strings.Repeat("k", 255)+"ékid"), good),
+			`no jwt-svid key "` + strings.Repeat("k", 255) + `..." in the bundle of trust domain "shop.example"`},
 		{"kid-of-a-key-of-another-curve", k1.sign(t, "ES256", header("ES384", "k1"), good), `jwt-svid key "k1" of trust domain "shop.example" does not fit alg ES384`},
 		{"rsa-alg-ec-key", k1.sign(t, "ES256", header("RS256", "k1"), good), `jwt-svid key "k1" of trust domain "shop.example" does not fit alg RS256`},
 		{"key-alg-other-than-token-alg", rsaK.sign(t, "RS256", header("RS256", "ps-only"), good), `jwt-svid key "ps-only" of trust domain "shop.example" does not fit alg RS256`},

@@ -11,6 +11,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
 )
 
 // Role says which side of a connection a certificate is presented by, and so
@@ -158,7 +160,7 @@ func checkCanonical(leaf *x509.Certificate, id spiffeid.ID) error {
 		return errBadSAN
 	}
 	if raw := string(uris[0]); raw != id.String() {
-		return fmt.Errorf("URI SAN %q is not in canonical form %q", clip(raw), clip(id.String()))
+		return fmt.Errorf("URI SAN %q is not in canonical form %q", clip.String(raw, maxEcho), clip.String(id.String(), maxEcho))
 	}
 	return nil
 }
@@ -207,16 +209,13 @@ func describe(leaf *x509.Certificate, id spiffeid.ID) string {
 // describeCA names a CA certificate in an error: by its Subject, which the
 // bundle's owner chose, and its serial number.
 func describeCA(ca *x509.Certificate) string {
-	return fmt.Sprintf("%q (serial %s)", clip(ca.Subject.String()), ca.SerialNumber)
+	return fmt.Sprintf("%q (serial %s)", clip.String(ca.Subject.String(), maxEcho), ca.SerialNumber)
 }
 
-// clip shortens s, read from a certificate not yet verified, for an error.
-func clip(s string) string {
-	const max = 256
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
+// maxEcho bounds how much of a string read from a certificate not yet
+// verified, or from a token, goes into an error: such a string is cut with
+// [clip.String] to maxEcho bytes on a rune boundary and marked "..." when
+// longer.
+const maxEcho = 256
 
 func wrapErr(err error) error { return fmt.Errorf("identity: %w", err) }

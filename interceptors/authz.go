@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/internal/rpcerr"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/txn"
@@ -122,7 +123,7 @@ type deniedError struct {
 }
 
 func (e *deniedError) Error() string {
-	return fmt.Sprintf("%s may not call %s", e.caller.ID, clip(e.method))
+	return fmt.Sprintf("%s may not call %s", e.caller.ID, clip.Counted(e.method, maxEcho))
 }
 
 // authorize decides for caller calling method. It returns nil when the call
@@ -154,7 +155,7 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	}
 	d := a.policy.Engine().DecideFor(method, caller.ID, subject)
 	if txnErr == nil && d.NeedSubject {
-		txnErr = &txnError{msg: "transaction token required for " + clip(method)}
+		txnErr = &txnError{msg: "transaction token required for " + clip.Counted(method, maxEcho)}
 	}
 	var tokenErr error
 	if txnErr == nil && d.RequireToken && d.Proceed() {
@@ -163,7 +164,7 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 			// taken from: it must not also pass for the access token (a
 			// TokenVerifier of the user's own might accept it), and the
 			// proxy's certificate is not the caller's to bind one to.
-			tokenErr = &tokenError{msg: "token required for " + clip(method) + ", which cannot be met through a front proxy"}
+			tokenErr = &tokenError{msg: "token required for " + clip.Counted(method, maxEcho) + ", which cannot be met through a front proxy"}
 		} else {
 			ctx, tokenErr = a.checkToken(ctx, carrier, caller, method)
 		}
@@ -175,7 +176,7 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		minted, err := a.mintTxn(ctx, caller, method)
 		if err != nil {
 			a.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
-				slog.String("caller", caller.ID.String()), slog.String("method", clip(method)), slog.String("error", err.Error()))
+				slog.String("caller", caller.ID.String()), slog.String("method", clip.Counted(method, maxEcho)), slog.String("error", err.Error()))
 			return ctx, errMint // the cause is the server's, not the caller's: logged, not sent
 		} else {
 			ctx = txn.NewContext(ctx, minted)
@@ -223,12 +224,12 @@ func (a *Authorizer) audit(ctx context.Context, caller identity.Principal, metho
 	level := slog.LevelWarn
 	if d.Outcome == policy.Allowed {
 		level = slog.LevelInfo
-	} else if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz decision"}) {
+	} else if !a.repeats.first(repeatKey{caller: caller.ID, method: clip.Counted(method, maxEcho), outcome: d.Outcome, rule: d.Rule, msg: "authz decision"}) {
 		return // counted; summarised when its window closes
 	}
 	attrs := [10]slog.Attr{
 		slog.String("caller", caller.ID.String()),
-		slog.String("method", clip(method)),
+		slog.String("method", clip.Counted(method, maxEcho)),
 		slog.String("decision", d.Outcome.String()),
 		slog.String("rule", d.Rule),
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),

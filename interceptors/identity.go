@@ -3,8 +3,6 @@ package interceptors
 import (
 	"context"
 	"errors"
-	"fmt"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -64,18 +62,7 @@ type contextStream struct {
 func (s *contextStream) Context() context.Context { return s.ctx }
 
 // maxEcho bounds how much of a caller-chosen string (a method path) goes
-// into an error message or a log line.
+// into an error message or a log line: it is cut with [clip.Counted] to
+// maxEcho bytes on a rune boundary and marked "…(N bytes)" when longer, so
+// that nothing a caller sends comes back or is logged unbounded.
 const maxEcho = 256
-
-// clip returns s, cut to maxEcho bytes (on a rune boundary) and marked when
-// longer, so that nothing a caller sends comes back or is logged unbounded.
-func clip(s string) string {
-	if len(s) <= maxEcho {
-		return s
-	}
-	cut := maxEcho
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + fmt.Sprintf("…(%d bytes)", len(s))
-}

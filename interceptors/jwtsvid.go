@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/policy"
 )
 
@@ -143,7 +144,7 @@ func (a *Authorizer) proxied(ctx context.Context, carrier propagation.TextMapCar
 	var svid *identity.JWTSVID
 	if err == nil {
 		if svid, err = identity.VerifyJWTSVID(raw, a.proxies.bundles, a.proxies.audience, time.Now()); err != nil {
-			err = &jwtError{msg: "invalid JWT-SVID: " + clip(err.Error())}
+			err = &jwtError{msg: "invalid JWT-SVID: " + clip.Counted(err.Error(), maxEcho)}
 		}
 	}
 	if err != nil {
@@ -166,12 +167,12 @@ func viaAttr(ctx context.Context) (slog.Attr, bool) {
 // its JWT-SVID, at Warn: there is no verified caller, only the proxy it
 // came via.
 func (a *Authorizer) auditJWT(ctx context.Context, via identity.Principal, method string, err error) {
-	if !a.repeats.first(repeatKey{caller: via.ID, method: clip(method), outcome: policy.Denied, msg: "authz JWT-SVID refused"}) {
+	if !a.repeats.first(repeatKey{caller: via.ID, method: clip.Counted(method, maxEcho), outcome: policy.Denied, msg: "authz JWT-SVID refused"}) {
 		return
 	}
 	attrs := []slog.Attr{
 		slog.String("via", via.ID.String()),
-		slog.String("method", clip(method)),
+		slog.String("method", clip.Counted(method, maxEcho)),
 		slog.String("decision", policy.Denied.String()),
 		slog.String("error", strings.TrimPrefix(err.Error(), "invalid JWT-SVID: ")),
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/tokens"
 )
@@ -66,14 +67,14 @@ func (e *tokenError) Unwrap() error { return e.reason }
 // interceptor, which reads the metadata from ctx.
 func (a *Authorizer) checkToken(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string) (context.Context, error) {
 	if a.tokens == nil {
-		return ctx, &tokenError{msg: fmt.Sprintf("token required for %s, but this server verifies no tokens", clip(method))}
+		return ctx, &tokenError{msg: fmt.Sprintf("token required for %s, but this server verifies no tokens", clip.Counted(method, maxEcho))}
 	}
 	raw, err := bearer(authorization(ctx, carrier))
 	switch {
 	case err != nil:
 		return ctx, &tokenError{msg: "invalid token: " + err.Error(), reason: err}
 	case raw == "":
-		return ctx, &tokenError{msg: "token required for " + clip(method)}
+		return ctx, &tokenError{msg: "token required for " + clip.Counted(method, maxEcho)}
 	}
 	claims, err := a.tokens.Verify(raw, caller.Leaf, time.Now())
 	if err != nil {
@@ -82,19 +83,15 @@ func (a *Authorizer) checkToken(ctx context.Context, carrier propagation.TextMap
 	// tokens.Verifier checks this too; a verifier of the user's own might
 	// not, and a token is never worth more than its subject's identity.
 	if claims.Subject != caller.ID.String() {
-		return ctx, &tokenError{msg: fmt.Sprintf("invalid token: token is for subject %q, not the caller %q", clipTokenText(claims.Subject), caller.ID)}
+		return ctx, &tokenError{msg: fmt.Sprintf("invalid token: token is for subject %q, not the caller %q", clip.String(claims.Subject, maxTokenEcho), caller.ID)}
 	}
 	return tokens.NewContext(ctx, claims), nil
 }
 
-// clipTokenText shortens s, read from a token, for an error the client sees.
-func clipTokenText(s string) string {
-	const max = 128
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
+// maxTokenEcho bounds how much of a string read from a token goes into an
+// error the client sees: it is cut with [clip.String] to maxTokenEcho
+// bytes on a rune boundary and marked "..." when longer.
+const maxTokenEcho = 128
 
 // authorization returns the values of a call's authorization header.
 func authorization(ctx context.Context, carrier propagation.TextMapCarrier) []string {
@@ -138,12 +135,12 @@ func bearer(values []string) (string, error) {
 // auditToken writes the audit event of a call refused for its token, at
 // Warn, with the trace and span IDs when ctx holds a span.
 func (a *Authorizer) auditToken(ctx context.Context, caller identity.Principal, method string, d policy.Decision, err error) {
-	if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz token refused"}) {
+	if !a.repeats.first(repeatKey{caller: caller.ID, method: clip.Counted(method, maxEcho), outcome: d.Outcome, rule: d.Rule, msg: "authz token refused"}) {
 		return // counted; summarised when its window closes
 	}
 	attrs := [9]slog.Attr{
 		slog.String("caller", caller.ID.String()),
-		slog.String("method", clip(method)),
+		slog.String("method", clip.Counted(method, maxEcho)),
 		slog.String("decision", d.Outcome.String()),
 		slog.String("rule", d.Rule),
 		slog.Bool("dry_run", d.Outcome == policy.DryRunDenied),

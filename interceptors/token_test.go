@@ -129,6 +129,10 @@ func TestTokenSubjectIsTheCaller(t *testing.T) {
 		{"alice", aliceID, codes.OK, ""},
 		{"bob", bobID, codes.Unauthenticated, `invalid token: token is for subject "` + bobID + `", not the caller "` + aliceID + `"`},
 		{"no subject", "", codes.Unauthenticated, `invalid token: token is for subject "", not the caller "` + aliceID + `"`},
+		// A long subject is cut to 128 bytes for the client, before the
+		// rune that crosses the limit, not in the middle of it.
+		{"long subject cut on a rune boundary", strings.Repeat("s", 127) + "ésub", codes.Unauthenticated,
+			`invalid token: token is for subject "` + strings.Repeat("s", 127) + `...", not the caller "` + aliceID + `"`},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {

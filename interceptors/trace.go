@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/telemetry"
 	"github.com/trustmesh/trustmesh/txn"
@@ -149,7 +150,7 @@ func (t *tracing) refused(ctx context.Context, carrier propagation.TextMapCarrie
 			}
 		}
 	}
-	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(clip(method), "/"), opts...)
+	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(clip.Counted(method, maxEcho), "/"), opts...)
 	telemetry.RecordDecision(span, caller.ID.String(), d.Outcome.String(), d.Rule)
 	span.SetStatus(codes.Error, status)
 	span.End()
@@ -189,7 +190,7 @@ func annotate(ctx context.Context) (context.Context, error) {
 			tok, err := rec.mint.mintTxn(ctx, rec.caller, rec.method)
 			if err != nil {
 				rec.mint.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
-					slog.String("caller", rec.caller.ID.String()), slog.String("method", clip(rec.method)), slog.String("error", err.Error()))
+					slog.String("caller", rec.caller.ID.String()), slog.String("method", clip.Counted(rec.method, maxEcho)), slog.String("error", err.Error()))
 				if span.IsRecording() {
 					recordServed(ctx, span, &rec, false)
 				}

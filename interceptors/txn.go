@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/txn"
 )
@@ -141,12 +142,12 @@ func (a *Authorizer) mintTxn(ctx context.Context, caller identity.Principal, met
 // auditTxn writes the audit event of a call refused for its transaction
 // token, at Warn.
 func (a *Authorizer) auditTxn(ctx context.Context, caller identity.Principal, method string, d policy.Decision, err error) {
-	if !a.repeats.first(repeatKey{caller: caller.ID, method: clip(method), outcome: d.Outcome, rule: d.Rule, msg: "authz transaction token refused"}) {
+	if !a.repeats.first(repeatKey{caller: caller.ID, method: clip.Counted(method, maxEcho), outcome: d.Outcome, rule: d.Rule, msg: "authz transaction token refused"}) {
 		return
 	}
 	attrs := []slog.Attr{
 		slog.String("caller", caller.ID.String()),
-		slog.String("method", clip(method)),
+		slog.String("method", clip.Counted(method, maxEcho)),
 		slog.String("decision", policy.Denied.String()),
 		slog.String("rule", d.Rule),
 		slog.String("error", strings.TrimPrefix(err.Error(), "invalid transaction token: ")),

@@ -2,25 +2,20 @@ package tokens
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // accepted are the only signature algorithms tokens are signed with.
 var accepted = []jose.SignatureAlgorithm{jose.ES256, jose.RS256, jose.EdDSA}
-
-// minRSABits is the smallest RSA key accepted.
-const minRSABits = 2048
 
 // publicKey is one key of an issuer, as a verifier uses it.
 type publicKey struct {
@@ -29,48 +24,26 @@ type publicKey struct {
 	key crypto.PublicKey
 }
 
-// algFor returns the one algorithm accepted with key: ES256 for an ECDSA
-// P-256 key, RS256 for an RSA key of 2048 bits or more, EdDSA for Ed25519.
+// algFor returns the one algorithm accepted with key ([josekey.Alg]): ES256
+// for an ECDSA P-256 key, RS256 for an RSA key of 2048 bits or more, EdDSA
+// for Ed25519. Any other key is refused, in tokens' words.
 func algFor(key crypto.PublicKey) (jose.SignatureAlgorithm, error) {
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return "", fmt.Errorf("EC key on curve %s (want P-256, for ES256)", k.Curve.Params().Name)
+	alg, why := josekey.Alg(key)
+	switch why {
+	case josekey.Fits:
+		return alg, nil
+	case josekey.NotP256:
+		if curve := josekey.CurveName(key); curve != "" {
+			return "", fmt.Errorf("EC key on curve %s (want P-256, for ES256)", curve)
 		}
-		return jose.ES256, nil
-	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < minRSABits {
-			return "", fmt.Errorf("RSA key of %d bits (want at least %d)", n, minRSABits)
-		}
-		return jose.RS256, nil
-	case ed25519.PublicKey:
-		return jose.EdDSA, nil
+		return "", errors.New("EC key without a curve (want P-256, for ES256)")
+	case josekey.NoModulus:
+		return "", fmt.Errorf("RSA key without a modulus (want at least %d bits)", josekey.MinRSABits)
+	case josekey.ShortRSA:
+		return "", fmt.Errorf("RSA key of %d bits (want at least %d)", josekey.RSABits(key), josekey.MinRSABits)
 	default:
 		return "", fmt.Errorf("%T is not an ECDSA P-256, RSA or Ed25519 public key", key)
 	}
-}
-
-// keyKind names the kind of key an algorithm needs, for errors.
-func keyKind(alg jose.SignatureAlgorithm) string {
-	switch alg {
-	case jose.ES256:
-		return "an ECDSA P-256"
-	case jose.RS256:
-		return "an RSA"
-	default:
-		return "an Ed25519"
-	}
-}
-
-// keyID returns the RFC 7638 thumbprint of key (SHA-256, base64url): the
-// key ID an Issuer puts in its tokens and its JWKS.
-func keyID(key crypto.PublicKey) (string, error) {
-	jwk := jose.JSONWebKey{Key: key}
-	sum, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(sum), nil
 }
 
 func newPublicKey(key crypto.PublicKey, kid string) (publicKey, error) {
@@ -79,7 +52,7 @@ func newPublicKey(key crypto.PublicKey, kid string) (publicKey, error) {
 		return publicKey{}, err
 	}
 	if kid == "" {
-		if kid, err = keyID(key); err != nil {
+		if kid, err = josekey.ID(key); err != nil {
 			return publicKey{}, err
 		}
 	}

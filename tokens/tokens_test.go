@@ -210,6 +210,10 @@ func TestVerify(t *testing.T) {
 		{"bad signature", parts[0] + "." + otherPayload + "." + parts[2], alice, "tokens: bad signature"},
 		{"signed by another key under the issuer's kid", sign(t, jose.ES256, forger, iss.KeyID(), goodWire), alice, "tokens: bad signature"},
 		{"signed by an unknown key", sign(t, jose.ES256, forger, "forger", goodWire), alice, `tokens: no issuer key with kid "forger"`},
+		// A long kid is cut to 64 bytes for the error, before the rune
+		// that crosses the limit, not in the middle of it.
+		{"unknown kid cut on a rune boundary", sign(t, jose.ES256, forger, strings.Repeat("k", 63)+"ékid", goodWire), alice,
+			`tokens: no issuer key with kid "` + strings.Repeat("k", 63) + `..."`},
 		{"no kid, one key", sign(t, jose.ES256, forger, "", goodWire), alice, "tokens: bad signature"},
 		{"bound to another certificate", goodToken, bob, "tokens: token is bound to another certificate"},
 		// A token for bob bound to alice's certificate is no token for alice.

@@ -12,6 +12,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // MaxTokenSize is the length, in bytes, of the longest token a [Verifier]
@@ -118,7 +121,7 @@ func (v *Verifier) Verify(raw string, leaf *x509.Certificate, now time.Time) (Cl
 		if errors.As(err, &alg) {
 			return Claims{}, fmt.Errorf("tokens: alg %q is not accepted (want ES256, RS256 or EdDSA)", alg.Got)
 		}
-		return Claims{}, fmt.Errorf("tokens: malformed token: %s", joseMessage(err))
+		return Claims{}, fmt.Errorf("tokens: malformed token: %s", josekey.Message(err))
 	}
 	header := tok.Headers[0]
 	key, err := v.key(header.KeyID)
@@ -126,14 +129,14 @@ func (v *Verifier) Verify(raw string, leaf *x509.Certificate, now time.Time) (Cl
 		return Claims{}, err
 	}
 	if alg := jose.SignatureAlgorithm(header.Algorithm); alg != key.alg {
-		return Claims{}, fmt.Errorf("tokens: alg %s does not fit the issuer's key %q (%s key: want %s)", alg, key.kid, strings.TrimPrefix(keyKind(key.alg), "an "), key.alg)
+		return Claims{}, fmt.Errorf("tokens: alg %s does not fit the issuer's key %q (%s key: want %s)", alg, key.kid, josekey.AlgKind(key.alg), key.alg)
 	}
 	var c claims
 	if err := tok.Claims(key.key, &c); err != nil {
 		if errors.Is(err, jose.ErrCryptoFailure) {
 			return Claims{}, errors.New("tokens: bad signature")
 		}
-		return Claims{}, fmt.Errorf("tokens: malformed claims: %s", joseMessage(err))
+		return Claims{}, fmt.Errorf("tokens: malformed claims: %s", josekey.Message(err))
 	}
 	if err := checkType(header); err != nil {
 		return Claims{}, err
@@ -175,7 +178,7 @@ func (v *Verifier) Verify(raw string, leaf *x509.Certificate, now time.Time) (Cl
 		return Claims{}, fmt.Errorf("tokens: client certificate has no SPIFFE ID to check the token's subject against: %w", err)
 	}
 	if c.Subject != holder.String() {
-		return Claims{}, fmt.Errorf("tokens: token is for subject %q, not the certificate's %q", clip(c.Subject), holder)
+		return Claims{}, fmt.Errorf("tokens: token is for subject %q, not the certificate's %q", clip.String(c.Subject, maxEcho), holder)
 	}
 	return out, nil
 }
@@ -197,9 +200,9 @@ func checkType(h jose.Header) error {
 	if isString && (strings.EqualFold(s, TokenType) || strings.EqualFold(s, accessTokenType)) {
 		return nil
 	}
-	shown := clip(fmt.Sprint(typ)) // a JSON number, object, ...
+	shown := clip.String(fmt.Sprint(typ), maxEcho) // a JSON number, object, ...
 	if isString {
-		shown = strconv.Quote(clip(s))
+		shown = strconv.Quote(clip.String(s, maxEcho))
 	}
 	return fmt.Errorf("tokens: token typ %s is not an access token's (want %q, RFC 9068)", shown, TokenType)
 }
@@ -208,9 +211,9 @@ func checkType(h jose.Header) error {
 func (v *Verifier) claimsError(c Claims, err error) error {
 	switch {
 	case errors.Is(err, jwt.ErrInvalidIssuer):
-		return fmt.Errorf("tokens: token is from issuer %q, not %q", clip(c.Issuer), v.issuer)
+		return fmt.Errorf("tokens: token is from issuer %q, not %q", clip.String(c.Issuer, maxEcho), v.issuer)
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return fmt.Errorf("tokens: token is for audience %q, not %q", clip(strings.Join(c.Audience, ", ")), v.audience)
+		return fmt.Errorf("tokens: token is for audience %q, not %q", clip.String(strings.Join(c.Audience, ", "), maxEcho), v.audience)
 	case errors.Is(err, jwt.ErrNotValidYet):
 		return fmt.Errorf("tokens: token is not valid before %s", formatTime(c.NotBefore))
 	case errors.Is(err, jwt.ErrExpired):
@@ -218,7 +221,7 @@ func (v *Verifier) claimsError(c Claims, err error) error {
 	case errors.Is(err, jwt.ErrIssuedInTheFuture):
 		return fmt.Errorf("tokens: token was issued in the future, at %s", formatTime(c.IssuedAt))
 	default:
-		return fmt.Errorf("tokens: invalid claims: %s", joseMessage(err))
+		return fmt.Errorf("tokens: invalid claims: %s", josekey.Message(err))
 	}
 }
 
@@ -236,21 +239,12 @@ func (v *Verifier) key(kid string) (publicKey, error) {
 			return k, nil
 		}
 	}
-	return publicKey{}, fmt.Errorf("tokens: no issuer key with kid %q", clip(kid))
+	return publicKey{}, fmt.Errorf("tokens: no issuer key with kid %q", clip.String(kid, maxEcho))
 }
 
-// clip shortens s, which comes from an unverified token, for an error.
-func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "..."
-}
-
-// joseMessage is a go-jose error's text without its package prefix.
-func joseMessage(err error) string {
-	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), "go-jose/go-jose: "), "go-jose/go-jose/jwt: ")
-}
+// maxEcho bounds how much of a string from an unverified token goes into
+// an error: such a string is cut with [clip.String] to maxEcho bytes on a
+// rune boundary and marked "..." when longer.
+const maxEcho = 64
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }

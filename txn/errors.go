@@ -4,7 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
 )
 
 // The reasons a [Verifier] refuses a token. Every error Verify returns
@@ -75,33 +76,16 @@ func refuse(kind error, format string, args ...any) error {
 
 // maxEcho bounds how much of a string read from a token goes into an
 // error: a token may come from anyone, and errors reach callers and logs.
+// Such a string is cut with [clip.String] to maxEcho bytes on a rune
+// boundary and marked "..." when longer.
 const maxEcho = 128
 
-// clip shortens s, read from an unverified token, for an error: cut to
-// maxEcho bytes on a rune boundary and marked when longer.
-func clip(s string) string {
-	if len(s) <= maxEcho {
-		return s
-	}
-	cut := maxEcho
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
+// maxDetail bounds the detail of a refusal, on one line.
+const maxDetail = 512
 
 // oneLine keeps an error detail on one line and bounded.
 func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	const max = 512
-	if len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
+	return clip.String(strings.ReplaceAll(s, "\n", " "), maxDetail)
 }
 
 func mintErr(format string, args ...any) error {

@@ -25,6 +25,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // Minter mints transaction tokens for the calls that enter the trust
@@ -154,7 +157,7 @@ func (m *Minter) Mint(ctx context.Context, r Request) (*Token, error) {
 		return nil, mintErr("%w", err)
 	}
 	if r.Method[0] != '/' {
-		return nil, mintErr("method %q is not a /package.Service/Method path", clip(r.Method))
+		return nil, mintErr("method %q is not a /package.Service/Method path", clip.String(r.Method, maxEcho))
 	}
 	scope := r.Scope
 	if scope == "" {
@@ -288,13 +291,13 @@ func newSigning(svid *x509svid.SVID) (*signing, error) {
 	for i, cert := range svid.Certificates {
 		x5c[i] = base64.StdEncoding.EncodeToString(cert.Raw)
 	}
-	thumb, err := (&jose.JSONWebKey{Key: leaf.PublicKey}).Thumbprint(crypto.SHA256)
+	kid, err := josekey.ID(leaf.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("own SVID %s: key thumbprint: %w", id, err)
 	}
 	opts := (&jose.SignerOptions{}).
 		WithType(TokenType).
-		WithHeader(jose.HeaderKey("kid"), base64.RawURLEncoding.EncodeToString(thumb)).
+		WithHeader(jose.HeaderKey("kid"), kid).
 		WithHeader(jose.HeaderKey("x5c"), x5c)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: signingKey(svid.PrivateKey)}, opts)
 	if err != nil {
@@ -336,11 +339,11 @@ func checkText(what, s string) error {
 	case len(s) > maxMethod:
 		return fmt.Errorf("%s of %d bytes is longer than %d", what, len(s), maxMethod)
 	case !utf8.ValidString(s):
-		return fmt.Errorf("%s %q is not valid UTF-8", what, clip(s))
+		return fmt.Errorf("%s %q is not valid UTF-8", what, clip.String(s, maxEcho))
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return fmt.Errorf("%s %q holds a control character", what, clip(s))
+			return fmt.Errorf("%s %q holds a control character", what, clip.String(s, maxEcho))
 		}
 	}
 	return nil

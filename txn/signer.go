@@ -19,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/trustmesh/trustmesh/identity"
+	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // signer is what a token's JOSE header establishes, whatever its claims:
@@ -101,7 +103,7 @@ func (v *Verifier) readSigner(raw string, now time.Time) (*signer, error) {
 	}
 	alg := jose.SignatureAlgorithm(h.Alg)
 	if !accepted(alg) {
-		return nil, refuse(ErrAlgorithm, "alg %q (want ES256, EdDSA or RS256)", clip(h.Alg))
+		return nil, refuse(ErrAlgorithm, "alg %q (want ES256, EdDSA or RS256)", clip.String(h.Alg, maxEcho))
 	}
 	if h.Crit {
 		return nil, refuse(ErrMalformed, "crit header: no JWS extension is understood")
@@ -134,7 +136,7 @@ func (v *Verifier) readSigner(raw string, now time.Time) (*signer, error) {
 		return nil, refuse(ErrAlgorithm, "signer %s has an %s", p.ID, err)
 	}
 	if alg != want {
-		return nil, refuse(ErrAlgorithm, "alg %s does not fit the %s key of signer %s (want %s)", alg, keyKind(leaf.PublicKey), p.ID, want)
+		return nil, refuse(ErrAlgorithm, "alg %s does not fit the %s key of signer %s (want %s)", alg, josekey.Kind(leaf.PublicKey), p.ID, want)
 	}
 	from, until := chainValidity(verified)
 	return &signer{id: p.ID, key: leaf.PublicKey, alg: want, bundle: bundle, from: from, until: until}, nil

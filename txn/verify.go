@@ -17,6 +17,9 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/josekey"
 )
 
 // DefaultLeeway is the clock skew a [Verifier] tolerates unless
@@ -252,16 +255,16 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 	}
 	var c claims
 	if err := josejson.Unmarshal(payload, &c); err != nil { // as go-jose's jwt reads claims: names match exactly
-		return nil, nil, refuse(ErrMalformed, "claims: %s", clip(joseMessage(err)))
+		return nil, nil, refuse(ErrMalformed, "claims: %s", clip.String(josekey.Message(err), maxEcho))
 	}
 
 	// The signature is good: the claims are the signer's.
 	minter := signer.String()
 	switch {
 	case c.Issuer != minter:
-		return nil, nil, refuse(ErrNotMinter, "iss %q is not the signer %s", clip(c.Issuer), minter)
+		return nil, nil, refuse(ErrNotMinter, "iss %q is not the signer %s", clip.String(c.Issuer, maxEcho), minter)
 	case c.RequestingWorkload != minter:
-		return nil, nil, refuse(ErrNotMinter, "req_wl %q is not the signer %s", clip(c.RequestingWorkload), minter)
+		return nil, nil, refuse(ErrNotMinter, "req_wl %q is not the signer %s", clip.String(c.RequestingWorkload, maxEcho), minter)
 	}
 	if err := v.minters(signer); err != nil {
 		return nil, nil, refuse(ErrNotMinter, "%s may not mint transaction tokens", minter)
@@ -270,7 +273,7 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 	case len(c.Audience) == 0:
 		return nil, nil, refuse(ErrAudience, "no aud claim (want %q)", v.aud)
 	case !c.Audience.Contains(v.aud):
-		return nil, nil, refuse(ErrAudience, "token is for %q, not %q", clip(strings.Join(c.Audience, ", ")), v.aud)
+		return nil, nil, refuse(ErrAudience, "token is for %q, not %q", clip.String(strings.Join(c.Audience, ", "), maxEcho), v.aud)
 	case c.IssuedAt == nil:
 		return nil, nil, refuse(ErrMalformed, "no iat claim")
 	case c.Expiry == nil:
@@ -306,7 +309,7 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 	}
 	if c.RequestContext != nil && c.RequestContext.ReqIP != "" {
 		if tok.clientIP, err = netip.ParseAddr(c.RequestContext.ReqIP); err != nil {
-			return nil, nil, refuse(ErrMalformed, "rctx req_ip %q is not an IP address", clip(c.RequestContext.ReqIP))
+			return nil, nil, refuse(ErrMalformed, "rctx req_ip %q is not an IP address", clip.String(c.RequestContext.ReqIP, maxEcho))
 		}
 	}
 	// reusable compares the bundle with the source's on every cache hit.
@@ -353,13 +356,13 @@ func parseHeader(raw string) (header, error) {
 	// they do for go-jose, which reads the header into a map too.
 	var params map[string]json.RawMessage
 	if err := json.Unmarshal(data, &params); err != nil {
-		return header{}, refuse(ErrMalformed, "header is not a JSON object: %s", clip(err.Error()))
+		return header{}, refuse(ErrMalformed, "header is not a JSON object: %s", clip.String(err.Error(), maxEcho))
 	}
 	h := header{Typ: params["typ"]}
 	_, h.Crit = params["crit"]
 	if alg, ok := params["alg"]; ok {
 		if err := json.Unmarshal(alg, &h.Alg); err != nil {
-			return header{}, refuse(ErrMalformed, "alg header %s is not a string", clip(string(alg)))
+			return header{}, refuse(ErrMalformed, "alg header %s is not a string", clip.String(string(alg), maxEcho))
 		}
 	}
 	if x5c, ok := params["x5c"]; ok {
@@ -377,10 +380,10 @@ func checkType(typ json.RawMessage) error {
 	}
 	var s string
 	if err := json.Unmarshal(typ, &s); err != nil {
-		return refuse(ErrType, "typ %s is not a string (want %q)", clip(string(typ)), TokenType)
+		return refuse(ErrType, "typ %s is not a string (want %q)", clip.String(string(typ), maxEcho), TokenType)
 	}
 	if s != TokenType {
-		return refuse(ErrType, "typ %q (want %q)", clip(s), TokenType)
+		return refuse(ErrType, "typ %q (want %q)", clip.String(s, maxEcho), TokenType)
 	}
 	return nil
 }
@@ -407,7 +410,7 @@ func parseChain(x5c []string) ([]*x509.Certificate, error) {
 			return nil, refuse(ErrMalformed, "x5c certificate %d is not base64: %w", i, err)
 		}
 		if chain[i], err = x509.ParseCertificate(der); err != nil {
-			return nil, refuse(ErrMalformed, "x5c certificate %d: %s", i, clip(err.Error()))
+			return nil, refuse(ErrMalformed, "x5c certificate %d: %s", i, clip.String(err.Error(), maxEcho))
 		}
 	}
 	return chain, nil
@@ -420,16 +423,7 @@ func parseSubject(sub string) (spiffeid.ID, error) {
 	}
 	id, err := spiffeid.FromString(sub)
 	if err != nil {
-		return spiffeid.ID{}, refuse(ErrMalformed, "sub %q is not a SPIFFE ID: %w", clip(sub), err)
+		return spiffeid.ID{}, refuse(ErrMalformed, "sub %q is not a SPIFFE ID: %w", clip.String(sub, maxEcho), err)
 	}
 	return id, nil
-}
-
-// joseMessage is a go-jose error's text without its package prefix.
-func joseMessage(err error) string {
-	s := err.Error()
-	for _, prefix := range []string{"go-jose/go-jose/jwt: ", "go-jose/go-jose: "} {
-		s = strings.TrimPrefix(s, prefix)
-	}
-	return s
 }
