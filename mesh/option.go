@@ -237,7 +237,7 @@ func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 // mesh's own, so transport credentials given here are replaced by the
 // mesh's mTLS; interceptors given here run before the mesh's. Do not pass
 // grpc.InTapHandle: grpc-go takes only one, and the mesh's authorization
-// uses it (grpc-go panics at NewGRPCServer).
+// uses it (NewGRPCServer returns an error saying so).
 func WithGRPCServerOptions(opts ...grpc.ServerOption) GRPCServerOption {
 	return grpcServerOption(func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) })
 }

@@ -27,7 +27,7 @@ func (d *servedDescriptors) set(services []string) error {
 	for _, name := range services {
 		desc, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
 		if err != nil {
-			return fmt.Errorf("mesh: reflection: service %s: no descriptor registered: %w", name, err)
+			return fmt.Errorf("mesh: reflection: service %s: no descriptor registered (import its generated .pb.go package, or pass WithoutReflection): %w", name, err)
 		}
 		if err := addFile(files, desc.ParentFile()); err != nil {
 			return err

@@ -15,8 +15,8 @@ const (
 	// AuthzDecisionKey is the authorization decision: [DecisionAllow],
 	// [DecisionDeny] or [DecisionDryRunDeny].
 	AuthzDecisionKey = attribute.Key("trustmesh.authz.decision")
-	// AuthzRuleKey is the name of the policy rule that decided (empty when
-	// the default deny applied).
+	// AuthzRuleKey is the name of the policy rule that decided, or
+	// policy.DefaultRule ("default-deny") when no rule matched.
 	AuthzRuleKey = attribute.Key("trustmesh.authz.rule")
 	// CallerChainKey is the caller chain from baggage (see [AppendChain]),
 	// a string slice of SPIFFE IDs, the original caller first. It is
