@@ -12,11 +12,3 @@ func ExampleClip() {
 	fmt.Println(input.Clip(id))
 	// Output: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…(200000 bytes)
 }
-
-func ExampleCheckID() {
-	fmt.Printf("order_id: %v\n", input.CheckID(""))
-	fmt.Printf("order_id: %v\n", input.CheckID(strings.Repeat("x", 200_000)))
-	// Output:
-	// order_id: must not be empty
-	// order_id: must be at most 128 bytes, got 200000
-}

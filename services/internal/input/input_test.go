@@ -8,41 +8,6 @@ import (
 	"github.com/trustmesh/trustmesh/services/internal/input"
 )
 
-func TestCheckID(t *testing.T) {
-	t.Parallel()
-	testCases := []struct {
-		name     string
-		id       string
-		required string // CheckID's error, "" for nil
-		optional string // CheckOptionalID's error
-	}{
-		{"empty", "", "must not be empty", ""},
-		{"one byte", "a", "", ""},
-		{"at the bound", strings.Repeat("a", input.MaxIDBytes), "", ""},
-		{"one over", strings.Repeat("a", input.MaxIDBytes+1), "must be at most 128 bytes, got 129", "must be at most 128 bytes, got 129"},
-		{"1 MB", strings.Repeat("a", 1<<20), "must be at most 128 bytes, got 1048576", "must be at most 128 bytes, got 1048576"},
-		// Bytes, not runes: 43 three-byte runes are 129 bytes.
-		{"multi-byte runes", strings.Repeat("€", 43), "must be at most 128 bytes, got 129", "must be at most 128 bytes, got 129"},
-	}
-	text := func(err error) string {
-		if err == nil {
-			return ""
-		}
-		return err.Error()
-	}
-	for _, tc := range testCases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if got := text(input.CheckID(tc.id)); got != tc.required {
-				t.Errorf("CheckID = %q, want %q", got, tc.required)
-			}
-			if got := text(input.CheckOptionalID(tc.id)); got != tc.optional {
-				t.Errorf("CheckOptionalID = %q, want %q", got, tc.optional)
-			}
-		})
-	}
-}
-
 func TestClipTo(t *testing.T) {
 	t.Parallel()
 	testCases := []struct {
