@@ -188,13 +188,13 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		t.count(ctx, d)
 		switch {
 		case txnErr != nil:
-			a.auditTxn(t.refused(ctx, carrier, caller, method, d, txnErr.Error()), caller, method, d, txnErr)
+			a.auditTxn(t.refused(ctx, carrier, caller, method, d, "UNAUTHENTICATED", txnErr.Error()), caller, method, d, txnErr)
 			return ctx, txnErr
 		case d.Outcome == policy.Denied:
-			a.audit(t.refused(ctx, carrier, caller, method, d, "permission denied"), caller, method, d)
+			a.audit(t.refused(ctx, carrier, caller, method, d, "PERMISSION_DENIED", "permission denied"), caller, method, d)
 			return ctx, &deniedError{caller: caller, method: method}
 		case tokenErr != nil:
-			a.auditToken(t.refused(ctx, carrier, caller, method, d, tokenErr.Error()), caller, method, d, tokenErr)
+			a.auditToken(t.refused(ctx, carrier, caller, method, d, "UNAUTHENTICATED", tokenErr.Error()), caller, method, d, tokenErr)
 			return ctx, tokenErr
 		}
 		// Audited once the server span exists, so the event carries its IDs.

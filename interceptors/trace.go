@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
@@ -134,11 +136,16 @@ func (t *tracing) proceed(ctx context.Context, a *Authorizer, caller identity.Pr
 	return context.WithValue(ctx, decisionKey{}, rec)
 }
 
-// refused records a refused call as a server span of its own, with status
-// (why it was refused) as its error, and returns a context holding that
-// span (for the audit event's IDs).
-func (t *tracing) refused(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision, status string) context.Context {
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+// refused records a refused call as a server span of its own, with the
+// RPC attributes of an answered call's span (rpc.system.name, rpc.method,
+// rpc.response.status_code: code, and error.type) and status (why it was
+// refused) as its error, and returns a context holding that span (for the
+// audit event's IDs).
+func (t *tracing) refused(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string, d policy.Decision, code, status string) context.Context {
+	name := strings.TrimPrefix(clip.Counted(method, maxEcho), "/")
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		rpcSystem(carrier), semconv.RPCMethodKey.String(name),
+		semconv.RPCResponseStatusCodeKey.String(code), semconv.ErrorTypeKey.String(code))}
 	if carrier != nil {
 		remote := t.prop.Extract(ctx, carrier)
 		if t.trustRemote {
@@ -150,11 +157,21 @@ func (t *tracing) refused(ctx context.Context, carrier propagation.TextMapCarrie
 			}
 		}
 	}
-	ctx, span := t.tracer.Start(ctx, strings.TrimPrefix(clip.Counted(method, maxEcho), "/"), opts...)
+	ctx, span := t.tracer.Start(ctx, name, opts...)
 	telemetry.RecordDecision(span, caller.ID.String(), d.Outcome.String(), d.Rule)
 	span.SetStatus(codes.Error, status)
 	span.End()
 	return ctx
+}
+
+// rpcSystem is rpc.system.name of a refused call: gRPC (and gRPC-Web) for
+// grpc-go's calls and HTTP requests of those protocols, the Connect
+// protocol otherwise.
+func rpcSystem(carrier propagation.TextMapCarrier) attribute.KeyValue {
+	if h, ok := carrier.(propagation.HeaderCarrier); ok && !strings.HasPrefix(http.Header(h).Get("Content-Type"), "application/grpc") {
+		return semconv.RPCSystemNameConnectrpc
+	}
+	return semconv.RPCSystemNameGRPC
 }
 
 // mdCarrier reads gRPC metadata as a propagation carrier.

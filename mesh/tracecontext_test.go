@@ -2,6 +2,8 @@ package mesh_test
 
 import (
 	"context"
+	"github.com/trustmesh/trustmesh/telemetry"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/metadata"
 	"testing"
 
@@ -64,6 +66,7 @@ func TestDeniedCallsFollowTheEdgeTraceRule(t *testing.T) {
 			if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
 				t.Errorf("span %q: links %v, want one to the caller's trace", s.Name(), s.Links())
 			}
+			deniedSpanAttributes(t, s, "connectrpc")
 		}
 	}
 }
@@ -109,6 +112,23 @@ func TestGRPCEdgeFollowsTheTraceRule(t *testing.T) {
 			if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
 				t.Errorf("span %q: links %v, want one to the caller's trace", s.Name(), s.Links())
 			}
+			deniedSpanAttributes(t, s, "grpc")
 		}
+	}
+}
+
+// deniedSpanAttributes checks that a denied call's span (one whose
+// decision is deny) has the RPC attributes an answered call's span has, so
+// that a query by rpc.method finds the denials too.
+func deniedSpanAttributes(t *testing.T, s sdktrace.ReadOnlySpan, system string) {
+	t.Helper()
+	a := attrs(s.Attributes())
+	if a[attribute.Key(telemetry.AuthzDecisionKey)] != telemetry.DecisionDeny {
+		return
+	}
+	if a["rpc.method"] != "greet.v1.GreetService/Greet" || a["rpc.system.name"] != system ||
+		a["rpc.response.status_code"] != "PERMISSION_DENIED" || a["error.type"] != "PERMISSION_DENIED" {
+		t.Errorf("denied span %q: rpc.method %q rpc.system.name %q rpc.response.status_code %q error.type %q, want greet.v1.GreetService/Greet %s PERMISSION_DENIED",
+			s.Name(), a["rpc.method"], a["rpc.system.name"], a["rpc.response.status_code"], a["error.type"], system)
 	}
 }
