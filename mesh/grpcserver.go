@@ -129,6 +129,9 @@ func newGRPC(opts []grpc.ServerOption) (srv *grpc.Server, err error) {
 
 // RegisterService registers a service implementation; it implements
 // grpc.ServiceRegistrar so generated RegisterXServer functions accept it.
+// Register every service before [GRPCServer.Check] or Serve: grpc-go ends
+// the process (log.Fatal) on a registration after Serve, and the checks
+// Serve starts with cover only the services registered by then.
 func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.server.RegisterService(desc, impl)
 }

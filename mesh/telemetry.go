@@ -52,6 +52,21 @@ type Telemetry struct {
 	Unsampled bool
 }
 
+// check refuses providers that are typed nils (a (*sdktrace.TracerProvider)(nil),
+// say), which would panic inside OpenTelemetry on the first use; nil
+// fields are fine (the globals).
+func (t Telemetry) check(option string) error {
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{"TracerProvider", t.TracerProvider}, {"MeterProvider", t.MeterProvider}, {"Propagator", t.Propagator}} {
+		if f.v != nil && isNil(f.v) {
+			return fmt.Errorf("mesh: %s: Telemetry.%s is a nil %T (leave it unset for the global one)", option, f.name, f.v)
+		}
+	}
+	return nil
+}
+
 // off reports whether t makes nothing that anyone sees: declared
 // [Telemetry.Unsampled], or no-op tracer and meter providers. Zero
 // providers are the globals, which may be set later: they are not off.
@@ -85,6 +100,10 @@ func (t Telemetry) withDefaults() Telemetry {
 // default servers are not instrumented.
 func WithTelemetry(t Telemetry) ServerOption {
 	return serverOption(func(c *serverConfig) {
+		if err := t.check("WithTelemetry"); err != nil {
+			c.errs = append(c.errs, err)
+			return
+		}
 		if t.off() {
 			c.telemetry = nil
 			return
@@ -101,6 +120,10 @@ func WithTelemetry(t Telemetry) ServerOption {
 // uninstrumented. By default clients are not instrumented.
 func WithClientTelemetry(t Telemetry) ClientOption {
 	return clientOption(func(c *clientConfig) {
+		if err := t.check("WithClientTelemetry"); err != nil {
+			c.errs = append(c.errs, err)
+			return
+		}
 		if t.off() {
 			c.telemetry = nil
 			return

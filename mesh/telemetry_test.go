@@ -301,3 +301,22 @@ func TestUnsampledClientTelemetrySendsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestTelemetryTypedNilProviders: a provider that is a typed nil (which
+// OpenTelemetry would dereference on first use, panicking inside
+// NewGRPCServer) is an error naming the field, on servers and clients.
+func TestTelemetryTypedNilProviders(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+	_, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(),
+		mesh.WithTelemetry(mesh.Telemetry{TracerProvider: (*sdktrace.TracerProvider)(nil)}))
+	if want := "mesh: WithTelemetry: Telemetry.TracerProvider is a nil *trace.TracerProvider (leave it unset for the global one)"; err == nil || err.Error() != want {
+		t.Errorf("NewGRPCServer: %v\n want %s", err, want)
+	}
+	_, err = mesh.DialGRPC("127.0.0.1:1", creds, spiffeid.RequireFromString(greeterID),
+		mesh.WithClientTelemetry(mesh.Telemetry{MeterProvider: (*sdkmetric.MeterProvider)(nil)}))
+	if err == nil || !strings.Contains(err.Error(), "mesh: WithClientTelemetry: Telemetry.MeterProvider is a nil *metric.MeterProvider") {
+		t.Errorf("DialGRPC: %v", err)
+	}
+}
