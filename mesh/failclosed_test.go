@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -22,6 +23,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
@@ -285,5 +287,43 @@ func TestAllowStandardMethods(t *testing.T) {
 	}
 	if _, err := policy.Compile(mesh.AllowStandardMethods()); err == nil {
 		t.Error("a rule with no callers compiled")
+	}
+}
+
+// TestWithoutAuthorizationIsLogged: a server built WithoutAuthorization
+// says so in its log when it starts serving, on both stacks, so that the
+// option left in by mistake shows.
+func TestWithoutAuthorizationIsLogged(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+	for _, stack := range []string{"grpc-go", "connect-go"} {
+		var logs testsync.Buffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		var addr string
+		if stack == "grpc-go" {
+			srv, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithLogger(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr = serve(t, srv.Serve)
+		} else {
+			srv, err := mesh.NewConnectServer(creds, mesh.WithoutAuthorization(), mesh.WithLogger(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr = serve(t, srv.Serve)
+		}
+		// Serving once a health check answers: the warning came before.
+		check := grpcCheck
+		if stack == "connect-go" {
+			check = connectCheck
+		}
+		if err := check(t, addr, creds, greeterID); err != nil {
+			t.Fatalf("%s: health: %v", stack, err)
+		}
+		if !strings.Contains(logs.String(), "mesh: serving without authorization (WithoutAuthorization): every peer of an accepted trust domain may call every method") {
+			t.Errorf("%s: no warning in the log:\n%s", stack, logs.String())
+		}
 	}
 }

@@ -343,8 +343,13 @@ type reloadChecker interface {
 // guardReloads makes the policy source of a (when it reloads) reject a
 // policy that would leave one of methods uncovered, or with
 // WithCoverageWarnings log it; it returns the function that undoes it.
+// Serve calls it as it starts; without authorization (a nil a) it logs
+// that every method is open, so that a WithoutAuthorization left in by
+// mistake shows in the log.
 func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string) (release func()) {
 	if a == nil {
+		c.log.Warn("mesh: serving without authorization (WithoutAuthorization): every peer of an accepted trust domain may call every method",
+			slog.Int("methods", len(methods)))
 		return func() {}
 	}
 	rc, ok := a.Policy().(reloadChecker)

@@ -278,7 +278,7 @@ func TestSecurityMatrixClientCertificates(t *testing.T) {
 			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				var logs testsync.Buffer
-				addr := st.start(t, serverCreds, slog.New(slog.NewTextHandler(&logs, nil)))
+				addr := st.start(t, serverCreds, serverLog(&logs))
 				cfg := clientTLS(t, pki, serverID)
 				if tc.cert != nil {
 					cert := tc.cert(t)
@@ -310,7 +310,7 @@ func TestSecurityMatrixGoodClient(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
 			var logs testsync.Buffer
-			addr := st.start(t, creds, slog.New(slog.NewTextHandler(&logs, nil)))
+			addr := st.start(t, creds, serverLog(&logs))
 			cfg := clientTLS(t, pki, serverID)
 			s := pki.SVID(t, clientID)
 			cert := tlsCert(s.PrivateKey, s.Certificates...)
@@ -378,7 +378,7 @@ func TestSecurityMatrixPlaintext(t *testing.T) {
 			t.Run(st.name+"/"+tc.name+"/"+tc.client, func(t *testing.T) {
 				t.Parallel()
 				var logs testsync.Buffer
-				addr := st.start(t, creds, slog.New(slog.NewTextHandler(&logs, nil)))
+				addr := st.start(t, creds, serverLog(&logs))
 				wantOneOf(t, tc.client+" client", tc.call(t.Context(), addr, nil), tc.want[st.name])
 				wantLogLines(t, &logs, st.logPrefix, tc.reason[st.name])
 			})
@@ -428,7 +428,7 @@ func TestSecurityMatrixServerIdentity(t *testing.T) {
 			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				var logs testsync.Buffer
-				addr := st.start(t, mesh.Credentials{SVID: tc.server, Bundles: pki.Bundle()}, slog.New(slog.NewTextHandler(&logs, nil)))
+				addr := st.start(t, mesh.Credentials{SVID: tc.server, Bundles: pki.Bundle()}, serverLog(&logs))
 				expect := spiffeid.RequireFromString(tc.expect)
 
 				conn, err := mesh.DialGRPC(addr, client, expect)
@@ -662,7 +662,7 @@ func TestRefusedCalls(t *testing.T) {
 				t.Run(stack+"/"+client+"/"+tc.name, func(t *testing.T) {
 					t.Parallel()
 					var logs, audit testsync.Buffer
-					opts := []mesh.ServerOption{mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))}
+					opts := []mesh.ServerOption{mesh.WithLogger(serverLog(&logs))}
 					if tc.authz {
 						a, err := interceptors.NewAuthorizer(engine, interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&audit, nil))))
 						if err != nil {
@@ -851,4 +851,29 @@ func wantLogLines(t *testing.T, logs *testsync.Buffer, prefix string, reason ...
 			t.Errorf("server log line\n  %s\ndoes not contain %q and %q", w, prefix, reason)
 		}
 	}
+}
+
+// serverLog is the log of a test server, into logs, without the warning
+// every server built WithoutAuthorization logs as it starts
+// (TestWithoutAuthorizationIsLogged checks that one): these tests read
+// what a server logs about the calls and connections they make.
+func serverLog(logs io.Writer) *slog.Logger {
+	return slog.New(withoutStartWarning{slog.NewTextHandler(logs, nil)})
+}
+
+type withoutStartWarning struct{ slog.Handler }
+
+func (h withoutStartWarning) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "mesh: serving without authorization") {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h withoutStartWarning) WithAttrs(as []slog.Attr) slog.Handler {
+	return withoutStartWarning{h.Handler.WithAttrs(as)}
+}
+
+func (h withoutStartWarning) WithGroup(name string) slog.Handler {
+	return withoutStartWarning{h.Handler.WithGroup(name)}
 }

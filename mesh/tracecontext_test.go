@@ -2,22 +2,22 @@ package mesh_test
 
 import (
 	"context"
-	"github.com/trustmesh/trustmesh/telemetry"
-	"go.opentelemetry.io/otel/attribute"
-	"google.golang.org/grpc/metadata"
 	"testing"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc/metadata"
 
 	greetv1 "github.com/trustmesh/trustmesh/gen/greet/v1"
 	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
 	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/telemetry"
 )
 
 // TestDeniedCallsFollowTheEdgeTraceRule: at an edge (a connect-go server
