@@ -502,52 +502,84 @@ func TestUnservedMethodMakesNoSeries(t *testing.T) {
 	}
 }
 
-// TestAbandonedConnectStreamEndsItsSpan: a connect-go client that cancels
-// a server stream and never reads it to the end, nor closes it, still gets
-// its client span ended, CANCELLED (as otelconnect does).
-func TestAbandonedConnectStreamEndsItsSpan(t *testing.T) {
+// TestAbandonedStreamEndsItsSpan: a client that cancels a server stream
+// and never reads it to the end, nor closes it, still gets its client span
+// ended, CANCELLED (as otelconnect does), on both stacks.
+func TestAbandonedStreamEndsItsSpan(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C()}
-	pki := testpki.New(t, "example.org")
-	srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(spanPolicy(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, spanConnectGreeter{}); err != nil {
-		t.Fatal(err)
-	}
-	addr := serve(t, srv.Serve)
-	client := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
-	hc, err := mesh.NewHTTPClient(client, spiffeid.RequireFromString(greeterID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hc.CloseIdleConnections)
-	copts, err := mesh.ConnectClientOptions(client, mesh.WithClientTelemetry(tel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, copts...).Count(ctx, connect.NewRequest(&greetv1.CountRequest{N: 1000}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.Receive() {
-		t.Fatalf("no first message: %v", s.Err())
-	}
-	cancel() // and walk away: no Receive to the end, no Close
-	deadline := time.Now().Add(10 * time.Second)
-	for len(spans.Ended()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	ended := spans.Ended()
-	if len(ended) != 1 || ended[0].SpanKind() != trace.SpanKindClient {
-		t.Fatalf("spans %v, want the client span of the stream", spanNames(ended))
-	}
-	if code := attrs(ended[0].Attributes())["rpc.response.status_code"]; code != "CANCELLED" {
-		t.Fatalf("client span status code %q, want CANCELLED", code)
+	for _, stack := range []string{"grpc-go", "connect-go"} {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C()}
+			pki := testpki.New(t, "example.org")
+			server := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+			client := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			// first starts a stream of 1000 numbers and reads the first.
+			var first func() error
+			if stack == "grpc-go" {
+				srv, err := mesh.NewGRPCServer(server, mesh.WithAuthorizer(spanPolicy(t)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
+				conn, err := mesh.DialGRPC(serve(t, srv.Serve), client, spiffeid.RequireFromString(greeterID), mesh.WithClientTelemetry(tel))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = conn.Close() })
+				first = func() error {
+					s, err := greetv1.NewGreetServiceClient(conn).Count(ctx, &greetv1.CountRequest{N: 1000})
+					if err == nil {
+						_, err = s.Recv()
+					}
+					return err
+				}
+			} else {
+				srv, err := mesh.NewConnectServer(server, mesh.WithAuthorizer(spanPolicy(t)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, spanConnectGreeter{}); err != nil {
+					t.Fatal(err)
+				}
+				addr := serve(t, srv.Serve)
+				hc, err := mesh.NewHTTPClient(client, spiffeid.RequireFromString(greeterID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(hc.CloseIdleConnections)
+				copts, err := mesh.ConnectClientOptions(client, mesh.WithClientTelemetry(tel))
+				if err != nil {
+					t.Fatal(err)
+				}
+				first = func() error {
+					s, err := greetv1connect.NewGreetServiceClient(hc, "https://"+addr, copts...).Count(ctx, connect.NewRequest(&greetv1.CountRequest{N: 1000}))
+					if err == nil && !s.Receive() {
+						err = fmt.Errorf("no first message: %w", s.Err())
+					}
+					return err
+				}
+			}
+			if err := first(); err != nil {
+				t.Fatal(err)
+			}
+			cancel() // and walk away: no Receive to the end, no Close
+			deadline := time.Now().Add(10 * time.Second)
+			for len(spans.Ended()) == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			ended := spans.Ended()
+			if len(ended) != 1 || ended[0].SpanKind() != trace.SpanKindClient {
+				t.Fatalf("spans %v, want the client span of the stream", spanNames(ended))
+			}
+			if code := attrs(ended[0].Attributes())["rpc.response.status_code"]; code != "CANCELLED" {
+				t.Fatalf("client span status code %q, want CANCELLED", code)
+			}
+		})
 	}
 }
 
@@ -571,44 +603,4 @@ func TestPanickingHandlerEndsItsSpan(t *testing.T) {
 		}
 	}
 	t.Fatalf("no server span: %v", spanNames(spans.Ended()))
-}
-
-// TestAbandonedGRPCStreamEndsItsSpan: the grpc-go form of
-// TestAbandonedConnectStreamEndsItsSpan.
-func TestAbandonedGRPCStreamEndsItsSpan(t *testing.T) {
-	t.Parallel()
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C()}
-	pki := testpki.New(t, "example.org")
-	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(spanPolicy(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
-	conn, err := mesh.DialGRPC(serve(t, srv.Serve), mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID), mesh.WithClientTelemetry(tel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := greetv1.NewGreetServiceClient(conn).Count(ctx, &greetv1.CountRequest{N: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Recv(); err != nil {
-		t.Fatalf("no first message: %v", err)
-	}
-	cancel() // and walk away
-	deadline := time.Now().Add(10 * time.Second)
-	for len(spans.Ended()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	ended := spans.Ended()
-	if len(ended) != 1 || ended[0].SpanKind() != trace.SpanKindClient {
-		t.Fatalf("spans %v, want the client span of the stream", spanNames(ended))
-	}
-	if code := attrs(ended[0].Attributes())["rpc.response.status_code"]; code != "CANCELLED" {
-		t.Fatalf("client span status code %q, want CANCELLED", code)
-	}
 }

@@ -20,99 +20,79 @@ import (
 	"github.com/trustmesh/trustmesh/telemetry"
 )
 
-// TestDeniedCallsFollowTheEdgeTraceRule: at an edge (a connect-go server
-// that does not trust remote trace context), a caller's traceparent does
-// not choose the trace of its calls: allowed calls start a new trace linked
-// to the caller's, and so, now, do denied ones (before, a denied call was
-// audited under the trace ID the caller sent). With TrustRemote both
-// continue the caller's trace.
+// TestDeniedCallsFollowTheEdgeTraceRule: at an edge (a server that does not
+// trust remote trace context), a caller's traceparent does not choose the
+// trace of its calls: allowed calls start a new trace linked to the
+// caller's, and so do denied ones (before, a denied call was audited under
+// the trace ID the caller sent, and otelgrpc made every grpc-go server
+// continue the caller's trace). With TrustRemote both continue the caller's
+// trace. On both stacks; denied spans carry the RPC attributes.
 func TestDeniedCallsFollowTheEdgeTraceRule(t *testing.T) {
 	t.Parallel()
 	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	const traceparent = "00-" + callerTrace + "-00f067aa0ba902b7-01"
-	for _, trustRemote := range []bool{false, true} {
-		pki := testpki.New(t, "example.org")
-		spans := tracetest.NewSpanRecorder()
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-		srv, err := mesh.NewConnectServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
-			mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings(),
-			mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}, TrustRemote: trustRemote}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, &greeter{}); err != nil {
-			t.Fatal(err)
-		}
-		addr := serve(t, srv.Serve)
-		for _, caller := range []string{friendID, strangerID} {
-			hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
-			if err != nil {
-				t.Fatal(err)
+	for _, stack := range []struct{ name, system string }{{"grpc-go", "grpc"}, {"connect-go", "connectrpc"}} {
+		for _, trustRemote := range []bool{false, true} {
+			pki := testpki.New(t, "example.org")
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+			opts := mesh.WithServerOptions(mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings(),
+				mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}, TrustRemote: trustRemote}))
+			// call makes one call as caller, sending the caller's traceparent.
+			var call func(caller string)
+			if stack.name == "grpc-go" {
+				srv, err := mesh.NewGRPCServer(creds, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
+				addr := serve(t, srv.Serve)
+				call = func(caller string) {
+					conn, err := mesh.DialGRPC(addr, mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer conn.Close()
+					ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", traceparent)
+					_, _ = greetv1.NewGreetServiceClient(conn).Greet(ctx, &greetv1.GreetRequest{Name: "ok"})
+				}
+			} else {
+				srv, err := mesh.NewConnectServer(creds, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, &greeter{}); err != nil {
+					t.Fatal(err)
+				}
+				addr := serve(t, srv.Serve)
+				call = func(caller string) {
+					hc, err := mesh.NewHTTPClient(mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer hc.CloseIdleConnections()
+					req := connect.NewRequest(&greetv1.GreetRequest{})
+					req.Header().Set("traceparent", traceparent)
+					_, _ = greetv1connect.NewGreetServiceClient(hc, "https://"+addr).Greet(context.Background(), req)
+				}
 			}
-			req := connect.NewRequest(&greetv1.GreetRequest{})
-			req.Header().Set("traceparent", traceparent)
-			_, _ = greetv1connect.NewGreetServiceClient(hc, "https://"+addr).Greet(context.Background(), req)
-			hc.CloseIdleConnections()
-		}
-		ended := spans.Ended()
-		if len(ended) != 2 {
-			t.Fatalf("trustRemote=%v: %d spans, want 2 (one allowed, one denied)", trustRemote, len(ended))
-		}
-		for _, s := range ended {
-			continued := s.SpanContext().TraceID().String() == callerTrace
-			if continued != trustRemote {
-				t.Errorf("trustRemote=%v: span %q has trace %s (continues the caller's: %v)", trustRemote, s.Name(), s.SpanContext().TraceID(), continued)
+			call(friendID)
+			call(strangerID)
+			ended := spans.Ended()
+			if len(ended) != 2 {
+				t.Fatalf("%s trustRemote=%v: %d spans, want 2 (one allowed, one denied)", stack.name, trustRemote, len(ended))
 			}
-			if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
-				t.Errorf("span %q: links %v, want one to the caller's trace", s.Name(), s.Links())
+			for _, s := range ended {
+				continued := s.SpanContext().TraceID().String() == callerTrace
+				if continued != trustRemote {
+					t.Errorf("%s trustRemote=%v: span %q has trace %s (continues the caller's: %v)", stack.name, trustRemote, s.Name(), s.SpanContext().TraceID(), continued)
+				}
+				if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
+					t.Errorf("%s span %q: links %v, want one to the caller's trace", stack.name, s.Name(), s.Links())
+				}
+				deniedSpanAttributes(t, s, stack.system)
 			}
-			deniedSpanAttributes(t, s, "connectrpc")
-		}
-	}
-}
-
-// TestGRPCEdgeFollowsTheTraceRule: grpc-go servers follow TrustRemote as
-// connect-go servers do (before, otelgrpc made every grpc-go server
-// continue the caller's trace, so a caller outside the mesh chose the trace
-// ID of its calls and refusals at a grpc-go edge).
-func TestGRPCEdgeFollowsTheTraceRule(t *testing.T) {
-	t.Parallel()
-	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	const traceparent = "00-" + callerTrace + "-00f067aa0ba902b7-01"
-	for _, trustRemote := range []bool{false, true} {
-		pki := testpki.New(t, "example.org")
-		spans := tracetest.NewSpanRecorder()
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-		srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
-			mesh.WithAuthorizer(greetPolicy(t)), mesh.WithCoverageWarnings(),
-			mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: noop.NewMeterProvider(), Propagator: propagation.TraceContext{}, TrustRemote: trustRemote}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		greetv1.RegisterGreetServiceServer(srv, spanGRPCGreeter{})
-		addr := serve(t, srv.Serve)
-		for _, caller := range []string{friendID, strangerID} {
-			conn, err := mesh.DialGRPC(addr, mesh.Credentials{SVID: pki.SVID(t, caller), Bundles: pki.Bundle()}, spiffeid.RequireFromString(greeterID))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", traceparent)
-			_, _ = greetv1.NewGreetServiceClient(conn).Greet(ctx, &greetv1.GreetRequest{Name: "ok"})
-			_ = conn.Close()
-		}
-		ended := spans.Ended()
-		if len(ended) != 2 {
-			t.Fatalf("trustRemote=%v: %d spans, want 2 (one allowed, one denied)", trustRemote, len(ended))
-		}
-		for _, s := range ended {
-			continued := s.SpanContext().TraceID().String() == callerTrace
-			if continued != trustRemote {
-				t.Errorf("trustRemote=%v: span %q has trace %s (continues the caller's: %v)", trustRemote, s.Name(), s.SpanContext().TraceID(), continued)
-			}
-			if !trustRemote && (len(s.Links()) != 1 || s.Links()[0].SpanContext.TraceID().String() != callerTrace) {
-				t.Errorf("span %q: links %v, want one to the caller's trace", s.Name(), s.Links())
-			}
-			deniedSpanAttributes(t, s, "grpc")
 		}
 	}
 }
