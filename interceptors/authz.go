@@ -41,6 +41,8 @@ type Authorizer struct {
 	txnMinter   *txn.Minter   // non-nil: an edge, minting for calls without one
 
 	proxies *frontProxies // nil: no front proxies (jwtsvid.go)
+
+	noEngine *atomic.Bool // the policy source's last engine was nil (logged); shared by copies, like allowCount
 }
 
 // AuthorizerOption configures an [Authorizer] built by [NewAuthorizer].
@@ -94,7 +96,7 @@ func NewAuthorizer(src policy.Source, opts ...AuthorizerOption) (*Authorizer, er
 	if src == nil || src.Engine() == nil {
 		return nil, errors.New("interceptors: authorizer needs a policy")
 	}
-	a := &Authorizer{policy: src, log: slog.New(slog.DiscardHandler), allowCount: new(atomic.Uint64)}
+	a := &Authorizer{policy: src, log: slog.New(slog.DiscardHandler), allowCount: new(atomic.Uint64), noEngine: new(atomic.Bool)}
 	c := &authorizerConfig{a: a}
 	for _, o := range opts {
 		if o == nil {
@@ -153,7 +155,13 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		subject = tok.Subject()
 		ctx = txn.NewContext(ctx, tok)
 	}
-	d := a.policy.Engine().DecideFor(method, caller.ID, subject)
+	e := a.policy.Engine()
+	if e == nil {
+		a.lostEngine(ctx)
+	} else if a.noEngine.Load() {
+		a.noEngine.Store(false)
+	}
+	d := e.DecideFor(method, caller.ID, subject) // a nil engine denies
 	if txnErr == nil && d.NeedSubject {
 		txnErr = &txnError{msg: "transaction token required for " + clip.Counted(method, maxEcho)}
 	}
@@ -215,6 +223,16 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		return ctx, &deniedError{caller: caller, method: method}
 	}
 	return ctx, nil
+}
+
+// lostEngine says, once until the source has an engine again, that the
+// policy source returned a nil engine, which denies every call.
+func (a *Authorizer) lostEngine(ctx context.Context) {
+	if a.noEngine.Swap(true) {
+		return
+	}
+	a.log.LogAttrs(ctx, slog.LevelError, "authz policy source has no engine: every call is refused until it has one",
+		slog.String("source", fmt.Sprintf("%T", a.policy)))
 }
 
 // audit writes the audit event of one decision: allows at Info, denials

@@ -14,6 +14,11 @@ import (
 // for "*". A decision consults its method's index, its service's and the
 // global one, and takes the first matching rule (in policy order) of the
 // three.
+//
+// A nil *Engine is no policy, and fails closed: it denies every call by
+// default ([DefaultRule]), covers no method, trusts no txn issuer and has
+// no rules, so that a [Source] that hands one out refuses calls rather
+// than panicking in the middle of one.
 type Engine struct {
 	rules    []compiledRule
 	methods  map[string]*methodIndex // "/pkg.Svc/Method" -> the rules naming it exactly
@@ -222,8 +227,12 @@ func (e *Engine) Decide(method string, caller spiffeid.ID) Decision {
 // ID when it has none). Deny rules decide on the caller alone; an allow
 // rule with [Rule.Subject] patterns matches only when subject matches one.
 // A zero caller or an unknown method matches no rule naming them and is
-// denied by default. DecideFor allocates nothing.
+// denied by default, and so is every call on a nil Engine. DecideFor
+// allocates nothing.
 func (e *Engine) DecideFor(method string, caller, subject spiffeid.ID) Decision {
+	if e == nil {
+		return Decision{Outcome: Denied, Rule: DefaultRule}
+	}
 	p := e.lookup(method)
 	if caller.IsZero() {
 		return e.deny(DefaultRule)
@@ -272,40 +281,63 @@ func (e *Engine) deny(rule string) Decision {
 
 // Covers reports whether at least one allow rule applies to method, for
 // some caller: a served method that no allow rule covers can never be
-// called, which is almost always a mistake in the policy.
+// called, which is almost always a mistake in the policy. A nil Engine
+// covers nothing.
 func (e *Engine) Covers(method string) bool {
+	if e == nil {
+		return false
+	}
 	p := e.lookup(method)
 	return len(p[allow]) > 0 || len(p[allowSubject]) > 0
 }
 
 // TxnIssuers returns the SPIFFE IDs whose transaction tokens the policy
 // trusts to name a call's subject ([Policy.TxnIssuers]), or nil.
-func (e *Engine) TxnIssuers() []spiffeid.ID { return slices.Clone(e.txnIssuers) }
+func (e *Engine) TxnIssuers() []spiffeid.ID {
+	if e == nil {
+		return nil
+	}
+	return slices.Clone(e.txnIssuers)
+}
 
 // IsTxnIssuer reports whether id is one of the policy's TxnIssuers. It
 // allocates nothing.
-func (e *Engine) IsTxnIssuer(id spiffeid.ID) bool { return slices.Contains(e.txnIssuers, id) }
+func (e *Engine) IsTxnIssuer(id spiffeid.ID) bool {
+	return e != nil && slices.Contains(e.txnIssuers, id)
+}
 
 // NeedsSubjects reports whether a rule applying on this server looks at
 // the subject ([Rule.Subject]): such a server must verify transaction
 // tokens.
-func (e *Engine) NeedsSubjects() bool { return e.subjectRules > 0 }
+func (e *Engine) NeedsSubjects() bool { return e != nil && e.subjectRules > 0 }
 
 // Rules returns the number of rules in the policy.
-func (e *Engine) Rules() int { return len(e.rules) }
+func (e *Engine) Rules() int {
+	if e == nil {
+		return 0
+	}
+	return len(e.rules)
+}
 
 // TokenRules returns the names of the allow rules that require a token
 // ([Rule.RequireToken]) and apply on this server (see [ForServer]), in
 // policy order, or nil if there are none. A server that cannot verify
 // tokens must not run such a policy.
-func (e *Engine) TokenRules() []string { return slices.Clone(e.tokens) }
+func (e *Engine) TokenRules() []string {
+	if e == nil {
+		return nil
+	}
+	return slices.Clone(e.tokens)
+}
 
 // Source holds the engine in force. A *Engine is a Source of itself; a
 // [Watcher] is one whose engine changes when its file does. Adapters call
 // Engine once per decision, so it must be cheap and safe for concurrent use.
+// A nil engine is no policy: every call is denied while Engine returns one.
 type Source interface {
 	Engine() *Engine
 }
 
-// Engine returns e itself, so a fixed policy is a [Source].
+// Engine returns e itself, so a fixed policy is a [Source]. A nil Engine is
+// a Source of no policy (see [Engine]).
 func (e *Engine) Engine() *Engine { return e }

@@ -82,6 +82,10 @@ type Rule struct {
 	// Source says where the rule was declared, for errors, e.g.
 	// "policy.yaml:12" or "proto shop.orders.v1.OrderService".
 	Source string
+
+	// mergedDryRun marks a rule that [Merge] put in dry-run because its
+	// policy was, so that [Compile] can say why an allow rule is refused.
+	mergedDryRun bool
 }
 
 // Policy is a set of rules.
@@ -90,7 +94,9 @@ type Policy struct {
 	// decides which rule a decision names when several match.
 	Rules []Rule
 	// DryRun puts the whole policy in dry-run: every denial, default deny
-	// included, is reported as DryRunDeny and the call proceeds.
+	// included, is reported as DryRunDenied and the call proceeds. Merged
+	// into another policy, it covers this policy's own rules only (see
+	// [Merge]).
 	DryRun bool
 	// Source names where the policy came from (a file name), for errors.
 	Source string
@@ -100,15 +106,41 @@ type Policy struct {
 	TxnIssuers []string
 }
 
-// Merge returns a policy with the rules of p followed by those of others.
-// The result is in dry-run if any input is; duplicate rule names are caught
-// by [Compile].
+// Merge returns a policy with the rules of p followed by those of others;
+// duplicate rule names are caught by [Compile]. The first policy is in
+// charge: the result is in dry-run (the whole of it) if and only if p is,
+// and a dry-run input among others never puts the result in dry-run, so
+// that it cannot lift the denials of p or of another input.
+//
+// When p is not in dry-run, every rule of a dry-run input among others is
+// put in dry-run ([Rule.DryRun]): its deny rules report their denials and
+// let the calls through, as they did in their own policy. Its allow rules
+// would grant for real what their policy only tried out, so [Compile]
+// refuses them. Its TxnIssuers are left out: they would let the subject
+// rules of enforcing inputs allow on subjects that no enforcing policy
+// trusts.
+//
+// A rule of others with no Source gets its policy's, so that errors name
+// where it was declared. The inputs are not modified.
 func Merge(p Policy, others ...Policy) Policy {
 	out := Policy{Rules: append([]Rule(nil), p.Rules...), DryRun: p.DryRun, Source: p.Source,
 		TxnIssuers: append([]string(nil), p.TxnIssuers...)}
 	for _, o := range others {
+		start := len(out.Rules)
 		out.Rules = append(out.Rules, o.Rules...)
-		out.DryRun = out.DryRun || o.DryRun
+		dryRun := o.DryRun && !p.DryRun
+		for i := range out.Rules[start:] {
+			r := &out.Rules[start+i]
+			if r.Source == "" {
+				r.Source = o.Source // not p's, which Compile would name
+			}
+			if dryRun {
+				r.DryRun, r.mergedDryRun = true, true
+			}
+		}
+		if dryRun {
+			continue
+		}
 		for _, id := range o.TxnIssuers {
 			if !slices.Contains(out.TxnIssuers, id) {
 				out.TxnIssuers = append(out.TxnIssuers, id)
@@ -178,6 +210,8 @@ func checkRule(r Rule) (parsedRule, error) {
 		return fail("subject", len(pr.subjects), fmt.Errorf("subject: %w", err))
 	}
 	switch {
+	case r.DryRun && r.mergedDryRun && r.Effect == Allow:
+		return fail("dry_run", -1, errors.New("an allow rule of a dry-run policy merged into an enforcing one would allow for real (see policy.Merge)"))
 	case r.DryRun && r.Effect == Allow:
 		return fail("dry_run", -1, errors.New("dry_run applies to deny rules only"))
 	case r.RequireToken && r.Effect != Allow:

@@ -266,7 +266,10 @@ func WithDebounce(d time.Duration) WatcherOption {
 // WithBase merges p into every policy loaded from the file, after the
 // file's rules (see [Merge]): the rules declared in proto options, for
 // instance (see [FromServices]). Given more than once, the policies are
-// merged in order. By default, the file is the whole policy.
+// merged in order. The file's dry_run decides whether the merged policy is
+// in dry-run; a base in dry-run only reports its own deny rules' denials,
+// and its allow rules are refused when the file is not in dry-run. By
+// default, the file is the whole policy.
 func WithBase(p Policy) WatcherOption {
 	return watcherOptionFunc(func(c *watcherConfig) { c.base = append(c.base, p) })
 }
