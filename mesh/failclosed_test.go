@@ -327,3 +327,33 @@ func TestWithoutAuthorizationIsLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunPolicyIsLogged: a server whose policy is in dry-run (every
+// call allowed, denials only logged) says so in its log as it starts.
+func TestDryRunPolicyIsLogged(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	e, err := policy.Compile(policy.Merge(policy.Policy{DryRun: true, Rules: []policy.Rule{
+		{Name: "friend-greets", Effect: policy.Allow, From: []string{friendID}, To: []string{"/greet.v1.GreetService/Greet"}},
+	}}, mesh.AllowStandardMethods(friendID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := interceptors.NewAuthorizer(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testsync.Buffer
+	creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
+	srv, err := mesh.NewGRPCServer(creds, mesh.WithAuthorizer(a), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, srv.Serve)
+	if err := grpcCheck(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}, greeterID); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "mesh: the policy is in dry-run (dry_run: true): denials are logged, not enforced; every call is allowed") {
+		t.Errorf("no dry-run warning in the log:\n%s", logs.String())
+	}
+}

@@ -344,14 +344,21 @@ type reloadChecker interface {
 // policy that would leave one of methods uncovered, or with
 // WithCoverageWarnings log it; it returns the function that undoes it.
 // Serve calls it as it starts; without authorization (a nil a) it logs
-// that every method is open, so that a WithoutAuthorization left in by
-// mistake shows in the log.
+// that every method is open, and it logs a policy in dry-run (at start and
+// on each reload to one), so that a WithoutAuthorization or a dry_run left
+// in by mistake shows in the log.
 func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string) (release func()) {
 	if a == nil {
 		c.log.Warn("mesh: serving without authorization (WithoutAuthorization): every peer of an accepted trust domain may call every method",
 			slog.Int("methods", len(methods)))
 		return func() {}
 	}
+	warnDryRun := func(e *policy.Engine) {
+		if e.DryRun() {
+			c.log.Warn("mesh: the policy is in dry-run (dry_run: true): denials are logged, not enforced; every call is allowed")
+		}
+	}
+	warnDryRun(a.Policy().Engine())
 	rc, ok := a.Policy().(reloadChecker)
 	if !ok {
 		return func() {} // a static engine never changes
@@ -359,10 +366,12 @@ func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string
 	return rc.AddCheck(func(e *policy.Engine) error {
 		missing := uncovered(e.Covers, methods)
 		if len(missing) == 0 {
+			warnDryRun(e)
 			return nil
 		}
 		if c.coverageWarn {
 			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
+			warnDryRun(e)
 			return nil
 		}
 		return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))

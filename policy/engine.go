@@ -311,6 +311,10 @@ func (e *Engine) IsTxnIssuer(id spiffeid.ID) bool {
 // tokens.
 func (e *Engine) NeedsSubjects() bool { return e != nil && e.subjectRules > 0 }
 
+// DryRun reports whether the whole policy is in dry-run ([Policy.DryRun]):
+// its denials, the default deny included, are reported and not enforced.
+func (e *Engine) DryRun() bool { return e != nil && e.dryRun }
+
 // Rules returns the number of rules in the policy.
 func (e *Engine) Rules() int {
 	if e == nil {
