@@ -247,6 +247,7 @@ func TestOptionValuesAreChecked(t *testing.T) {
 		{mesh.WithServerOptions(nil), "mesh: WithServerOptions: nil option"},
 		{mesh.WithAuthorizer(&interceptors.Authorizer{}), "mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"},
 		{mesh.WithTrustDomains(spiffeid.TrustDomain{}), "mesh: WithTrustDomains: the zero trust domain (use spiffeid.RequireTrustDomainFromString)"},
+		{mesh.WithTrustDomains(), "mesh: WithTrustDomains(): no trust domain given (leave the option out to accept the server's own)"},
 	}
 	for _, tc := range testCases {
 		_, gerr := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), tc.opt)

@@ -186,6 +186,10 @@ func WithLogger(log *slog.Logger) ServerOption {
 // domain also needs a bundle in the server's [Credentials].
 func WithTrustDomains(tds ...spiffeid.TrustDomain) ServerOption {
 	return serverOption(func(c *serverConfig) {
+		if len(tds) == 0 {
+			c.errs = append(c.errs, errors.New("mesh: WithTrustDomains(): no trust domain given (leave the option out to accept the server's own)"))
+			return
+		}
 		for _, td := range tds {
 			if td.IsZero() {
 				c.errs = append(c.errs, errors.New("mesh: WithTrustDomains: the zero trust domain (use spiffeid.RequireTrustDomainFromString)"))
