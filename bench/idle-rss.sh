@@ -7,7 +7,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-CGO_ENABLED=0 go build -trimpath -o "$work/shop" ./cmd/shop
+# The tags of `make build` (see the Makefile).
+CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -o "$work/shop" ./cmd/shop
 go run ./cmd/meshctl certs init --dir "$work/certs" >/dev/null
 declare -A port=([gateway]=18443 [orders]=19001 [inventory]=19002 [payments]=19003)
 addrs=(--gateway-addr 127.0.0.1:18443 --orders-addr 127.0.0.1:19001 --inventory-addr 127.0.0.1:19002 --payments-addr 127.0.0.1:19003)

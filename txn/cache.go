@@ -19,8 +19,9 @@ const sweep = 4
 // cache remembers verified tokens by the SHA-256 digest of their compact
 // form, each until it expires, so that a token presented again costs a
 // hash and a lookup instead of a chain verification and a signature
-// check. It holds at most len(queue) entries, in a queue in the order they
-// were added: adding to a full cache evicts the oldest entry (tokens have
+// check. It holds at most max entries, in a queue in the order they were
+// added (a ring that grows as entries come, so that an idle verifier costs
+// no memory for its bound): adding to a full cache evicts the oldest entry (tokens have
 // about the same lifetime, so the oldest is the first to expire), and
 // every addition also drops the expired entries at the old end of the
 // queue, a few at a time; a lookup that finds an expired entry drops it.
@@ -29,6 +30,7 @@ type cache struct {
 	entries map[[sha256.Size]byte]*entry
 	queue   []*entry // a ring: the oldest at head, n of them
 	head, n int
+	max     int // the most entries the cache holds; len(queue) grows to it
 }
 
 // entry is one verified token and what must still hold to reuse it.
@@ -45,7 +47,18 @@ type entry struct {
 }
 
 func newCache(size int) *cache {
-	return &cache{entries: make(map[[sha256.Size]byte]*entry, size), queue: make([]*entry, size)}
+	return &cache{entries: make(map[[sha256.Size]byte]*entry), max: size}
+}
+
+// grow makes room for one more entry in a full queue that is below max,
+// keeping the entries in order from the old end.
+func (c *cache) grow() {
+	size := min(max(2*len(c.queue), 16), c.max)
+	q := make([]*entry, size)
+	for i := range c.n {
+		q[i] = c.queue[(c.head+i)%len(c.queue)]
+	}
+	c.queue, c.head = q, 0
 }
 
 // get returns the entry of digest, or nil.
@@ -71,7 +84,11 @@ func (c *cache) put(e *entry, now time.Time) {
 		c.pop()
 	}
 	if c.n == len(c.queue) {
-		c.pop()
+		if len(c.queue) < c.max {
+			c.grow()
+		} else {
+			c.pop()
+		}
 	}
 	c.queue[(c.head+c.n)%len(c.queue)] = e
 	c.n++

@@ -68,3 +68,48 @@ func TestCacheSweepsExpired(t *testing.T) {
 		t.Errorf("len = %d, fresh %v: a sweep dropped a live entry", got, c.get(fresh.tok.digest))
 	}
 }
+
+// TestCacheGrowsInOrder: an empty cache holds no queue for its bound; the
+// queue grows as entries come (also when its ring has wrapped), keeps them
+// oldest first, and stops at the bound, from where the oldest is evicted.
+func TestCacheGrowsInOrder(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	c := newCache(40)
+	if len(c.queue) != 0 {
+		t.Fatalf("an empty cache has a queue of %d", len(c.queue))
+	}
+	// Fill the first ring, let the first four expire and be swept, so the
+	// ring's head is past its start when it next grows.
+	var all []*entry
+	for i := range 16 {
+		until := now.Add(time.Hour)
+		if i < 4 {
+			until = now.Add(time.Second)
+		}
+		e := testEntry(string(rune('A'+i)), until)
+		c.put(e, now)
+		all = append(all, e)
+	}
+	later := now.Add(2 * time.Second)
+	for i := range 40 {
+		e := testEntry(string(rune('a'+i)), now.Add(time.Hour))
+		c.put(e, later)
+		all = append(all, e)
+	}
+	if len(c.queue) != 40 || c.len() != 40 {
+		t.Fatalf("queue %d, len %d: want both at the bound 40", len(c.queue), c.len())
+	}
+	// 56 added, 4 expired and swept, 12 evicted: the newest 40 remain, in order.
+	want := all[16:]
+	for i, e := range want {
+		if got := c.queue[(c.head+i)%len(c.queue)]; got != e {
+			t.Fatalf("queue[%d] = %q, want %q", i, got.tok.raw, e.tok.raw)
+		}
+	}
+	for _, e := range all[:16] {
+		if c.get(e.tok.digest) != nil {
+			t.Errorf("%q is still cached after 40 newer entries", e.tok.raw)
+		}
+	}
+}

@@ -80,7 +80,7 @@ func (h *harness) buildShop(ctx context.Context) error {
 	}
 	h.root = strings.TrimSpace(string(out))
 	h.shop = filepath.Join(h.dir, "shop")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.shop, "./cmd/shop")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-o", h.shop, "./cmd/shop") // as `make build`
 	cmd.Dir = h.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("meshbench: shop serve: go build ./cmd/shop in %s: %w: %s", h.root, err, firstLine(out))

@@ -28,7 +28,7 @@ func printHeader(out io.Writer, o options, shopRoot string) {
 	fmt.Fprintf(out, "%d rounds of %d calls per configuration, %d callers over %d connections, %d calls at concurrency 1 per round; ListProducts callers send traceparent and baggage: %v\n",
 		o.rounds, o.calls, o.concurrency, o.conns, o.latencyCalls, o.propagate)
 	if shopRoot != "" {
-		fmt.Fprintf(out, "shop serve: built from %s (go build ./cmd/shop), run there with its defaults\n", shopRoot)
+		fmt.Fprintf(out, "shop serve: built from %s (go build -tags grpcnotrace ./cmd/shop), run there with its defaults\n", shopRoot)
 	}
 	if slices.Contains(o.configs, config{stackConnect, modeShop}) && slices.Contains(o.workloads, workloadList) {
 		fmt.Fprintln(out, "connect-go/shop: health only (shop serve payments has no ListProducts)")
