@@ -28,8 +28,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// capture is an otlptrace.Client that keeps a deep copy of every request:
-// what the real clients marshal before UploadTraces returns.
+// capture is an otlptrace.Client that keeps every request as a collector
+// receives it: marshalled, as the real clients do before UploadTraces
+// returns, and decoded again.
 type capture struct {
 	mu   sync.Mutex
 	reqs [][]*tracepb.ResourceSpans
@@ -40,11 +41,20 @@ func (c *capture) Stop(context.Context) error  { return nil }
 func (c *capture) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cp := make([]*tracepb.ResourceSpans, len(rss))
-	for i, rs := range rss {
-		cp[i] = proto.Clone(rs).(*tracepb.ResourceSpans)
+	wire, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	if err != nil {
+		return err
 	}
-	c.reqs = append(c.reqs, cp)
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(wire, &req); err != nil {
+		return err
+	}
+	for _, rs := range req.ResourceSpans {
+		if len(rs.ProtoReflect().GetUnknown()) != 0 {
+			return fmt.Errorf("a ResourceSpans decodes with unknown fields %x", rs.ProtoReflect().GetUnknown())
+		}
+	}
+	c.reqs = append(c.reqs, req.ResourceSpans)
 	return nil
 }
 
@@ -135,9 +145,10 @@ func stubs(batch byte) tracetest.SpanStubs {
 
 // TestOTLPTransformMatchesOtlptrace: every batch the exporter sends is the
 // request otlptrace.Exporter sends for the same spans (up to the order of
-// resource and scope groups), batch after batch, although the slabs behind
-// one batch are reused by the next, and a batch with nil spans in it, an
-// empty batch and a larger batch after a smaller one are handled alike.
+// resource and scope groups), decoded as a collector decodes it, batch
+// after batch, although the buffer behind one batch is reused by the next,
+// and a batch with nil spans in it, an empty batch and a larger batch after
+// a smaller one are handled alike.
 func TestOTLPTransformMatchesOtlptrace(t *testing.T) {
 	ctx := context.Background()
 	theirs, ours := &capture{}, &capture{}
@@ -314,11 +325,12 @@ func randomSpans(r *rand.Rand, n int) []sdktrace.ReadOnlySpan {
 	return stubs.Snapshots()
 }
 
-// TestOTLPTransformRandomShapes: batch after batch of random shapes (the
-// slabs are sized from the batch before, so a batch with longer slices, or
-// more of them, than the last must not run past them), every request is
-// otlptrace's. It once indexed past the slabs: a slice attribute longer than
-// the last batch's took the room of the attributes after it.
+// TestOTLPTransformRandomShapes: batch after batch of random shapes, every
+// request is otlptrace's: messages whose length takes one, two or three
+// bytes (a 20 kB value), at every depth. (An earlier transform carved
+// messages out of slabs sized from the batch before, and once indexed past
+// them: a slice attribute longer than the last batch's took the room of the
+// attributes after it; those shapes stay.)
 func TestOTLPTransformRandomShapes(t *testing.T) {
 	ctx := context.Background()
 	theirs, ours := &capture{}, &capture{}
@@ -337,7 +349,9 @@ func TestOTLPTransformRandomShapes(t *testing.T) {
 		}
 		return tracetest.SpanStubs{{Name: "m", SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(1)}), Attributes: attrs}}.Snapshots()
 	}
-	batches := [][]sdktrace.ReadOnlySpan{shaped(100, false), shaped(100, false), shaped(125, true)}
+	big := tracetest.SpanStubs{{Name: "big", SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(2)}),
+		Attributes: []attribute.KeyValue{attribute.String("s", strings.Repeat("x", 20_000)), attribute.StringSlice("l", []string{strings.Repeat("y", 200), "z"})}}}.Snapshots()
+	batches := [][]sdktrace.ReadOnlySpan{shaped(100, false), shaped(100, false), shaped(125, true), big, append(big, shaped(3, true)...)}
 	for range 300 {
 		batches = append(batches, randomSpans(r, 1+r.IntN(64)))
 	}
@@ -353,5 +367,108 @@ func TestOTLPTransformRandomShapes(t *testing.T) {
 		if got, want := canonical(t, ours.reqs[i]), canonical(t, theirs.reqs[i]); got != want {
 			t.Fatalf("request %d differs from otlptrace's", i)
 		}
+	}
+}
+
+// TestOTLPInvalidUTF8IsReplaced: a string that is not valid UTF-8 (in an
+// attribute value, a key, a span name) is sent with its bad bytes
+// replaced, where otlptrace fails the whole batch; the other spans of the
+// batch are sent unchanged.
+func TestOTLPInvalidUTF8IsReplaced(t *testing.T) {
+	ctx := context.Background()
+	bad := tracetest.SpanStubs{{
+		Name:        "svc/\xffM",
+		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(1), TraceFlags: trace.FlagsSampled}),
+		Attributes:  []attribute.KeyValue{attribute.String("k\xfe", "v\xc3"), attribute.StringSlice("chain", []string{"ok", "\xe2\x82"})},
+	}}.Snapshots()
+	batch := append(bad, stubs(1).Snapshots()...)
+	ref, err := otlptrace.New(ctx, &capture{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.ExportSpans(ctx, batch); err == nil {
+		t.Fatal("otlptrace exported invalid UTF-8: the difference this test documents is gone")
+	}
+	ours := &capture{}
+	if err := (&otlpExporter{client: ours}).ExportSpans(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var got *tracepb.Span
+	n := 0
+	for _, rs := range ours.reqs[0] {
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				n++
+				if bytes.Equal(s.SpanId, []byte{0, 0, 0, 0, 0, 0, 0, 1}) {
+					got = s
+				}
+			}
+		}
+	}
+	if n != len(batch) || got == nil {
+		t.Fatalf("%d spans sent of %d (the bad one found: %v)", n, len(batch), got != nil)
+	}
+	kv := got.Attributes
+	if got.Name != "svc/\uFFFDM" || kv[0].Key != "k\uFFFD" || kv[0].Value.GetStringValue() != "v\uFFFD" ||
+		kv[1].Value.GetArrayValue().Values[1].GetStringValue() != "\uFFFD" {
+		t.Fatalf("sent %q with %v", got.Name, kv)
+	}
+}
+
+// marshalling is a client that marshals each request, as the real ones do.
+type marshalling struct{ discard }
+
+func (marshalling) UploadTraces(_ context.Context, rss []*tracepb.ResourceSpans) error {
+	_, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
+	return err
+}
+
+// BenchmarkOTLPExport: a batch of 512 spans like the mesh's server spans
+// (eight attributes, one of them the caller chain), transformed and
+// marshalled, by otlptrace.Exporter and by otelenv's exporter; ns/op and
+// allocs/op are per span.
+func BenchmarkOTLPExport(b *testing.B) {
+	spans := make([]sdktrace.ReadOnlySpan, 0, 512)
+	res := resource.NewSchemaless(attribute.String("service.name", "inventory"), attribute.String("service.version", "dev"))
+	for i := range 512 {
+		spans = append(spans, tracetest.SpanStubs{{
+			Name:        "shop.inventory.v1.InventoryService/ListProducts",
+			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(byte(i)), TraceFlags: trace.FlagsSampled}),
+			Parent:      trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(200), TraceFlags: trace.FlagsSampled, Remote: true}),
+			SpanKind:    trace.SpanKindServer,
+			StartTime:   t0,
+			EndTime:     t0.Add(40 * time.Microsecond),
+			Attributes: []attribute.KeyValue{
+				attribute.String("rpc.system.name", "grpc"),
+				attribute.String("rpc.method", "shop.inventory.v1.InventoryService/ListProducts"),
+				attribute.String("trustmesh.caller", "spiffe://shop.example/gateway"),
+				attribute.String("trustmesh.authz.decision", "allow"),
+				attribute.String("trustmesh.authz.rule", "gateway-lists-products"),
+				attribute.String("trustmesh.txn.subject", "spiffe://shop.example/user/alice"),
+				attribute.StringSlice("trustmesh.caller.chain", []string{"spiffe://shop.example/user/alice", "spiffe://shop.example/gateway"}),
+				attribute.String("rpc.response.status_code", "OK"),
+			},
+			Resource:             res,
+			InstrumentationScope: instrumentation.Scope{Name: "github.com/trustmesh/trustmesh/internal/rpcotel"},
+		}}.Snapshots()...)
+	}
+	ctx := context.Background()
+	ref, err := otlptrace.New(ctx, marshalling{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, ex := range []struct {
+		name string
+		exp  sdktrace.SpanExporter
+	}{{"otlptrace", ref}, {"otelenv", &otlpExporter{client: marshalling{}}}} {
+		b.Run(ex.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := ex.exp.ExportSpans(ctx, spans); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+		})
 	}
 }
