@@ -25,6 +25,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/rpcotel"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/telemetry"
 	"github.com/trustmesh/trustmesh/txn"
@@ -240,8 +241,17 @@ func annotate(ctx context.Context) (context.Context, error) {
 // front proxy and, with chain, the caller chain, all in one SetAttributes
 // call: each call on an SDK span may grow (copy) its attribute slice.
 func recordServed(ctx context.Context, span trace.Span, rec *decisionRecord, chain bool) {
+	if p := rpcotel.PendingFor(ctx, span); p != nil {
+		// The mesh's server span: set with its status when it ends.
+		p.KV = servedAttrs(ctx, p.KV, rec, chain)
+		return
+	}
 	var buf [8]attribute.KeyValue
-	attrs := buf[:0]
+	span.SetAttributes(servedAttrs(ctx, buf[:0], rec, chain)...)
+}
+
+// servedAttrs appends to attrs what recordServed sets.
+func servedAttrs(ctx context.Context, attrs []attribute.KeyValue, rec *decisionRecord, chain bool) []attribute.KeyValue {
 	if rec != nil {
 		// allow or dry_run_deny: a denied call never gets here (the
 		// authorizer records its span, with the denied event).
@@ -264,7 +274,7 @@ func recordServed(ctx context.Context, span trace.Span, rec *decisionRecord, cha
 			attrs = append(attrs, telemetry.CallerChainKey.StringSlice(c))
 		}
 	}
-	span.SetAttributes(attrs...)
+	return attrs
 }
 
 // verifiedChain is the caller chain a transaction token and the mTLS peer

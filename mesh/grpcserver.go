@@ -21,6 +21,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/rpcotel"
 )
 
 // GRPCServer is a grpc-go server behind mutual TLS, with health and
@@ -77,9 +78,9 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		grpc.Creds(newServerCredentials(tlsCfg, cfg.log, s.peers)),
 		grpc.MaxConcurrentStreams(cfg.maxStreams),
 	})
+	var in *rpcotel.Instrumentation
 	if t := cfg.telemetry; t != nil {
-		in, err := t.instrumentation(true, t.TrustRemote)
-		if err != nil {
+		if in, err = t.instrumentation(true, t.TrustRemote); err != nil {
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
 		// The span's interceptor, then the one that annotates it.
@@ -92,6 +93,9 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		}
 	}
 	var taps []tap.ServerInHandle
+	if in != nil {
+		taps = append(taps, in.TapHandle())
+	}
 	if cfg.rateLimiter != nil {
 		taps = append(taps, cfg.rateLimiter.TapHandle())
 	}

@@ -54,10 +54,19 @@ func (p *w3cPropagator) Inject(ctx context.Context, carrier propagation.TextMapC
 
 func (p *w3cPropagator) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
 	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
-	if mc, ok := carrier.(propagation.ValuesGetter); ok && len(mc.Values(baggageHeader)) > 1 {
-		return propagation.Baggage{}.Extract(ctx, carrier) // several headers: combined there
+	var h string
+	if mc, ok := carrier.(propagation.ValuesGetter); ok {
+		// One look-up (a gRPC carrier copies what it returns).
+		switch vs := mc.Values(baggageHeader); len(vs) {
+		case 0:
+		case 1:
+			h = vs[0]
+		default:
+			return propagation.Baggage{}.Extract(ctx, carrier) // several headers: combined there
+		}
+	} else {
+		h = carrier.Get(baggageHeader)
 	}
-	h := carrier.Get(baggageHeader)
 	if h == "" {
 		return ctx
 	}

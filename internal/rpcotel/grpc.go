@@ -7,12 +7,66 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 )
+
+// TapHandle returns the grpc-go tap handle that hands a call's metadata,
+// as the transport received it, to [Instrumentation.UnaryServerInterceptor]
+// and its stream form: they read the trace context from it with a map
+// look-up per header instead of a copy (metadata.ValueFromIncomingContext
+// copies what it returns, and compares every key of the metadata with
+// strings.EqualFold to find one that is absent, such as tracestate on most
+// calls). Without it, the interceptors read the incoming metadata of the
+// call's context.
+func (in *Instrumentation) TapHandle() tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if isHealth(info.FullMethodName) {
+			return ctx, nil
+		}
+		return context.WithValue(ctx, tapKey{}, info.Header), nil
+	}
+}
+
+type tapKey struct{}
+
+// grpcCarrier is the propagation carrier of a served grpc-go call: the
+// metadata the tap handle kept (its keys are lower case, as HTTP/2 sends
+// them), else the incoming metadata of ctx.
+func grpcCarrier(ctx context.Context) propagation.TextMapCarrier {
+	if md, ok := ctx.Value(tapKey{}).(metadata.MD); ok {
+		return tapped(md)
+	}
+	return incoming{ctx}
+}
+
+// tapped reads the metadata of a call as the transport received it; the
+// carrier is read-only, and Values returns the metadata's own slice.
+type tapped metadata.MD
+
+func (c tapped) Get(key string) string {
+	if v := c[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c tapped) Values(key string) []string { return c[key] }
+
+func (c tapped) Set(string, string) {} // incoming metadata is read-only
+
+func (c tapped) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
 
 // incoming reads a served call's metadata as a propagation carrier, one
 // key at a time: metadata.FromIncomingContext would copy all of it.
@@ -93,7 +147,7 @@ func (in *Instrumentation) UnaryServerInterceptor() grpc.UnaryServerInterceptor 
 		}
 		m := in.method(info.FullMethod)
 		start := time.Now()
-		ctx, span := in.startServer(ctx, incoming{ctx}, m, sysGRPC)
+		ctx, span := in.startServer(ctx, grpcCarrier(ctx), m, sysGRPC)
 		defer in.endServer(ctx, span, m, start, &err)
 		return handler(ctx, req)
 	}
@@ -108,7 +162,7 @@ func (in *Instrumentation) StreamServerInterceptor() grpc.StreamServerIntercepto
 		}
 		m := in.method(info.FullMethod)
 		start := time.Now()
-		ctx, span := in.startServer(ss.Context(), incoming{ss.Context()}, m, sysGRPC)
+		ctx, span := in.startServer(ss.Context(), grpcCarrier(ss.Context()), m, sysGRPC)
 		defer in.endServer(ctx, span, m, start, &err)
 		return handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
 	}

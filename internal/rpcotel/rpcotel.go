@@ -250,7 +250,37 @@ func (in *Instrumentation) startServer(ctx context.Context, carrier propagation.
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	return in.tracer.Start(ctx, m.name, opts...)
+	ctx, span := in.tracer.Start(ctx, m.name, opts...)
+	if span.IsRecording() {
+		p := &Pending{span: span}
+		p.KV = p.buf[:0]
+		ctx = context.WithValue(ctx, pendingKey{}, p)
+	}
+	return ctx, span
+}
+
+// Pending is what a recording server span of this package gets when it
+// ends, in the SetAttributes call that sets its status: the attributes the
+// mesh's interceptors add while serving (the decision, the caller chain).
+// Each SetAttributes call on an SDK span may grow (copy) its attribute
+// slice; one call at the end grows it once. Append to KV, from the
+// goroutine serving the call, before the handler returns.
+type Pending struct {
+	KV   []attribute.KeyValue
+	buf  [8]attribute.KeyValue
+	span trace.Span
+}
+
+type pendingKey struct{}
+
+// PendingFor returns the pending attributes of span, the span of ctx, when
+// it is a recording server span of this package, and nil otherwise (the
+// caller sets its attributes on the span itself).
+func PendingFor(ctx context.Context, span trace.Span) *Pending {
+	if p, ok := ctx.Value(pendingKey{}).(*Pending); ok && p.span == span {
+		return p
+	}
+	return nil
 }
 
 // startClient starts the client span of a call of m; the caller injects
@@ -266,12 +296,16 @@ func (in *Instrumentation) end(ctx context.Context, span trace.Span, m *method, 
 		code = codeUnknown
 	}
 	if span.IsRecording() {
+		var kv []attribute.KeyValue
+		if p := PendingFor(ctx, span); p != nil {
+			kv = p.KV
+		}
+		kv = append(kv, statusAttrs[code])
 		if in.isError(code) {
 			span.SetStatus(codes.Error, msg)
-			span.SetAttributes(statusAttrs[code], errorTypeAttrs[code])
-		} else {
-			span.SetAttributes(statusAttrs[code])
+			kv = append(kv, errorTypeAttrs[code])
 		}
+		span.SetAttributes(kv...)
 		span.End()
 	}
 	if in.duration.Enabled(ctx) {

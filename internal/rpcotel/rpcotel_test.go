@@ -1,12 +1,16 @@
 package rpcotel
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/tap"
 )
 
 func newTest(t *testing.T, server bool) *Instrumentation {
@@ -57,3 +61,42 @@ func TestNewRefusesMissingProviders(t *testing.T) {
 		t.Fatalf("New(zero config): %v", err)
 	}
 }
+
+// The carrier of a served grpc-go call reads the same from the metadata
+// the tap handle kept as from the call's incoming metadata: present,
+// absent and repeated keys; a health check is not tapped.
+func TestTappedCarrierReadsAsIncoming(t *testing.T) {
+	md := metadata.MD{
+		"traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		"baggage":     {"a=1", "b=2"},
+		"empty":       {},
+	}
+	in := newTest(t, true)
+	tapCtx, err := in.TapHandle()(context.Background(), &tap.Info{FullMethodName: "/pkg.Svc/M", Header: md})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tapped := grpcCarrier(metadata.NewIncomingContext(tapCtx, metadata.MD{"traceparent": {"not this one"}}))
+	plain := grpcCarrier(metadata.NewIncomingContext(context.Background(), md))
+	if _, ok := tapped.(interface{ Values(string) []string }); !ok {
+		t.Fatal("the tapped carrier is no ValuesGetter")
+	}
+	for _, key := range []string{"traceparent", "baggage", "tracestate", "empty"} {
+		if g, w := tapped.Get(key), plain.Get(key); g != w {
+			t.Errorf("Get(%q) = %q from the tap, %q from the context", key, g, w)
+		}
+		g, w := tapped.(propagation.ValuesGetter).Values(key), plain.(propagation.ValuesGetter).Values(key)
+		if !slices.Equal(g, w) {
+			t.Errorf("Values(%q) = %q from the tap, %q from the context", key, g, w)
+		}
+	}
+	if g, w := sorted(tapped.Keys()), sorted(plain.Keys()); !slices.Equal(g, w) {
+		t.Errorf("Keys() = %q from the tap, %q from the context", g, w)
+	}
+	health, _ := in.TapHandle()(context.Background(), &tap.Info{FullMethodName: "/grpc.health.v1.Health/Check", Header: md})
+	if health.Value(tapKey{}) != nil {
+		t.Error("a health check's metadata was tapped")
+	}
+}
+
+func sorted(s []string) []string { slices.Sort(s); return s }
