@@ -252,19 +252,25 @@ func (in *Instrumentation) startServer(ctx context.Context, carrier propagation.
 	}
 	ctx, span := in.tracer.Start(ctx, m.name, opts...)
 	if span.IsRecording() {
-		p := &Pending{span: span}
-		p.KV = p.buf[:0]
+		p := pendings.Get().(*Pending)
+		p.span = span
 		ctx = context.WithValue(ctx, pendingKey{}, p)
 	}
 	return ctx, span
 }
+
+// pendings are reused from call to call: end is done with one once the
+// span has copied its attributes.
+var pendings = sync.Pool{New: func() any { p := new(Pending); p.KV = p.buf[:0]; return p }}
 
 // Pending is what a recording server span of this package gets when it
 // ends, in the SetAttributes call that sets its status: the attributes the
 // mesh's interceptors add while serving (the decision, the caller chain).
 // Each SetAttributes call on an SDK span may grow (copy) its attribute
 // slice; one call at the end grows it once. Append to KV, from the
-// goroutine serving the call, before the handler returns.
+// goroutine serving the call, before the handler returns: once the span
+// ends, the Pending serves another call (PendingFor no longer returns it
+// for this one's span).
 type Pending struct {
 	KV   []attribute.KeyValue
 	buf  [8]attribute.KeyValue
@@ -297,7 +303,8 @@ func (in *Instrumentation) end(ctx context.Context, span trace.Span, m *method, 
 	}
 	if span.IsRecording() {
 		var kv []attribute.KeyValue
-		if p := PendingFor(ctx, span); p != nil {
+		p := PendingFor(ctx, span)
+		if p != nil {
 			kv = p.KV
 		}
 		kv = append(kv, statusAttrs[code])
@@ -307,6 +314,11 @@ func (in *Instrumentation) end(ctx context.Context, span trace.Span, m *method, 
 		}
 		span.SetAttributes(kv...)
 		span.End()
+		if p != nil {
+			clear(p.buf[:])
+			p.KV, p.span = p.buf[:0], nil
+			pendings.Put(p)
+		}
 	}
 	if in.duration.Enabled(ctx) {
 		in.duration.Record(ctx, elapsed.Seconds(), in.recordOption(m, s, code))
