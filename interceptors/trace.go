@@ -200,9 +200,17 @@ func (c mdCarrier) Keys() []string {
 // peer for the calls this handler makes (unless the trace was sampled out:
 // see [sampledOut]). It audits the decision when the authorizer asked for
 // it, with the span's IDs.
-func annotate(ctx context.Context) (context.Context, error) {
-	span := trace.SpanFromContext(ctx)
+func annotate(ctx context.Context, method string) (context.Context, error) {
 	rec, hasRec := ctx.Value(decisionKey{}).(decisionRecord)
+	if rpcotel.IsHealth(method) {
+		// Not instrumented, and it calls nothing: no span to annotate, no
+		// chain or transaction token to pass on. Its audit stays.
+		if hasRec && rec.audit != nil {
+			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
+		}
+		return ctx, nil
+	}
+	span := trace.SpanFromContext(ctx)
 	if hasRec {
 		if rec.mint != nil {
 			tok, err := rec.mint.mintTxn(ctx, rec.caller, rec.method)
@@ -329,8 +337,8 @@ func appendChain(ctx context.Context, self spiffeid.ID) context.Context {
 // the authorization decision and the caller chain on the server span. It
 // runs after [UnaryServerIdentity], inside the OpenTelemetry stats handler.
 func UnaryServerTrace() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := annotate(ctx)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, err := annotate(ctx, info.FullMethod)
 		if err != nil {
 			return nil, status.Error(grpccodes.Unavailable, err.Error())
 		}
@@ -340,8 +348,8 @@ func UnaryServerTrace() grpc.UnaryServerInterceptor {
 
 // StreamServerTrace is the streaming form of [UnaryServerTrace].
 func StreamServerTrace() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := annotate(ss.Context())
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, err := annotate(ss.Context(), info.FullMethod)
 		if err != nil {
 			return status.Error(grpccodes.Unavailable, err.Error())
 		}
@@ -390,7 +398,7 @@ func (c connectTrace) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(appendChain(ctx, c.self), req)
 		}
-		ctx, err := annotate(ctx)
+		ctx, err := annotate(ctx, req.Spec().Procedure)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeUnavailable, err)
 		}
@@ -406,7 +414,7 @@ func (c connectTrace) WrapStreamingClient(next connect.StreamingClientFunc) conn
 
 func (c connectTrace) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := annotate(ctx)
+		ctx, err := annotate(ctx, conn.Spec().Procedure)
 		if err != nil {
 			return connect.NewError(connect.CodeUnavailable, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -28,6 +30,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/telemetry"
@@ -127,10 +130,16 @@ type greetClient struct {
 // connect-go's client protocol ("grpc" or "connect").
 func instrumentedPair(t *testing.T, stack, protocol string, tel mesh.Telemetry) greetClient {
 	t.Helper()
+	return instrumentedPairWith(t, stack, protocol, tel, spanPolicy(t))
+}
+
+// instrumentedPairWith is instrumentedPair with the server's authorizer.
+func instrumentedPairWith(t *testing.T, stack, protocol string, tel mesh.Telemetry, authz *interceptors.Authorizer) greetClient {
+	t.Helper()
 	pki := testpki.New(t, "example.org")
 	server := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
 	client := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
-	sopts := mesh.WithServerOptions(mesh.WithAuthorizer(spanPolicy(t)), mesh.WithTelemetry(tel))
+	sopts := mesh.WithServerOptions(mesh.WithAuthorizer(authz), mesh.WithTelemetry(tel))
 	if stack == "grpc-go" {
 		srv, err := mesh.NewGRPCServer(server, sopts)
 		if err != nil {
@@ -392,6 +401,51 @@ func (g healthCallingGreeter) Greet(ctx context.Context, _ *greetv1.GreetRequest
 		return nil, err
 	}
 	return &greetv1.GreetResponse{Greeting: "hi"}, nil
+}
+
+// TestHealthChecksAreAuditedNotTraced: on both stacks, a health check
+// under a caller's trace makes no span, and an allowed one is still
+// audited (the audit of an allowed call waits for its span, which a health
+// check never gets); a call beside it is traced and audited with its span.
+func TestHealthChecksAreAuditedNotTraced(t *testing.T) {
+	t.Parallel()
+	for _, stack := range []string{"grpc-go", "connect-go"} {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			spans := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+			tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C(), TrustRemote: true}
+			var logs testsync.Buffer
+			e, err := policy.Compile(policy.Merge(policy.Policy{Rules: []policy.Rule{
+				{Name: "friend", Effect: policy.Allow, From: []string{friendID}, To: []string{"/greet.v1.GreetService/*"}},
+			}}, mesh.AllowStandardMethods(friendID)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			authz, err := interceptors.NewAuthorizer(e, interceptors.WithAuditAllows(1), interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := instrumentedPairWith(t, stack, "grpc", tel, authz)
+			ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")
+			if err := c.health(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := spanNames(spans.Ended()); len(got) != 0 {
+				t.Fatalf("a health check made spans %v", got)
+			}
+			if err := c.greet(ctx, "ok"); err != nil {
+				t.Fatal(err)
+			}
+			parent.End()
+			out := logs.String()
+			health := regexp.MustCompile(`msg="authz decision" caller=spiffe://example.org/ns/app/sa/friend method=/grpc.health.v1.Health/Check decision=allow rule=\S+ dry_run=false\n`)
+			greet := regexp.MustCompile(`msg="authz decision" caller=spiffe://example.org/ns/app/sa/friend method=/greet.v1.GreetService/Greet decision=allow rule=friend dry_run=false trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16}\n`)
+			if !health.MatchString(out) || !greet.MatchString(out) {
+				t.Fatalf("audit log lacks the health check's or the call's line:\n%s", out)
+			}
+		})
+	}
 }
 
 // TestHealthCheckInsideACallLeavesItsSpan: a health check a grpc-go handler

@@ -49,7 +49,7 @@ func (c connectInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 	in := c.in
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		spec := req.Spec()
-		if isHealth(spec.Procedure) || spec.IsClient == in.server {
+		if IsHealth(spec.Procedure) || spec.IsClient == in.server {
 			return next(ctx, req)
 		}
 		m, s := in.method(spec.Procedure), connectSystem(req.Peer().Protocol)
@@ -75,7 +75,7 @@ func (c connectInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 	}
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		spec := conn.Spec()
-		if isHealth(spec.Procedure) {
+		if IsHealth(spec.Procedure) {
 			return next(ctx, conn)
 		}
 		m, s := in.method(spec.Procedure), connectSystem(conn.Peer().Protocol)
@@ -94,7 +94,7 @@ func (c connectInterceptor) WrapStreamingClient(next connect.StreamingClientFunc
 		return next
 	}
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		if isHealth(spec.Procedure) {
+		if IsHealth(spec.Procedure) {
 			return next(ctx, spec)
 		}
 		m := in.method(spec.Procedure)

@@ -26,7 +26,7 @@ import (
 // call's context.
 func (in *Instrumentation) TapHandle() tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
-		if isHealth(info.FullMethodName) {
+		if IsHealth(info.FullMethodName) {
 			return ctx, nil
 		}
 		return context.WithValue(ctx, tapKey{}, info.Header), nil
@@ -142,7 +142,7 @@ func inject(ctx context.Context, in *Instrumentation) context.Context {
 // and before those that annotate the span.
 func (in *Instrumentation) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (_ any, err error) {
-		if isHealth(info.FullMethod) {
+		if IsHealth(info.FullMethod) {
 			return handler(ctx, req)
 		}
 		m := in.method(info.FullMethod)
@@ -157,7 +157,7 @@ func (in *Instrumentation) UnaryServerInterceptor() grpc.UnaryServerInterceptor 
 // [Instrumentation.UnaryServerInterceptor].
 func (in *Instrumentation) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		if isHealth(info.FullMethod) {
+		if IsHealth(info.FullMethod) {
 			return handler(srv, ss)
 		}
 		m := in.method(info.FullMethod)
@@ -199,7 +199,7 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 // Put it after the interceptors that change the baggage (the caller chain).
 func (in *Instrumentation) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if isHealth(method) {
+		if IsHealth(method) {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		m := in.method(method)
@@ -218,7 +218,7 @@ func (in *Instrumentation) UnaryClientInterceptor() grpc.UnaryClientInterceptor 
 // it is received), or when the call's context ends.
 func (in *Instrumentation) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		if isHealth(method) {
+		if IsHealth(method) {
 			return streamer(ctx, desc, cc, method, opts...)
 		}
 		m := in.method(method)

@@ -329,4 +329,6 @@ func (in *Instrumentation) end(ctx context.Context, span trace.Span, m *method, 
 // instrumented.
 const healthPrefix = "/grpc.health.v1.Health/"
 
-func isHealth(full string) bool { return strings.HasPrefix(full, healthPrefix) }
+// IsHealth reports whether full ("/pkg.Service/Method") is a method of the
+// gRPC health service, which is not instrumented.
+func IsHealth(full string) bool { return strings.HasPrefix(full, healthPrefix) }
