@@ -228,7 +228,7 @@ MESHBENCH_FLAGS ?=
 .PHONY: bench-mesh
 bench-mesh: ## server CPU and allocations per call, and latency at concurrency 1, of bare grpc-go / connect-go and trustmesh (telemetry off / unsampled / always-on; shop serve; PlaceOrder end to end), each server in its own process (see BENCHMARKS.md)
 	@mkdir -p bin
-	cd bench && $(GO) build -o ../bin/meshbench ./meshbench
+	cd bench && $(GO) build -tags '$(BUILD_TAGS)' -o ../bin/meshbench ./meshbench
 	bin/meshbench $(MESHBENCH_FLAGS)
 
 .PHONY: bench-rss
