@@ -278,8 +278,8 @@ func servedAttrs(ctx context.Context, attrs []attribute.KeyValue, rec *decisionR
 			// verified, not the informational baggage: the subject, the
 			// workload that minted the token (req_wl) and the direct peer.
 			attrs = append(attrs, telemetry.CallerChainKey.StringSlice(verifiedChain(tok, ctx)))
-		} else if c, ok := telemetry.ChainFromContext(ctx); ok {
-			attrs = append(attrs, telemetry.CallerChainKey.StringSlice(c))
+		} else if c, ok := telemetry.ChainAttribute(ctx); ok {
+			attrs = append(attrs, c)
 		}
 	}
 	return attrs

@@ -2,9 +2,13 @@ package telemetry
 
 import (
 	"context"
+	"hash/maphash"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
 )
 
@@ -49,14 +53,14 @@ func AppendChain(ctx context.Context, id spiffeid.ID) context.Context {
 	value := id.String()
 	if m := bag.Member(ChainMember); m.Key() != "" {
 		old := m.Value()
-		n, ok := checkChain(old)
-		if !ok {
+		c := chains.parse(old)
+		if !c.ok {
 			return baggage.ContextWithBaggage(ctx, bag.DeleteMember(ChainMember))
 		}
-		if old[strings.LastIndex(old, chainSep)+1:] == value {
+		if c.ids[len(c.ids)-1] == value {
 			return ctx // already the last hop
 		}
-		if n >= MaxChain {
+		if len(c.ids) >= MaxChain {
 			return baggage.ContextWithBaggage(ctx, bag.DeleteMember(ChainMember))
 		}
 		value = old + chainSep + value
@@ -79,11 +83,61 @@ func AppendChain(ctx context.Context, id spiffeid.ID) context.Context {
 // The chain is informational only (callers can write anything into baggage):
 // record it on spans ([RecordChain]), never authorize on it.
 func ChainFromContext(ctx context.Context) ([]string, bool) {
-	v := baggage.FromContext(ctx).Member(ChainMember).Value()
-	if _, ok := checkChain(v); !ok {
+	c := chains.parse(baggage.FromContext(ctx).Member(ChainMember).Value())
+	if !c.ok {
 		return nil, false
 	}
-	return strings.Split(v, chainSep), true
+	return slices.Clone(c.ids), true
+}
+
+// ChainAttribute returns the caller chain in ctx's baggage as the
+// [CallerChainKey] attribute, and whether there was a usable one: the
+// attribute CallerChainKey.StringSlice of what [ChainFromContext] returns,
+// built once per distinct chain (a mesh's calls carry a few chains over and
+// over).
+func ChainAttribute(ctx context.Context) (attribute.KeyValue, bool) {
+	c := chains.parse(baggage.FromContext(ctx).Member(ChainMember).Value())
+	return c.attr, c.ok
+}
+
+// chains remembers the chain values seen lately, checked and split: checking
+// one parses every SPIFFE ID in it, and a mesh's calls carry the same few
+// chains over and over. Direct-mapped by the value's hash, 256 slots, so
+// that memory stays bounded whatever callers send: a value it does not hold
+// is checked as usual and replaces the one in its slot.
+var chains = chainCache{seed: maphash.MakeSeed()}
+
+type chainCache struct {
+	seed  maphash.Seed
+	slots [256]atomic.Pointer[parsedChain]
+}
+
+// parsedChain is a chain value, checked: when ok, its IDs and the span
+// attribute of them. Shared by every call with that value: never modified.
+type parsedChain struct {
+	value string
+	ok    bool
+	ids   []string
+	attr  attribute.KeyValue
+}
+
+var noChain = &parsedChain{}
+
+func (c *chainCache) parse(v string) *parsedChain {
+	if v == "" {
+		return noChain
+	}
+	slot := &c.slots[maphash.String(c.seed, v)%uint64(len(c.slots))]
+	if p := slot.Load(); p != nil && p.value == v {
+		return p
+	}
+	p := &parsedChain{value: v}
+	if _, p.ok = checkChain(v); p.ok {
+		p.ids = strings.Split(v, chainSep)
+		p.attr = CallerChainKey.StringSlice(p.ids)
+	}
+	slot.Store(p)
+	return p
 }
 
 // checkChain reports how many IDs the chain value v holds and whether it is

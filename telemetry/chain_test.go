@@ -153,3 +153,35 @@ func ExampleAppendChain() {
 	// spiffe://shop.example/user/alice
 	// spiffe://shop.example/ns/shop/sa/gateway
 }
+
+// TestChainsAreParsedOnceAndShared: ChainAttribute is the attribute of what
+// ChainFromContext returns, for chains good and bad, seen once or again, and
+// more distinct chains than the parse cache holds; ChainFromContext hands
+// out a copy, so a caller that edits it changes nothing for the next one.
+func TestChainsAreParsedOnceAndShared(t *testing.T) {
+	t.Parallel()
+	values := []string{user, user + "," + gateway, "not-a-spiffe-id", user + ",", strings.Join(ids(telemetry.MaxChain+1), ",")}
+	for i := range 600 { // past the cache's 256 slots: collisions replace entries
+		values = append(values, user+fmt.Sprintf(",spiffe://shop.example/ns/shop/sa/n%d", i))
+	}
+	for round := range 2 {
+		for _, v := range values {
+			ctx := withChain(t, v)
+			chain, ok := telemetry.ChainFromContext(ctx)
+			attr, aok := telemetry.ChainAttribute(ctx)
+			if ok != aok {
+				t.Fatalf("round %d, %q: ChainFromContext ok=%v, ChainAttribute ok=%v", round, v, ok, aok)
+			}
+			if !ok {
+				continue
+			}
+			if want := strings.Split(v, ","); !slices.Equal(chain, want) {
+				t.Fatalf("round %d, %q: chain %q", round, v, chain)
+			}
+			if attr.Key != telemetry.CallerChainKey || !slices.Equal(attr.Value.AsStringSlice(), chain) {
+				t.Fatalf("round %d, %q: attribute %v", round, v, attr)
+			}
+			chain[0] = "edited"
+		}
+	}
+}
