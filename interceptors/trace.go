@@ -201,15 +201,11 @@ func (c mdCarrier) Keys() []string {
 // see [sampledOut]). It audits the decision when the authorizer asked for
 // it, with the span's IDs.
 func annotate(ctx context.Context, method string) (context.Context, error) {
+	// A health check is not instrumented (it has no span of its own) and
+	// calls nothing (no chain to pass on): it gets its token and audit, as
+	// without telemetry, and nothing else.
+	health := rpcotel.IsHealth(method)
 	rec, hasRec := ctx.Value(decisionKey{}).(decisionRecord)
-	if rpcotel.IsHealth(method) {
-		// Not instrumented, and it calls nothing: no span to annotate, no
-		// chain or transaction token to pass on. Its audit stays.
-		if hasRec && rec.audit != nil {
-			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
-		}
-		return ctx, nil
-	}
 	span := trace.SpanFromContext(ctx)
 	if hasRec {
 		if rec.mint != nil {
@@ -217,7 +213,7 @@ func annotate(ctx context.Context, method string) (context.Context, error) {
 			if err != nil {
 				rec.mint.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
 					slog.String("caller", rec.caller.ID.String()), slog.String("method", clip.Counted(rec.method, maxEcho)), slog.String("error", err.Error()))
-				if span.IsRecording() {
+				if !health && span.IsRecording() {
 					recordServed(ctx, span, &rec, false)
 				}
 				return ctx, errMint
@@ -228,7 +224,7 @@ func annotate(ctx context.Context, method string) (context.Context, error) {
 			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
 		}
 	}
-	if sampledOut(span) {
+	if health || sampledOut(span) {
 		return ctx, nil
 	}
 	if p, ok := identity.FromContext(ctx); ok {
@@ -246,8 +242,11 @@ func annotate(ctx context.Context, method string) (context.Context, error) {
 
 // recordServed sets on the recording server span the decision (rec, when
 // the authorizer left one), the transaction token's subject and id, the
-// front proxy and, with chain, the caller chain, all in one SetAttributes
-// call: each call on an SDK span may grow (copy) its attribute slice.
+// front proxy and, with chain, the caller chain, in one SetAttributes call
+// (each call on an SDK span may grow, copy, its attribute slice): on the
+// mesh's own server span, the one that sets its status when it ends
+// (rpcotel.Pending), so they are set then, after the handler's own (on an
+// attribute key both set, the mesh's value is the one kept).
 func recordServed(ctx context.Context, span trace.Span, rec *decisionRecord, chain bool) {
 	if p := rpcotel.PendingFor(ctx, span); p != nil {
 		// The mesh's server span: set with its status when it ends.

@@ -121,11 +121,12 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 }
 
 // newGRPC is grpc.NewServer, with its panic on a second InTapHandle (the
-// mesh's authorization uses the only one) turned into an error.
+// mesh's telemetry, rate limit and authorization use the only one) turned
+// into an error.
 func newGRPC(opts []grpc.ServerOption) (srv *grpc.Server, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("mesh: NewGRPCServer: %v (do not pass grpc.InTapHandle in WithGRPCServerOptions: the mesh's rate limit and authorization use it)", p)
+			err = fmt.Errorf("mesh: NewGRPCServer: %v (do not pass grpc.InTapHandle in WithGRPCServerOptions: the mesh's telemetry, rate limit and authorization use it)", p)
 		}
 	}()
 	return grpc.NewServer(opts...), nil

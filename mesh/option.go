@@ -239,9 +239,11 @@ func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 // WithGRPCServerOptions adds raw grpc-go server options (stats handlers,
 // message size limits, ...) to a [GRPCServer]. They are applied before the
 // mesh's own, so transport credentials given here are replaced by the
-// mesh's mTLS; interceptors given here run before the mesh's. Do not pass
-// grpc.InTapHandle: grpc-go takes only one, and the mesh's authorization
-// uses it (NewGRPCServer returns an error saying so).
+// mesh's mTLS; interceptors given here run before the mesh's (a traced
+// server reads the caller's trace context from the metadata as it was
+// received, so they cannot change it). Do not pass grpc.InTapHandle:
+// grpc-go takes only one, and the mesh's telemetry, rate limit and
+// authorization use it (NewGRPCServer returns an error saying so).
 func WithGRPCServerOptions(opts ...grpc.ServerOption) GRPCServerOption {
 	return grpcServerOption(func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) })
 }

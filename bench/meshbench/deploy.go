@@ -83,7 +83,7 @@ func (h *harness) buildShop(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-o", h.shop, "./cmd/shop") // as `make build`
 	cmd.Dir = h.root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("meshbench: shop serve: go build ./cmd/shop in %s: %w: %s", h.root, err, firstLine(out))
+		return fmt.Errorf("meshbench: shop serve: go build -tags grpcnotrace ./cmd/shop in %s: %w: %s", h.root, err, firstLine(out))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,17 +47,30 @@ func grpcCarrier(ctx context.Context) propagation.TextMapCarrier {
 }
 
 // tapped reads the metadata of a call as the transport received it; the
-// carrier is read-only, and Values returns the metadata's own slice.
+// carrier is read-only, and Values returns the metadata's own slice. Keys
+// are matched in any case, as metadata.MD.Get does (a propagator may ask
+// for "X-Amzn-Trace-Id"); the metadata's own keys are lower case.
 type tapped metadata.MD
 
 func (c tapped) Get(key string) string {
-	if v := c[key]; len(v) > 0 {
+	if v := c[lower(key)]; len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-func (c tapped) Values(key string) []string { return c[key] }
+func (c tapped) Values(key string) []string { return c[lower(key)] }
+
+// lower is strings.ToLower, without a copy for a key already in lower case
+// (the W3C propagators' are).
+func lower(key string) string {
+	for i := range len(key) {
+		if 'A' <= key[i] && key[i] <= 'Z' {
+			return strings.ToLower(key)
+		}
+	}
+	return key
+}
 
 func (c tapped) Set(string, string) {} // incoming metadata is read-only
 

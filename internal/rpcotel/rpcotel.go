@@ -253,7 +253,7 @@ func (in *Instrumentation) startServer(ctx context.Context, carrier propagation.
 	ctx, span := in.tracer.Start(ctx, m.name, opts...)
 	if span.IsRecording() {
 		p := pendings.Get().(*Pending)
-		p.span = span
+		p.sc = span.SpanContext()
 		ctx = context.WithValue(ctx, pendingKey{}, p)
 	}
 	return ctx, span
@@ -267,26 +267,32 @@ var pendings = sync.Pool{New: func() any { p := new(Pending); p.KV = p.buf[:0]; 
 // ends, in the SetAttributes call that sets its status: the attributes the
 // mesh's interceptors add while serving (the decision, the caller chain).
 // Each SetAttributes call on an SDK span may grow (copy) its attribute
-// slice; one call at the end grows it once. Append to KV, from the
-// goroutine serving the call, before the handler returns: once the span
-// ends, the Pending serves another call (PendingFor no longer returns it
-// for this one's span).
+// slice; one call at the end grows it once. Only the mesh's server
+// interceptors use it, from the goroutine serving the call, before the
+// handler runs: once the span ends, the Pending serves another call, so
+// nothing may look it up after that (client spans made under the served
+// call's context never do).
 type Pending struct {
-	KV   []attribute.KeyValue
-	buf  [8]attribute.KeyValue
-	span trace.Span
+	KV  []attribute.KeyValue
+	buf [8]attribute.KeyValue
+	sc  trace.SpanContext // of the span it is for (spans need not be comparable)
 }
 
 type pendingKey struct{}
 
 // PendingFor returns the pending attributes of span, the span of ctx, when
 // it is a recording server span of this package, and nil otherwise (the
-// caller sets its attributes on the span itself).
+// caller sets its attributes on the span itself). Call it only while
+// serving the call, before its handler returns.
 func PendingFor(ctx context.Context, span trace.Span) *Pending {
-	if p, ok := ctx.Value(pendingKey{}).(*Pending); ok && p.span == span {
+	if p, ok := ctx.Value(pendingKey{}).(*Pending); ok && sameSpan(p.sc, span.SpanContext()) {
 		return p
 	}
 	return nil
+}
+
+func sameSpan(a, b trace.SpanContext) bool {
+	return a.SpanID() == b.SpanID() && a.TraceID() == b.TraceID()
 }
 
 // startClient starts the client span of a call of m; the caller injects
@@ -303,9 +309,11 @@ func (in *Instrumentation) end(ctx context.Context, span trace.Span, m *method, 
 	}
 	if span.IsRecording() {
 		var kv []attribute.KeyValue
-		p := PendingFor(ctx, span)
-		if p != nil {
-			kv = p.KV
+		var p *Pending
+		if in.server { // a client span's ctx may hold the served call's Pending
+			if p = PendingFor(ctx, span); p != nil {
+				kv = p.KV
+			}
 		}
 		kv = append(kv, statusAttrs[code])
 		if in.isError(code) {
@@ -316,7 +324,7 @@ func (in *Instrumentation) end(ctx context.Context, span trace.Span, m *method, 
 		span.End()
 		if p != nil {
 			clear(p.buf[:])
-			p.KV, p.span = p.buf[:0], nil
+			p.KV, p.sc = p.buf[:0], trace.SpanContext{}
 			pendings.Put(p)
 		}
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/propagation"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/metadata"
@@ -64,12 +67,14 @@ func TestNewRefusesMissingProviders(t *testing.T) {
 
 // The carrier of a served grpc-go call reads the same from the metadata
 // the tap handle kept as from the call's incoming metadata: present,
-// absent and repeated keys; a health check is not tapped.
+// absent and repeated keys, asked for in any case (a tapped carrier once
+// found "X-Amzn-Trace-Id" nowhere); a health check is not tapped.
 func TestTappedCarrierReadsAsIncoming(t *testing.T) {
 	md := metadata.MD{
-		"traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-		"baggage":     {"a=1", "b=2"},
-		"empty":       {},
+		"traceparent":     {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		"baggage":         {"a=1", "b=2"},
+		"empty":           {},
+		"x-amzn-trace-id": {"Root=1-5759e988-bd862e3fe1be46a994272793"}, // asked for as X-Amzn-Trace-Id
 	}
 	in := newTest(t, true)
 	tapCtx, err := in.TapHandle()(context.Background(), &tap.Info{FullMethodName: "/pkg.Svc/M", Header: md})
@@ -81,7 +86,7 @@ func TestTappedCarrierReadsAsIncoming(t *testing.T) {
 	if _, ok := tapped.(interface{ Values(string) []string }); !ok {
 		t.Fatal("the tapped carrier is no ValuesGetter")
 	}
-	for _, key := range []string{"traceparent", "baggage", "tracestate", "empty"} {
+	for _, key := range []string{"traceparent", "baggage", "tracestate", "empty", "X-Amzn-Trace-Id", "Baggage"} {
 		if g, w := tapped.Get(key), plain.Get(key); g != w {
 			t.Errorf("Get(%q) = %q from the tap, %q from the context", key, g, w)
 		}
@@ -100,3 +105,33 @@ func TestTappedCarrierReadsAsIncoming(t *testing.T) {
 }
 
 func sorted(s []string) []string { slices.Sort(s); return s }
+
+// A client call made under a served call's context may end after the
+// served call has (a stream ended by its context, a detached call): its
+// end must not touch the served call's Pending, which by then serves
+// another call. Under -race this failed when a client span's end looked
+// the Pending up.
+func TestClientEndLeavesTheServedCallsPending(t *testing.T) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	cfg := Config{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: propagation.TraceContext{}, TrustRemote: true}
+	srv, err := New(cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, cm := srv.method("/pkg.Svc/M"), cli.method("/pkg.Svc/Down")
+	var late sync.WaitGroup
+	for range 200 {
+		ctx, span := srv.startServer(context.Background(), propagation.MapCarrier{}, m, sysGRPC)
+		if PendingFor(ctx, span) == nil {
+			t.Fatal("a recording server span has no Pending")
+		}
+		cctx, cspan := cli.startClient(ctx, cm, sysGRPC)
+		srv.end(ctx, span, m, sysGRPC, 0, "", time.Millisecond) // the Pending goes back to the pool
+		late.Go(func() { cli.end(cctx, cspan, cm, sysGRPC, 0, "", time.Millisecond) })
+	}
+	late.Wait()
+}

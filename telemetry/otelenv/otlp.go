@@ -65,7 +65,9 @@ func newOTLPExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
 // them, resource and scope groups in the order first seen, with one
 // difference: a string that is not valid UTF-8 (an attribute value, a
 // name) is sent with its invalid bytes replaced by U+FFFD, where otlptrace
-// fails the whole batch (protobuf refuses to marshal it). The OTLP
+// fails the whole batch (protobuf refuses to marshal it); and the clients'
+// experimental self-observability (OTEL_GO_X_OBSERVABILITY) counts no
+// spans in the requests, whose spans it does not see. The OTLP
 // clients marshal a request before UploadTraces returns, so the buffer
 // is reused by the next batch; exports run one at a time.
 type otlpExporter struct {
