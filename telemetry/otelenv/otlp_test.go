@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -471,4 +472,53 @@ func BenchmarkOTLPExport(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
 		})
 	}
+}
+
+// FuzzOTLPEncoding: for any span name, attribute key and values (valid
+// UTF-8: otlptrace refuses the rest, see TestOTLPInvalidUTF8IsReplaced),
+// the request the exporter sends decodes to otlptrace's.
+func FuzzOTLPEncoding(f *testing.F) {
+	f.Add("svc/M", "k", "v", int64(-1), 0.5, true, []byte{1, 2}, uint8(3))
+	f.Add("", "", "", int64(0), 0.0, false, []byte(nil), uint8(0))
+	f.Add(strings.Repeat("n", 300), "ключ", strings.Repeat("é", 5000), int64(1)<<62, -1e300, true, make([]byte, 200), uint8(255))
+	f.Fuzz(func(t *testing.T, name, key, val string, i int64, fl float64, b bool, raw []byte, n uint8) {
+		if !utf8.ValidString(name) || !utf8.ValidString(key) || !utf8.ValidString(val) {
+			t.Skip()
+		}
+		vals := make([]string, n%20)
+		for j := range vals {
+			vals[j] = val[:len(val)*j/len(vals)]
+			if !utf8.ValidString(vals[j]) {
+				vals[j] = val
+			}
+		}
+		k := attribute.Key(key)
+		spans := tracetest.SpanStubs{{
+			Name:        name,
+			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID(n), TraceFlags: trace.TraceFlags(n)}),
+			StartTime:   t0,
+			EndTime:     t0.Add(time.Duration(i)),
+			Attributes: []attribute.KeyValue{k.String(val), k.Int64(i), k.Float64(fl), k.Bool(b), k.StringSlice(vals),
+				attribute.ByteSlice(key, raw), attribute.Int64Slice(key, []int64{i, -i}), attribute.Map(key, k.String(val))},
+			Status:               sdktrace.Status{Code: codes.Code(n % 3), Description: val},
+			Events:               []sdktrace.Event{{Name: val, Time: t0, Attributes: []attribute.KeyValue{k.String(name)}}},
+			Resource:             resource.NewSchemaless(k.String(val)),
+			InstrumentationScope: instrumentation.Scope{Name: name, Version: val},
+		}}.Snapshots()
+		ctx := context.Background()
+		theirs, ours := &capture{}, &capture{}
+		ref, err := otlptrace.New(ctx, theirs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ref.ExportSpans(ctx, spans); err != nil {
+			t.Skip() // otlptrace refuses it (e.g. a float it cannot encode): nothing to compare
+		}
+		if err := (&otlpExporter{client: ours}).ExportSpans(ctx, spans); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := canonical(t, ours.reqs[0]), canonical(t, theirs.reqs[0]); got != want {
+			t.Fatalf("the request differs from otlptrace's")
+		}
+	})
 }
