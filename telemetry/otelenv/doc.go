@@ -5,7 +5,12 @@
 // go.opentelemetry.io/contrib/exporters/autoexport, the sampler from
 // OTEL_TRACES_SAMPLER, the resource from OTEL_SERVICE_NAME and
 // OTEL_RESOURCE_ATTRIBUTES) with W3C trace context and baggage propagation,
-// and [Providers.Shutdown] flushes both. [DefaultToConsoleTree] prints traces
+// and [Providers.Shutdown] flushes both. With OTEL_TRACES_EXPORTER=otlp the
+// span exporter is otelenv's own: the OTLP client autoexport would build
+// (HTTP or gRPC, the same OTEL_EXPORTER_OTLP_* settings), fed the protobuf
+// encoding of each batch, which otelenv writes itself at a fraction of
+// otlptrace's cost per span (a string that is not valid UTF-8 is sent with
+// U+FFFD where otlptrace fails the batch). [DefaultToConsoleTree] prints traces
 // as trees ([github.com/trustmesh/trustmesh/telemetry/tracetree]) when the
 // environment names no exporter, as `shop up` does. With
 // OTEL_METRICS_EXPORTER=prometheus, each Providers serves its own /metrics
