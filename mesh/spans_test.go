@@ -16,7 +16,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -102,7 +101,7 @@ func (spanConnectGreeter) Count(_ context.Context, req *connect.Request[greetv1.
 }
 
 // spanPolicy lets the friend greet, count and check health.
-func spanPolicy(t *testing.T) *interceptors.Authorizer {
+func spanPolicy(t *testing.T, opts ...interceptors.AuthorizerOption) *interceptors.Authorizer {
 	t.Helper()
 	e, err := policy.Compile(policy.Merge(policy.Policy{Rules: []policy.Rule{
 		{Name: "friend", Effect: policy.Allow, From: []string{friendID}, To: []string{"/greet.v1.GreetService/*"}},
@@ -110,11 +109,24 @@ func spanPolicy(t *testing.T) *interceptors.Authorizer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := interceptors.NewAuthorizer(e)
+	a, err := interceptors.NewAuthorizer(e, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// recorded is telemetry that records: an SDK tracer provider with a span
+// recorder, a meter provider with a manual reader, the W3C propagator and
+// TrustRemote (a test of the edge rule clears it).
+func recorded(t *testing.T) (mesh.Telemetry, *tracetest.SpanRecorder, *sdkmetric.ManualReader) {
+	t.Helper()
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
+	return mesh.Telemetry{TracerProvider: tp, MeterProvider: mp, Propagator: telemetry.W3C(), TrustRemote: true}, spans, reader
 }
 
 // greetClient is what each stack's client does: greet with a name, count
@@ -248,12 +260,8 @@ func TestRPCSpansAndMetrics(t *testing.T) {
 	} {
 		t.Run(tc.stack+"/"+tc.protocol, func(t *testing.T) {
 			t.Parallel()
-			spans := tracetest.NewSpanRecorder()
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-			reader := sdkmetric.NewManualReader()
-			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-			t.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
-			c := instrumentedPair(t, tc.stack, tc.protocol, mesh.Telemetry{TracerProvider: tp, MeterProvider: mp, Propagator: telemetry.W3C(), TrustRemote: true})
+			tel, spans, reader := recorded(t)
+			c := instrumentedPair(t, tc.stack, tc.protocol, tel)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -412,22 +420,11 @@ func TestHealthChecksAreAuditedNotTraced(t *testing.T) {
 	for _, stack := range []string{"grpc-go", "connect-go"} {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
-			spans := tracetest.NewSpanRecorder()
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-			tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C(), TrustRemote: true}
+			tel, spans, _ := recorded(t)
 			var logs testsync.Buffer
-			e, err := policy.Compile(policy.Merge(policy.Policy{Rules: []policy.Rule{
-				{Name: "friend", Effect: policy.Allow, From: []string{friendID}, To: []string{"/greet.v1.GreetService/*"}},
-			}}, mesh.AllowStandardMethods(friendID)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			authz, err := interceptors.NewAuthorizer(e, interceptors.WithAuditAllows(1), interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-			if err != nil {
-				t.Fatal(err)
-			}
+			authz := spanPolicy(t, interceptors.WithAuditAllows(1), interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			c := instrumentedPairWith(t, stack, "grpc", tel, authz)
-			ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")
+			ctx, parent := tel.TracerProvider.Tracer("test").Start(context.Background(), "caller")
 			if err := c.health(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -456,11 +453,7 @@ func TestHealthChecksAreAuditedNotTraced(t *testing.T) {
 // check did).
 func TestHealthCheckInsideACallLeavesItsSpan(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: mp, Propagator: telemetry.W3C(), TrustRemote: true}
+	tel, spans, reader := recorded(t)
 	pki := testpki.New(t, "example.org")
 	server := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
 	friend := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
@@ -514,13 +507,11 @@ func TestHealthCheckInsideACallLeavesItsSpan(t *testing.T) {
 // series), and a served one does.
 func TestUnservedMethodMakesNoSeries(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	tel, spans, reader := recorded(t)
+	tel.TrustRemote = false
 	pki := testpki.New(t, "example.org")
 	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
-		mesh.WithAuthorizer(spanPolicy(t)), mesh.WithTelemetry(mesh.Telemetry{TracerProvider: tp, MeterProvider: mp, Propagator: telemetry.W3C()}))
+		mesh.WithAuthorizer(spanPolicy(t)), mesh.WithTelemetry(tel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,9 +555,7 @@ func TestAbandonedStreamEndsItsSpan(t *testing.T) {
 	for _, stack := range []string{"grpc-go", "connect-go"} {
 		t.Run(stack, func(t *testing.T) {
 			t.Parallel()
-			spans := tracetest.NewSpanRecorder()
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-			tel := mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C()}
+			tel, spans, _ := recorded(t)
 			pki := testpki.New(t, "example.org")
 			server := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
 			client := mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()}
@@ -642,9 +631,8 @@ func TestAbandonedStreamEndsItsSpan(t *testing.T) {
 // mesh's recovery.
 func TestPanickingHandlerEndsItsSpan(t *testing.T) {
 	t.Parallel()
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	c := instrumentedPair(t, "grpc-go", "grpc", mesh.Telemetry{TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider(), Propagator: telemetry.W3C(), TrustRemote: true})
+	tel, spans, _ := recorded(t)
+	c := instrumentedPair(t, "grpc-go", "grpc", tel)
 	if err := c.greet(context.Background(), "panic"); status.Code(err) != codes.Internal {
 		t.Fatalf("Greet(panic): %v, want Internal", err)
 	}
