@@ -29,6 +29,7 @@ import (
 	"github.com/trustmesh/trustmesh/gen/greet/v1/greetv1connect"
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/interceptors"
+	"github.com/trustmesh/trustmesh/internal/testpki"
 	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
@@ -123,17 +124,7 @@ func (failingSource) FetchJWTSVID(context.Context, string) (*identity.JWTSVID, e
 // stacks, over mutual TLS on loopback, for unary and streaming calls.
 func TestFrontProxiesOverMTLS(t *testing.T) {
 	t.Parallel()
-	ca, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("shop.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := func(id string) mesh.Credentials {
-		svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mesh.Credentials{SVID: svid, Bundles: ca.Bundle()}
-	}
+	ca, creds := shopCA(t)
 	jwtFor := func(id string) mesh.JWTSource { return ca.JWTSource(spiffeid.RequireFromString(id), 0) }
 	inventory := spiffeid.RequireFromString(inventoryID)
 
@@ -319,17 +310,7 @@ func TestFrontProxiesOverMTLS(t *testing.T) {
 // going out without, on both stacks.
 func TestWithJWTSVIDReusesTokens(t *testing.T) {
 	t.Parallel()
-	ca, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("shop.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(id string) mesh.Credentials {
-		svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mesh.Credentials{SVID: svid, Bundles: ca.Bundle()}
-	}
+	ca, issue := shopCA(t)
 	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
 		{Name: "orders-greets", Effect: policy.Allow, From: []string{ordersSAID}, To: []string{"/greet.v1.GreetService/*"}},
 	}})
@@ -451,17 +432,7 @@ func TestWithFrontProxiesNeedsAuthorization(t *testing.T) {
 // the JWT-SVID's subject as caller and the proxy as trustmesh.via.
 func TestFrontProxySpan(t *testing.T) {
 	t.Parallel()
-	ca, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("shop.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := func(id string) mesh.Credentials {
-		svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mesh.Credentials{SVID: svid, Bundles: ca.Bundle()}
-	}
+	ca, creds := shopCA(t)
 	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
 		{Name: "orders-greets", Effect: policy.Allow, From: []string{ordersSAID}, To: []string{"/greet.v1.GreetService/*"}},
 	}})
@@ -504,6 +475,15 @@ func TestFrontProxySpan(t *testing.T) {
 	}
 }
 
+// shopCA is a CA for shop.example, and the credentials it issues to an ID.
+func shopCA(t *testing.T) (*certs.CA, func(id string) mesh.Credentials) {
+	t.Helper()
+	pki := testpki.New(t, "shop.example")
+	return pki.CA(), func(id string) mesh.Credentials {
+		return mesh.Credentials{SVID: pki.SVID(t, id), Bundles: pki.Bundle()}
+	}
+}
+
 // acceptingVerifier takes any token for its caller: a TokenVerifier of a
 // user's own that does not look at the certificate binding.
 type acceptingVerifier struct{}
@@ -517,17 +497,7 @@ func (acceptingVerifier) Verify(string, *x509.Certificate, time.Time) (tokens.Cl
 // require_token rule asks for, whatever the TokenVerifier accepts.
 func TestFrontProxyCannotMeetTokenRules(t *testing.T) {
 	t.Parallel()
-	ca, err := certs.NewCA(spiffeid.RequireTrustDomainFromString("shop.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := func(id string) mesh.Credentials {
-		svid, err := ca.Issue(certs.IssueRequest{ID: spiffeid.RequireFromString(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mesh.Credentials{SVID: svid, Bundles: ca.Bundle()}
-	}
+	ca, creds := shopCA(t)
 	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
 		{Name: "orders-greets-with-token", Effect: policy.Allow, RequireToken: true, From: []string{ordersSAID}, To: []string{"/greet.v1.GreetService/*"}},
 	}})
