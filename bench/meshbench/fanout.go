@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/trustmesh/trustmesh/certs"
 	gatewayv1 "github.com/trustmesh/trustmesh/gen/shop/gateway/v1"
@@ -28,6 +27,7 @@ import (
 	ordersv1 "github.com/trustmesh/trustmesh/gen/shop/orders/v1"
 	"github.com/trustmesh/trustmesh/gen/shop/payments/v1/paymentsv1connect"
 	"github.com/trustmesh/trustmesh/mesh"
+	"github.com/trustmesh/trustmesh/services/gateway"
 	"github.com/trustmesh/trustmesh/services/inventory"
 	"github.com/trustmesh/trustmesh/services/orders"
 	"github.com/trustmesh/trustmesh/services/payments"
@@ -232,38 +232,5 @@ func (g bareGateway) PlaceOrder(ctx context.Context, req *connect.Request[gatewa
 		st := status.Convert(err)
 		return nil, connect.NewError(connect.Code(st.Code()), errors.New(st.Message()))
 	}
-	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: toGateway(res.GetOrder())}), nil
-}
-
-// toGateway converts an order of the orders service to the storefront's,
-// as the gateway does.
-func toGateway(o *ordersv1.Order) *gatewayv1.Order {
-	if o == nil {
-		return nil
-	}
-	items := make([]*gatewayv1.LineItem, 0, len(o.GetLineItems()))
-	for _, l := range o.GetLineItems() {
-		items = append(items, &gatewayv1.LineItem{
-			ProductId:   l.GetProductId(),
-			ProductName: l.GetProductName(),
-			Quantity:    l.GetQuantity(),
-			UnitPrice:   proto.CloneOf(l.GetUnitPrice()),
-			LineTotal:   proto.CloneOf(l.GetLineTotal()),
-		})
-	}
-	st := gatewayv1.OrderStatus_ORDER_STATUS_UNSPECIFIED
-	if v, ok := gatewayv1.OrderStatus_value[o.GetStatus().String()]; ok {
-		st = gatewayv1.OrderStatus(v)
-	}
-	return &gatewayv1.Order{
-		Id:           o.GetId(),
-		CustomerId:   o.GetCustomerId(),
-		LineItems:    items,
-		Total:        proto.CloneOf(o.GetTotal()),
-		Status:       st,
-		StatusReason: o.GetStatusReason(),
-		PaymentId:    o.GetPaymentId(),
-		CreateTime:   proto.CloneOf(o.GetCreateTime()),
-		UpdateTime:   proto.CloneOf(o.GetUpdateTime()),
-	}
+	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: gateway.ToStorefront(res.GetOrder())}), nil
 }

@@ -107,7 +107,7 @@ func (s *Server) PlaceOrder(ctx context.Context, req *connect.Request[gatewayv1.
 	if err != nil {
 		return nil, downstreamError(ctx, s.log, "orders.CreateOrder", err)
 	}
-	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: toGateway(res.GetOrder())}), nil
+	return connect.NewResponse(&gatewayv1.PlaceOrderResponse{Order: ToStorefront(res.GetOrder())}), nil
 }
 
 // validatePlace checks what the proto's rules cannot: the configured most
@@ -135,7 +135,7 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 	if err := checkOwner(res.GetOrder(), who, req.Msg.GetOrderId()); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&gatewayv1.GetOrderResponse{Order: toGateway(res.GetOrder())}), nil
+	return connect.NewResponse(&gatewayv1.GetOrderResponse{Order: ToStorefront(res.GetOrder())}), nil
 }
 
 // WatchOrder relays the orders service's stream of the order's states. It
@@ -143,7 +143,7 @@ func (s *Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv1.Ge
 // The order ID has 1 to [MaxIDBytes] bytes (the proto's rule).
 func (s *Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv1.WatchOrderRequest], stream *connect.ServerStream[gatewayv1.WatchOrderResponse]) error {
 	return s.watch(ctx, req.Msg.GetOrderId(), func(o *ordersv1.Order) error {
-		return stream.Send(&gatewayv1.WatchOrderResponse{Order: toGateway(o)})
+		return stream.Send(&gatewayv1.WatchOrderResponse{Order: ToStorefront(o)})
 	})
 }
 
@@ -176,8 +176,9 @@ func (s *Server) watch(ctx context.Context, orderID string, send func(*ordersv1.
 	}
 }
 
-// toGateway converts an order of the orders service to the storefront's.
-func toGateway(o *ordersv1.Order) *gatewayv1.Order {
+// ToStorefront converts an order of the orders service to the storefront's,
+// as the gateway answers it (nil for nil).
+func ToStorefront(o *ordersv1.Order) *gatewayv1.Order {
 	if o == nil {
 		return nil
 	}

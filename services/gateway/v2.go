@@ -153,7 +153,7 @@ func (v *V2Server) GetOrder(ctx context.Context, req *connect.Request[gatewayv2.
 // the caller's order's states, which the caller's cancellation ends.
 func (v *V2Server) WatchOrder(ctx context.Context, req *connect.Request[gatewayv2.WatchOrderRequest], stream *connect.ServerStream[gatewayv2.WatchOrderResponse]) error {
 	return v.v1.watch(ctx, req.Msg.GetOrderId(), func(o *ordersv1.Order) error {
-		return stream.Send(&gatewayv2.WatchOrderResponse{Order: toV2(toGateway(o))})
+		return stream.Send(&gatewayv2.WatchOrderResponse{Order: toV2(ToStorefront(o))})
 	})
 }
 
