@@ -1,12 +1,10 @@
 package interceptors_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
@@ -28,25 +27,6 @@ import (
 type losingSource struct{ e atomic.Pointer[policy.Engine] }
 
 func (s *losingSource) Engine() *policy.Engine { return s.e.Load() }
-
-// lockedBuffer is a log sink the servers' goroutines may write to while
-// the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestNilEngineRefusesOverTheMesh proves, over mutual TLS on loopback on a
 // grpc-go server (tap) and a connect-go server (HTTP middleware), that a
@@ -121,7 +101,7 @@ func TestNilEngineRefusesOverTheMesh(t *testing.T) {
 			t.Parallel()
 			src := &losingSource{}
 			src.e.Store(e)
-			var logs lockedBuffer
+			var logs testsync.Buffer
 			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))
 			a, err := interceptors.NewAuthorizer(src, interceptors.WithAuditLogger(log))
 			if err != nil {
