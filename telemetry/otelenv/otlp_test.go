@@ -77,6 +77,47 @@ func canonical(t *testing.T, rss []*tracepb.ResourceSpans) string {
 	return key(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rss})
 }
 
+// exportBoth exports each batch with otlptrace.Exporter and with otelenv's
+// exporter (one exporter each for all the batches, as in a process), and
+// returns the requests each sent, as a collector decodes them. refused is
+// otlptrace's first error: the batches are then not all compared.
+func exportBoth(t *testing.T, batches ...[]sdktrace.ReadOnlySpan) (ours, theirs [][]*tracepb.ResourceSpans, refused error) {
+	t.Helper()
+	ctx := context.Background()
+	theirCap, ourCap := &capture{}, &capture{}
+	ref, err := otlptrace.New(ctx, theirCap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean := &otlpExporter{client: ourCap}
+	for _, b := range batches {
+		if err := ref.ExportSpans(ctx, b); err != nil {
+			return nil, nil, err
+		}
+		if err := lean.ExportSpans(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ourCap.reqs, theirCap.reqs, nil
+}
+
+// sameRequests fails t unless ours are theirs, request by request, up to
+// the order of resource and scope groups.
+func sameRequests(t *testing.T, ours, theirs [][]*tracepb.ResourceSpans) {
+	t.Helper()
+	if len(ours) != len(theirs) {
+		t.Fatalf("%d requests, otlptrace sent %d", len(ours), len(theirs))
+	}
+	for i := range ours {
+		if got, want := canonical(t, ours[i]), canonical(t, theirs[i]); got != want {
+			var g, w coltracepb.ExportTraceServiceRequest
+			_ = proto.Unmarshal([]byte(got), &g)
+			_ = proto.Unmarshal([]byte(want), &w)
+			t.Fatalf("request %d differs from otlptrace's:\n got: %v\nwant: %v", i, &g, &w)
+		}
+	}
+}
+
 var (
 	traceID = trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	t0      = time.Unix(1_700_000_000, 123)
@@ -151,39 +192,20 @@ func stubs(batch byte) tracetest.SpanStubs {
 // and a batch with nil spans in it, an empty batch and a larger batch after
 // a smaller one are handled alike.
 func TestOTLPTransformMatchesOtlptrace(t *testing.T) {
-	ctx := context.Background()
-	theirs, ours := &capture{}, &capture{}
-	ref, err := otlptrace.New(ctx, theirs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lean := &otlpExporter{client: ours}
-	batches := [][]sdktrace.ReadOnlySpan{
+	ours, theirs, err := exportBoth(t,
 		stubs(1).Snapshots(),
 		append(stubs(2).Snapshots()[:3], nil, stubs(3).Snapshots()[5]),
 		nil,
 		append(stubs(4).Snapshots(), append(stubs(5).Snapshots(), stubs(6).Snapshots()...)...),
 		stubs(7).Snapshots()[:1],
+	)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, b := range batches {
-		if err := ref.ExportSpans(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		if err := lean.ExportSpans(ctx, b); err != nil {
-			t.Fatal(err)
-		}
+	if len(ours) != 4 {
+		t.Fatalf("%d requests, want 4 (the empty batch sends none)", len(ours))
 	}
-	if len(ours.reqs) != len(theirs.reqs) || len(ours.reqs) != 4 {
-		t.Fatalf("%d requests, otlptrace sent %d (want 4: the empty batch sends none)", len(ours.reqs), len(theirs.reqs))
-	}
-	for i := range ours.reqs {
-		if got, want := canonical(t, ours.reqs[i]), canonical(t, theirs.reqs[i]); got != want {
-			var g, w coltracepb.ExportTraceServiceRequest
-			_ = proto.Unmarshal([]byte(got), &g)
-			_ = proto.Unmarshal([]byte(want), &w)
-			t.Fatalf("request %d differs from otlptrace's:\n got: %v\nwant: %v", i, &g, &w)
-		}
-	}
+	sameRequests(t, ours, theirs)
 }
 
 // A batch of the spans the mesh makes (string and slice attributes, no
@@ -333,13 +355,6 @@ func randomSpans(r *rand.Rand, n int) []sdktrace.ReadOnlySpan {
 // them: a slice attribute longer than the last batch's took the room of the
 // attributes after it; those shapes stay.)
 func TestOTLPTransformRandomShapes(t *testing.T) {
-	ctx := context.Background()
-	theirs, ours := &capture{}, &capture{}
-	ref, err := otlptrace.New(ctx, theirs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lean := &otlpExporter{client: ours}
 	r := rand.New(rand.NewPCG(1, 2))
 	// First what overran the slabs once: a long slice, the same again, then
 	// a longer one with a plain attribute after it.
@@ -356,19 +371,11 @@ func TestOTLPTransformRandomShapes(t *testing.T) {
 	for range 300 {
 		batches = append(batches, randomSpans(r, 1+r.IntN(64)))
 	}
-	for _, b := range batches {
-		if err := ref.ExportSpans(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		if err := lean.ExportSpans(ctx, b); err != nil {
-			t.Fatal(err)
-		}
+	ours, theirs, err := exportBoth(t, batches...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range ours.reqs {
-		if got, want := canonical(t, ours.reqs[i]), canonical(t, theirs.reqs[i]); got != want {
-			t.Fatalf("request %d differs from otlptrace's", i)
-		}
-	}
+	sameRequests(t, ours, theirs)
 }
 
 // TestOTLPInvalidUTF8IsReplaced: a string that is not valid UTF-8 (in an
@@ -505,20 +512,10 @@ func FuzzOTLPEncoding(f *testing.F) {
 			Resource:             resource.NewSchemaless(k.String(val)),
 			InstrumentationScope: instrumentation.Scope{Name: name, Version: val},
 		}}.Snapshots()
-		ctx := context.Background()
-		theirs, ours := &capture{}, &capture{}
-		ref, err := otlptrace.New(ctx, theirs)
+		ours, theirs, err := exportBoth(t, spans)
 		if err != nil {
-			t.Fatal(err)
+			t.Skip() // otlptrace refuses it: nothing to compare
 		}
-		if err := ref.ExportSpans(ctx, spans); err != nil {
-			t.Skip() // otlptrace refuses it (e.g. a float it cannot encode): nothing to compare
-		}
-		if err := (&otlpExporter{client: ours}).ExportSpans(ctx, spans); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := canonical(t, ours.reqs[0]), canonical(t, theirs.reqs[0]); got != want {
-			t.Fatalf("the request differs from otlptrace's")
-		}
+		sameRequests(t, ours, theirs)
 	})
 }
