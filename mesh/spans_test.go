@@ -85,6 +85,9 @@ type spanConnectGreeter struct {
 }
 
 func (spanConnectGreeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetRequest]) (*connect.Response[greetv1.GreetResponse], error) {
+	if req.Msg.GetName() == "panic" {
+		panic("greeter panics")
+	}
 	if c, msg := outcome(req.Msg.GetName()); c != codes.OK {
 		return nil, connect.NewError(connect.Code(c), errors.New(msg))
 	}
@@ -626,23 +629,36 @@ func TestAbandonedStreamEndsItsSpan(t *testing.T) {
 	}
 }
 
-// TestPanickingHandlerEndsItsSpan: a grpc-go handler that panics still has
-// its server span ended, INTERNAL, and the caller gets Internal from the
-// mesh's recovery.
+// TestPanickingHandlerEndsItsSpan: on both stacks, a handler that panics
+// still has its server span ended, as INTERNAL (an error), and its call
+// counted; the caller gets Internal. On connect-go the span was left open
+// (the recovery interceptor is outside the instrumentation's).
 func TestPanickingHandlerEndsItsSpan(t *testing.T) {
 	t.Parallel()
-	tel, spans, _ := recorded(t)
-	c := instrumentedPair(t, "grpc-go", "grpc", tel)
-	if err := c.greet(context.Background(), "panic"); status.Code(err) != codes.Internal {
-		t.Fatalf("Greet(panic): %v, want Internal", err)
-	}
-	for _, s := range spans.Ended() {
-		if s.SpanKind() == trace.SpanKindServer {
-			if code := attrs(s.Attributes())["rpc.response.status_code"]; code != "INTERNAL" || s.Status().Code != otelcodes.Error {
-				t.Fatalf("server span: status code %q, status %+v", code, s.Status())
+	for _, stack := range []string{"grpc-go", "connect-go"} {
+		t.Run(stack, func(t *testing.T) {
+			t.Parallel()
+			tel, spans, reader := recorded(t)
+			c := instrumentedPair(t, stack, "grpc", tel)
+			if err := c.greet(context.Background(), "panic"); status.Code(err) != codes.Internal && connect.CodeOf(err) != connect.CodeInternal {
+				t.Fatalf("Greet(panic): %v, want Internal", err)
 			}
-			return
-		}
+			var rm metricdata.ResourceMetrics
+			if err := reader.Collect(context.Background(), &rm); err != nil {
+				t.Fatal(err)
+			}
+			if got := histogramCounts(rm, "rpc.server.call.duration"); fmt.Sprint(got) != "map[greet.v1.GreetService/Greet INTERNAL error.type=INTERNAL:1]" {
+				t.Errorf("server calls recorded: %v", got)
+			}
+			for _, s := range spans.Ended() {
+				if s.SpanKind() == trace.SpanKindServer {
+					if code := attrs(s.Attributes())["rpc.response.status_code"]; code != "INTERNAL" || s.Status().Code != otelcodes.Error {
+						t.Fatalf("server span: status code %q, status %+v", code, s.Status())
+					}
+					return
+				}
+			}
+			t.Fatalf("no server span: %v", spanNames(spans.Ended()))
+		})
 	}
-	t.Fatalf("no server span: %v", spanNames(spans.Ended()))
 }

@@ -47,20 +47,20 @@ func codeOf(err error) (uint32, string) {
 
 func (c connectInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	in := c.in
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+	return func(ctx context.Context, req connect.AnyRequest) (_ connect.AnyResponse, err error) {
 		spec := req.Spec()
 		if IsHealth(spec.Procedure) || spec.IsClient == in.server {
 			return next(ctx, req)
 		}
 		m, s := in.method(spec.Procedure), connectSystem(req.Peer().Protocol)
 		start := time.Now()
-		var span trace.Span
 		if in.server {
-			ctx, span = in.startServer(ctx, headerCarrier(req.Header()), m, s)
-		} else {
-			ctx, span = in.startClient(ctx, m, s)
-			in.prop.Inject(ctx, headerCarrier(req.Header()))
+			ctx, span := in.startServer(ctx, headerCarrier(req.Header()), m, s)
+			defer in.endConnectServer(ctx, span, m, s, start, &err)
+			return next(ctx, req)
 		}
+		ctx, span := in.startClient(ctx, m, s)
+		in.prop.Inject(ctx, headerCarrier(req.Header()))
 		res, err := next(ctx, req)
 		code, msg := codeOf(err)
 		in.end(ctx, span, m, s, code, msg, time.Since(start))
@@ -68,12 +68,24 @@ func (c connectInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc 
 	}
 }
 
+// endConnectServer ends a served call's span with *err, or as INTERNAL
+// when the handler panicked (the panic goes on, to connect-go's recovery
+// interceptor, which the mesh puts outside this one).
+func (in *Instrumentation) endConnectServer(ctx context.Context, span trace.Span, m *method, s system, start time.Time, err *error) {
+	if p := recover(); p != nil {
+		in.end(ctx, span, m, s, codeInternal, "panic", time.Since(start))
+		panic(p)
+	}
+	code, msg := codeOf(*err)
+	in.end(ctx, span, m, s, code, msg, time.Since(start))
+}
+
 func (c connectInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	in := c.in
 	if !in.server {
 		return next
 	}
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) (err error) {
 		spec := conn.Spec()
 		if IsHealth(spec.Procedure) {
 			return next(ctx, conn)
@@ -81,10 +93,8 @@ func (c connectInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFu
 		m, s := in.method(spec.Procedure), connectSystem(conn.Peer().Protocol)
 		start := time.Now()
 		ctx, span := in.startServer(ctx, headerCarrier(conn.RequestHeader()), m, s)
-		err := next(ctx, conn)
-		code, msg := codeOf(err)
-		in.end(ctx, span, m, s, code, msg, time.Since(start))
-		return err
+		defer in.endConnectServer(ctx, span, m, s, start, &err)
+		return next(ctx, conn)
 	}
 }
 

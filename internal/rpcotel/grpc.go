@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -186,7 +185,7 @@ func (in *Instrumentation) StreamServerInterceptor() grpc.StreamServerIntercepto
 // handler panicked (the panic goes on, to the recovery interceptor).
 func (in *Instrumentation) endServer(ctx context.Context, span trace.Span, m *method, start time.Time, err *error) {
 	if p := recover(); p != nil {
-		in.end(ctx, span, m, sysGRPC, uint32(codes.Internal), "panic", time.Since(start))
+		in.end(ctx, span, m, sysGRPC, codeInternal, "panic", time.Since(start))
 		panic(p)
 	}
 	var code uint32

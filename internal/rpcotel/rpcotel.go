@@ -129,7 +129,10 @@ var systemAttrs = [numSystems]attribute.KeyValue{
 // a code outside them is counted as UNKNOWN.
 const numCodes = 17
 
-const codeUnknown = 2
+const (
+	codeUnknown  = 2
+	codeInternal = 13
+)
 
 // codeNames are the gRPC canonical names of the codes.
 var codeNames = [numCodes]string{
