@@ -20,6 +20,7 @@ import (
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/internal/rpcerr"
+	"github.com/trustmesh/trustmesh/internal/rpcotel"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/txn"
 )
@@ -302,7 +303,7 @@ func (a *Authorizer) TapHandle() tap.ServerInHandle {
 		if err != nil {
 			return ctx, status.Error(codes.Unauthenticated, err.Error())
 		}
-		ctx, err = a.authorize(ctx, mdCarrier(info.Header), *caller, info.FullMethodName)
+		ctx, err = a.authorize(ctx, rpcotel.MDCarrier(info.Header), *caller, info.FullMethodName)
 		if err != nil {
 			return ctx, grpcError(err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/rpcotel"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/tokens"
 )
@@ -63,7 +64,7 @@ func (e *tokenError) Unwrap() error { return e.reason }
 
 // checkToken verifies the bearer token of a call that a token rule
 // matched, and returns ctx with its claims. carrier holds the call's
-// headers (mdCarrier, propagation.HeaderCarrier), or is nil for a grpc-go
+// headers (rpcotel.MDCarrier, propagation.HeaderCarrier), or is nil for a grpc-go
 // interceptor, which reads the metadata from ctx.
 func (a *Authorizer) checkToken(ctx context.Context, carrier propagation.TextMapCarrier, caller identity.Principal, method string) (context.Context, error) {
 	if a.tokens == nil {
@@ -96,7 +97,7 @@ const maxTokenEcho = 128
 // authorization returns the values of a call's authorization header.
 func authorization(ctx context.Context, carrier propagation.TextMapCarrier) []string {
 	switch c := carrier.(type) {
-	case mdCarrier:
+	case rpcotel.MDCarrier:
 		return metadata.MD(c)["authorization"]
 	case propagation.HeaderCarrier:
 		return http.Header(c).Values("Authorization")

@@ -175,26 +175,6 @@ func rpcSystem(carrier propagation.TextMapCarrier) attribute.KeyValue {
 	return semconv.RPCSystemNameGRPC
 }
 
-// mdCarrier reads gRPC metadata as a propagation carrier.
-type mdCarrier metadata.MD
-
-func (c mdCarrier) Get(key string) string {
-	if v := metadata.MD(c).Get(key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
-
-func (c mdCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
 // annotate puts the decision (when the authorizer left one in ctx) and the
 // caller chain on the server span, and extends the chain with the verified
 // peer for the calls this handler makes (unless the trace was sampled out:

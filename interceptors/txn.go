@@ -17,6 +17,7 @@ import (
 
 	"github.com/trustmesh/trustmesh/identity"
 	"github.com/trustmesh/trustmesh/internal/clip"
+	"github.com/trustmesh/trustmesh/internal/rpcotel"
 	"github.com/trustmesh/trustmesh/policy"
 	"github.com/trustmesh/trustmesh/txn"
 )
@@ -114,7 +115,7 @@ func (a *Authorizer) callTxn(ctx context.Context, carrier propagation.TextMapCar
 // txnValues returns the values of a call's transaction token header.
 func txnValues(ctx context.Context, carrier propagation.TextMapCarrier) []string {
 	switch c := carrier.(type) {
-	case mdCarrier:
+	case rpcotel.MDCarrier:
 		return metadata.MD(c)[txn.MetadataKey]
 	case propagation.HeaderCarrier:
 		return http.Header(c).Values(txn.HeaderName)

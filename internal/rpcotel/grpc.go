@@ -22,8 +22,8 @@ import (
 // look-up per header instead of a copy (metadata.ValueFromIncomingContext
 // copies what it returns, and compares every key of the metadata with
 // strings.EqualFold to find one that is absent, such as tracestate on most
-// calls). Without it, the interceptors read the incoming metadata of the
-// call's context.
+// calls). Without it, the interceptors read a copy of the incoming
+// metadata of the call's context.
 func (in *Instrumentation) TapHandle() tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
 		if IsHealth(info.FullMethodName) {
@@ -36,29 +36,33 @@ func (in *Instrumentation) TapHandle() tap.ServerInHandle {
 type tapKey struct{}
 
 // grpcCarrier is the propagation carrier of a served grpc-go call: the
-// metadata the tap handle kept (its keys are lower case, as HTTP/2 sends
-// them), else the incoming metadata of ctx.
+// metadata the tap handle kept, else (a server without it) a copy of the
+// incoming metadata of ctx.
 func grpcCarrier(ctx context.Context) propagation.TextMapCarrier {
-	if md, ok := ctx.Value(tapKey{}).(metadata.MD); ok {
-		return tapped(md)
+	md, ok := ctx.Value(tapKey{}).(metadata.MD)
+	if !ok {
+		md, _ = metadata.FromIncomingContext(ctx)
 	}
-	return incoming{ctx}
+	return MDCarrier(md)
 }
 
-// tapped reads the metadata of a call as the transport received it; the
-// carrier is read-only, and Values returns the metadata's own slice. Keys
-// are matched in any case, as metadata.MD.Get does (a propagator may ask
-// for "X-Amzn-Trace-Id"); the metadata's own keys are lower case.
-type tapped metadata.MD
+// MDCarrier reads the metadata of a served call, as the transport received
+// it (tap.Info.Header) or from its context, as a propagation carrier: read
+// only (Set does nothing), Values returns the metadata's own slice, and keys
+// are matched in any case, as metadata.MD.Get does (a propagator may ask for
+// "X-Amzn-Trace-Id"); the metadata's own keys are lower case.
+type MDCarrier metadata.MD
 
-func (c tapped) Get(key string) string {
+// Get returns the first value of key.
+func (c MDCarrier) Get(key string) string {
 	if v := c[lower(key)]; len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-func (c tapped) Values(key string) []string { return c[lower(key)] }
+// Values returns every value of key.
+func (c MDCarrier) Values(key string) []string { return c[lower(key)] }
 
 // lower is strings.ToLower, without a copy for a key already in lower case
 // (the W3C propagators' are).
@@ -71,35 +75,13 @@ func lower(key string) string {
 	return key
 }
 
-func (c tapped) Set(string, string) {} // incoming metadata is read-only
+// Set does nothing: incoming metadata is read-only.
+func (c MDCarrier) Set(string, string) {}
 
-func (c tapped) Keys() []string {
+// Keys returns the metadata's keys.
+func (c MDCarrier) Keys() []string {
 	keys := make([]string, 0, len(c))
 	for k := range c {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-// incoming reads a served call's metadata as a propagation carrier, one
-// key at a time: metadata.FromIncomingContext would copy all of it.
-type incoming struct{ ctx context.Context }
-
-func (c incoming) Get(key string) string {
-	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-func (c incoming) Values(key string) []string { return metadata.ValueFromIncomingContext(c.ctx, key) }
-
-func (c incoming) Set(string, string) {} // incoming metadata is read-only
-
-func (c incoming) Keys() []string {
-	md, _ := metadata.FromIncomingContext(c.ctx)
-	keys := make([]string, 0, len(md))
-	for k := range md {
 		keys = append(keys, k)
 	}
 	return keys
