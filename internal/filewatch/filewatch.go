@@ -146,7 +146,8 @@ type loop[T any] struct {
 	fsw      *fsnotify.Watcher
 	timer    *time.Timer
 	first    *snapshot[T] // the first of the two reads that must agree, or nil
-	inForce  []byte       // the bytes of the contents in force
+	inForce  []byte       // the bytes of the contents in force, when known
+	lost     bool         // a read error since: nothing is known to be in force
 	rejected []byte       // the bytes last rejected by Reload, or nil
 	failures int          // failed attempts on the change being read
 }
@@ -212,7 +213,7 @@ func (l *loop[T]) read() *snapshot[T] {
 // apply hands settled contents to Reload, unless they are those in force
 // or the last ones rejected, and retries or rejects them if that fails.
 func (l *loop[T]) apply(ctx context.Context, s *snapshot[T]) {
-	if s.err == nil && l.failures == 0 && (bytes.Equal(s.raw, l.inForce) || (l.rejected != nil && bytes.Equal(s.raw, l.rejected))) {
+	if s.err == nil && l.failures == 0 && ((!l.lost && bytes.Equal(s.raw, l.inForce)) || (l.rejected != nil && bytes.Equal(s.raw, l.rejected))) {
 		return
 	}
 	err := s.err
@@ -227,12 +228,12 @@ func (l *loop[T]) apply(ctx context.Context, s *snapshot[T]) {
 	l.failures = 0
 	switch {
 	case err == nil:
-		l.inForce, l.rejected = s.raw, nil
+		l.inForce, l.lost, l.rejected = s.raw, false, nil
 	case s.err == nil: // Reload refused these contents: not again until they change
 		l.rejected = s.raw
 	default: // a read error: whatever reads well next is reloaded, even the
-		// contents in force, so that the recovery is reported
-		l.inForce, l.rejected = nil, nil
+		// contents in force (or empty ones), so that the recovery is reported
+		l.inForce, l.lost, l.rejected = nil, true, nil
 	}
 	if err != nil {
 		l.cfg.Reject(ctx, err)

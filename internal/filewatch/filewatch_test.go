@@ -432,3 +432,22 @@ func TestStartErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyAfterReadError: after a read error nothing is in force, so the
+// next contents that read well are reloaded, even empty ones (an empty
+// file once matched "nothing in force" and was neither reloaded nor
+// rejected).
+func TestEmptyAfterReadError(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "f")
+	write(t, path, "good")
+	w := watch(t, path, nil, func(c *filewatch.Config[string]) { c.Retries = 0 })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if e := w.next(t); e.err == nil {
+		t.Fatalf("a removed file: reload %q, want a read error", e.data)
+	}
+	writeAtomic(t, path, "")
+	w.reloaded(t, "")
+}
