@@ -1,7 +1,6 @@
 package txn
 
 import (
-	"crypto/sha256"
 	"sync"
 	"time"
 
@@ -16,10 +15,10 @@ const DefaultCacheSize = 10_000
 // old end of the cache's queue.
 const sweep = 4
 
-// cache remembers verified tokens by the SHA-256 digest of their compact
-// form, each until it expires, so that a token presented again costs a
-// hash and a lookup instead of a chain verification and a signature
-// check. It holds at most max entries, in a queue in the order they were
+// cache remembers verified tokens by their compact form, each until it
+// expires, so that a token presented again costs a map look-up (the
+// entry's token holds the string already) instead of a chain verification
+// and a signature check. It holds at most max entries, in a queue in the order they were
 // added (a ring that grows as entries come, so that an idle verifier costs
 // no memory for its bound): adding to a full cache evicts the oldest entry (tokens have
 // about the same lifetime, so the oldest is the first to expire), and
@@ -27,7 +26,7 @@ const sweep = 4
 // queue, a few at a time; a lookup that finds an expired entry drops it.
 type cache struct {
 	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]*entry
+	entries map[string]*entry
 	queue   []*entry // a ring: the oldest at head, n of them
 	head, n int
 	max     int // the most entries the cache holds; len(queue) grows to it
@@ -47,7 +46,7 @@ type entry struct {
 }
 
 func newCache(size int) *cache {
-	return &cache{entries: make(map[[sha256.Size]byte]*entry), max: size}
+	return &cache{entries: make(map[string]*entry), max: size}
 }
 
 // grow makes room for one more entry in a full queue that is below max,
@@ -61,10 +60,10 @@ func (c *cache) grow() {
 	c.queue, c.head = q, 0
 }
 
-// get returns the entry of digest, or nil.
-func (c *cache) get(digest [sha256.Size]byte) *entry {
+// get returns the entry of the token raw, or nil.
+func (c *cache) get(raw string) *entry {
 	c.mu.RLock()
-	e := c.entries[digest]
+	e := c.entries[raw]
 	c.mu.RUnlock()
 	return e
 }
@@ -74,11 +73,11 @@ func (c *cache) get(digest [sha256.Size]byte) *entry {
 func (c *cache) put(e *entry, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.entries[e.tok.digest]; ok {
+	if _, ok := c.entries[e.tok.raw]; ok {
 		return
 	}
 	for i := 0; c.n > 0 && i < sweep; i++ {
-		if old := c.queue[c.head]; c.entries[old.tok.digest] == old && !now.After(old.until) {
+		if old := c.queue[c.head]; c.entries[old.tok.raw] == old && !now.After(old.until) {
 			break
 		}
 		c.pop()
@@ -92,7 +91,7 @@ func (c *cache) put(e *entry, now time.Time) {
 	}
 	c.queue[(c.head+c.n)%len(c.queue)] = e
 	c.n++
-	c.entries[e.tok.digest] = e
+	c.entries[e.tok.raw] = e
 }
 
 // pop drops the oldest entry of the queue, and removes it from the map
@@ -100,8 +99,8 @@ func (c *cache) put(e *entry, now time.Time) {
 // taken its place there).
 func (c *cache) pop() {
 	old := c.queue[c.head]
-	if c.entries[old.tok.digest] == old {
-		delete(c.entries, old.tok.digest)
+	if c.entries[old.tok.raw] == old {
+		delete(c.entries, old.tok.raw)
 	}
 	c.queue[c.head] = nil
 	c.head = (c.head + 1) % len(c.queue)
@@ -113,8 +112,8 @@ func (c *cache) pop() {
 func (c *cache) remove(e *entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.entries[e.tok.digest] == e {
-		delete(c.entries, e.tok.digest)
+	if c.entries[e.tok.raw] == e {
+		delete(c.entries, e.tok.raw)
 	}
 }
 

@@ -25,19 +25,19 @@ func TestCacheBounded(t *testing.T) {
 		t.Fatalf("len = %d, want 3", c.len())
 	}
 	c.put(e, now) // evicts a, the oldest
-	if c.len() != 3 || c.get(a.tok.digest) != nil || c.get(e.tok.digest) != e {
-		t.Errorf("after a fourth put: len %d, a %v, e %v", c.len(), c.get(a.tok.digest), c.get(e.tok.digest))
+	if c.len() != 3 || c.get(a.tok.raw) != nil || c.get(e.tok.raw) != e {
+		t.Errorf("after a fourth put: len %d, a %v, e %v", c.len(), c.get(a.tok.raw), c.get(e.tok.raw))
 	}
 	// Putting a token already there keeps the first entry.
 	c.put(testEntry("e", later), now)
-	if c.get(e.tok.digest) != e || c.len() != 3 {
+	if c.get(e.tok.raw) != e || c.len() != 3 {
 		t.Error("a second put of the same token replaced the first")
 	}
 	// Removing, then putting again: the old slot no longer speaks for it.
 	c.remove(b)
 	b2 := testEntry("b", later)
 	c.put(b2, now) // evicts b's old slot, which must not drop b2
-	if c.get(b2.tok.digest) != b2 {
+	if c.get(b2.tok.raw) != b2 {
 		t.Error("evicting a removed entry's slot dropped its successor")
 	}
 	if c.len() > 3 {
@@ -64,8 +64,8 @@ func TestCacheSweepsExpired(t *testing.T) {
 		t.Errorf("len = %d after sweeping again, want 2 (the fresh ones)", got)
 	}
 	c.put(testEntry("fresh3", now.Add(time.Hour)), now.Add(2*time.Second))
-	if got := c.len(); got != 3 || c.get(fresh.tok.digest) != fresh {
-		t.Errorf("len = %d, fresh %v: a sweep dropped a live entry", got, c.get(fresh.tok.digest))
+	if got := c.len(); got != 3 || c.get(fresh.tok.raw) != fresh {
+		t.Errorf("len = %d, fresh %v: a sweep dropped a live entry", got, c.get(fresh.tok.raw))
 	}
 }
 
@@ -108,7 +108,7 @@ func TestCacheGrowsInOrder(t *testing.T) {
 		}
 	}
 	for _, e := range all[:16] {
-		if c.get(e.tok.digest) != nil {
+		if c.get(e.tok.raw) != nil {
 			t.Errorf("%q is still cached after 40 newer entries", e.tok.raw)
 		}
 	}

@@ -67,9 +67,9 @@
 // fits on one line, and quotes at most a bounded part of what the token
 // says. Times are compared with 5 s of leeway by default ([WithLeeway]).
 //
-// Verified tokens are cached by the SHA-256 digest of their compact form
-// until they expire ([WithCacheSize], 10,000 by default), so that every
-// hop after the first costs a hash and a lookup; a cached token is refused
+// Verified tokens are cached by their compact form until they expire
+// ([WithCacheSize], 10,000 by default), so that every hop after the first
+// costs a map look-up; a cached token is refused
 // once it expires, once its signer is no longer a minter, and verified
 // again when the bundle changes. The signer of each JOSE header is cached
 // too: every token one SVID mints has the same header (typ, alg, x5c), so

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -168,9 +167,8 @@ func (v *Verifier) Verify(raw string, now time.Time) (*Token, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	digest := digestOf(raw)
 	if v.cache != nil {
-		if e := v.cache.get(digest); e != nil {
+		if e := v.cache.get(raw); e != nil {
 			if v.reusable(e, now) {
 				return e.tok, nil
 			}
@@ -179,7 +177,7 @@ func (v *Verifier) Verify(raw string, now time.Time) (*Token, error) {
 			v.cache.remove(e)
 		}
 	}
-	tok, e, err := v.verify(raw, digest, now)
+	tok, e, err := v.verify(raw, now)
 	if err != nil {
 		return nil, err
 	}
@@ -187,21 +185,6 @@ func (v *Verifier) Verify(raw string, now time.Time) (*Token, error) {
 		v.cache.put(e, now)
 	}
 	return tok, nil
-}
-
-// digestBuffers hold copies of tokens being hashed: sha256.Sum256 takes a
-// []byte, and converting a token to one would allocate on every call, the
-// cached ones included.
-var digestBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
-// digestOf returns the SHA-256 digest of raw, without allocating.
-func digestOf(raw string) [sha256.Size]byte {
-	bp := digestBuffers.Get().(*[]byte)
-	b := append((*bp)[:0], raw...)
-	d := sha256.Sum256(b)
-	*bp = b
-	digestBuffers.Put(bp)
-	return d
 }
 
 // reusable reports whether a cached entry may be returned at now without
@@ -229,7 +212,7 @@ type header struct {
 }
 
 // verify is Verify without the token cache.
-func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (*Token, *entry, error) {
+func (v *Verifier) verify(raw string, now time.Time) (*Token, *entry, error) {
 	sg, err := v.signer(raw, now)
 	if err != nil {
 		return nil, nil, err
@@ -291,7 +274,7 @@ func (v *Verifier) verify(raw string, digest [sha256.Size]byte, now time.Time) (
 		return nil, nil, refuse(ErrLifetime, "exp %s is %s after iat %s (at most %s)", formatTime(exp), exp.Sub(iat), formatTime(iat), v.maxLifetime)
 	}
 
-	tok := &Token{raw: raw, digest: digest, minter: signer, times: times}
+	tok := &Token{raw: raw, digest: sha256.Sum256([]byte(raw)), minter: signer, times: times}
 	if tok.subject, err = parseSubject(c.Subject); err != nil {
 		return nil, nil, err
 	}
