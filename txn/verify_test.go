@@ -2,6 +2,7 @@ package txn_test
 
 import (
 	"crypto/elliptic"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -43,6 +44,8 @@ func TestVerifyRefuses(t *testing.T) {
 	edToken := sign(t, edSVID.PrivateKey, jose.EdDSA, goodHeader(edSVID), goodClaims(now))
 	p384 := svidWithKey(t, m.pki, gatewayID, ecdsaKey(t, elliptic.P384()))
 	rsa1024 := svidWithKey(t, m.pki, gatewayID, rsaKey(t, 1024))
+	rsaSVID := svidWithKey(t, m.pki, gatewayID, rsaKey(t, 2048))
+	rsaToken := sign(t, rsaSVID.PrivateKey, jose.RS256, goodHeader(rsaSVID), goodClaims(now))
 	const signedBy = " of signer " + gatewayID
 
 	testCases := []struct {
@@ -167,6 +170,13 @@ func TestVerifyRefuses(t *testing.T) {
 			`txn: malformed token: rctx req_ip "somewhere" is not an IP address`},
 		{"claims-not-json", replaceClaimsRaw(good, "bm90IGpzb24"), txn.ErrSignature,
 			"txn: bad signature: signature does not verify with the key" + signedBy},
+		// The signature is checked directly, not by go-jose: each
+		// algorithm's forged and short signatures.
+		{"eddsa-forged-signature", flipSignature(edToken), txn.ErrSignature, "txn: bad signature: signature does not verify with the key" + signedBy},
+		{"rs256-forged-signature", flipSignature(rsaToken), txn.ErrSignature, "txn: bad signature: signature does not verify with the key" + signedBy},
+		{"es256-short-signature", shortSignature(t, good), txn.ErrSignature, "txn: bad signature: signature does not verify with the key" + signedBy},
+		{"eddsa-short-signature", shortSignature(t, edToken), txn.ErrSignature, "txn: bad signature: signature does not verify with the key" + signedBy},
+		{"rs256-short-signature", shortSignature(t, rsaToken), txn.ErrSignature, "txn: bad signature: signature does not verify with the key" + signedBy},
 	}
 	v := m.verifier(t)
 	for _, tc := range testCases {
@@ -313,6 +323,17 @@ func flipSignature(raw string) string {
 		c = 'A'
 	}
 	return raw[:i] + string(c) + raw[i+1:]
+}
+
+// shortSignature drops the last byte of the signature of a compact token.
+func shortSignature(t *testing.T, raw string) string {
+	t.Helper()
+	i := strings.LastIndex(raw, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(raw[i+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw[:i+1] + base64.RawURLEncoding.EncodeToString(sig[:len(sig)-1])
 }
 
 // replaceClaimsRaw replaces the encoded claims of a compact token.
