@@ -181,18 +181,14 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 	// At an edge, a call without a token gets one. With tracing, it is
 	// minted once the server span exists (its txn is then the trace id).
 	mint := txnErr == nil && tokenErr == nil && tok == nil && a.txnMinter != nil && d.Proceed()
-	if mint && a.tracing == nil {
-		minted, err := a.mintTxn(ctx, caller, method)
-		if err != nil {
-			a.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
-				slog.String("caller", caller.ID.String()), slog.String("method", clip.Counted(method, maxEcho)), slog.String("error", err.Error()))
-			return ctx, errMint // the cause is the server's, not the caller's: logged, not sent
-		} else {
-			ctx = txn.NewContext(ctx, minted)
-		}
-	}
 	// Denials are always audited; allows when sampled.
 	audit := d.Outcome != policy.Allowed || (a.allowEvery > 0 && a.allowCount.Add(1)%a.allowEvery == 0)
+	if mint && a.tracing == nil {
+		var err error
+		if ctx, err = a.mintFor(ctx, caller, method, d, audit); err != nil {
+			return ctx, err
+		}
+	}
 	if t := a.tracing; t != nil {
 		t.count(ctx, d)
 		switch {
@@ -224,6 +220,23 @@ func (a *Authorizer) authorize(ctx context.Context, carrier propagation.TextMapC
 		return ctx, &deniedError{caller: caller, method: method}
 	}
 	return ctx, nil
+}
+
+// mintFor mints the edge's transaction token of a call that proceeds. When
+// that fails the call ends here, refused with errMint (the cause is the
+// server's, not the caller's: logged, not sent), and its decision is
+// audited now if it was to be.
+func (a *Authorizer) mintFor(ctx context.Context, caller identity.Principal, method string, d policy.Decision, audit bool) (context.Context, error) {
+	tok, err := a.mintTxn(ctx, caller, method)
+	if err != nil {
+		a.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
+			slog.String("caller", caller.ID.String()), slog.String("method", clip.Counted(method, maxEcho)), slog.String("error", err.Error()))
+		if audit {
+			a.audit(ctx, caller, method, d)
+		}
+		return ctx, errMint
+	}
+	return txn.NewContext(ctx, tok), nil
 }
 
 // lostEngine says, once until the source has an engine again, that the

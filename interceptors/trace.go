@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -189,16 +188,13 @@ func annotate(ctx context.Context, method string) (context.Context, error) {
 	span := trace.SpanFromContext(ctx)
 	if hasRec {
 		if rec.mint != nil {
-			tok, err := rec.mint.mintTxn(ctx, rec.caller, rec.method)
-			if err != nil {
-				rec.mint.log.LogAttrs(ctx, slog.LevelError, "authz transaction token not minted",
-					slog.String("caller", rec.caller.ID.String()), slog.String("method", clip.Counted(rec.method, maxEcho)), slog.String("error", err.Error()))
+			var err error
+			if ctx, err = rec.mint.mintFor(ctx, rec.caller, rec.method, rec.d, rec.audit != nil); err != nil {
 				if !health && span.IsRecording() {
 					recordServed(ctx, span, &rec, false)
 				}
-				return ctx, errMint
+				return ctx, err
 			}
-			ctx = txn.NewContext(ctx, tok)
 		}
 		if rec.audit != nil {
 			rec.audit.audit(ctx, rec.caller, rec.method, rec.d)
