@@ -245,7 +245,7 @@ func TestOptionValuesAreChecked(t *testing.T) {
 		{mesh.WithAuthorizer(nil), "mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"},
 		{mesh.WithRateLimiter(nil), "mesh: WithRateLimiter(nil): build one with interceptors.NewRateLimiter"},
 		{mesh.WithServerOptions(nil), "mesh: WithServerOptions: nil option"},
-		{mesh.WithAuthorizer(&interceptors.Authorizer{}), "mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"},
+		{mesh.WithAuthorizer(&interceptors.Authorizer{}), "mesh: WithAuthorizer: an Authorizer with no policy (a zero interceptors.Authorizer{}): build one with interceptors.NewAuthorizer"},
 		{mesh.WithTrustDomains(spiffeid.TrustDomain{}), "mesh: WithTrustDomains: the zero trust domain (use spiffeid.RequireTrustDomainFromString)"},
 		{mesh.WithTrustDomains(), "mesh: WithTrustDomains(): no trust domain given (leave the option out to accept the server's own)"},
 	}

@@ -276,8 +276,12 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 // [WithoutAuthorization].
 func WithAuthorizer(a *interceptors.Authorizer) ServerOption {
 	return serverOption(func(c *serverConfig) {
-		if a == nil || a.Policy() == nil { // nil, or a zero Authorizer not built by NewAuthorizer
+		switch {
+		case a == nil:
 			c.errs = append(c.errs, errors.New("mesh: WithAuthorizer(nil): build one with interceptors.NewAuthorizer"))
+			return
+		case a.Policy() == nil:
+			c.errs = append(c.errs, errors.New("mesh: WithAuthorizer: an Authorizer with no policy (a zero interceptors.Authorizer{}): build one with interceptors.NewAuthorizer"))
 			return
 		}
 		c.authorizer = a
