@@ -117,14 +117,30 @@ func TestNilEngineRefusesOverTheMesh(t *testing.T) {
 					t.Errorf("call %d without an engine: %v %q, want %v %q", i, code, msg, codes.PermissionDenied, wantMsg)
 				}
 			}
-			var errorLines []string
-			for _, line := range strings.SplitAfter(logs.String(), "\n") {
-				if strings.HasPrefix(line, "level=ERROR") {
-					errorLines = append(errorLines, line)
+			errorLines := func() []string {
+				var lines []string
+				for _, line := range strings.SplitAfter(logs.String(), "\n") {
+					if strings.HasPrefix(line, "level=ERROR") {
+						lines = append(lines, line)
+					}
 				}
+				return lines
 			}
-			if len(errorLines) != 1 || errorLines[0] != wantLog {
-				t.Errorf("error lines = %q, want one %q", errorLines, wantLog)
+			if got := errorLines(); len(got) != 1 || got[0] != wantLog {
+				t.Errorf("error lines = %q, want one %q", got, wantLog)
+			}
+			// The engine comes back: calls pass again; lost once more, the
+			// outage is reported again.
+			src.e.Store(e)
+			if code, msg := st.call(t, addr); code != codes.OK {
+				t.Fatalf("with the engine back: %v %q, want OK", code, msg)
+			}
+			src.e.Store(nil)
+			if code, _ := st.call(t, addr); code != codes.PermissionDenied {
+				t.Errorf("without the engine again: %v, want PermissionDenied", code)
+			}
+			if got := errorLines(); len(got) != 2 || got[1] != wantLog {
+				t.Errorf("error lines = %q, want the outage reported twice", got)
 			}
 		})
 	}
