@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -105,10 +106,7 @@ func (t *tracing) addAttrSet(d decisionAttrs) metric.AddOption {
 		return opt
 	}
 	opt := metric.WithAttributeSet(attribute.NewSet(telemetry.AuthzDecisionKey.String(d.outcome.String()), telemetry.AuthzRuleKey.String(d.rule)))
-	next := make(map[decisionAttrs]metric.AddOption, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	next := maps.Clone(old)
 	next[d] = opt
 	t.attrSets.Store(&next)
 	return opt
@@ -207,11 +205,11 @@ func annotate(ctx context.Context, method string) (context.Context, error) {
 		ctx = telemetry.AppendChain(ctx, p.ID)
 	}
 	if span.IsRecording() {
-		if !hasRec {
-			recordServed(ctx, span, nil, true)
-		} else {
-			recordServed(ctx, span, &rec, true)
+		var r *decisionRecord
+		if hasRec {
+			r = &rec
 		}
+		recordServed(ctx, span, r, true)
 	}
 	return ctx, nil
 }

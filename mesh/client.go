@@ -140,7 +140,7 @@ func DialGRPC(target string, creds Credentials, server spiffeid.ID, opts ...GRPC
 		if err != nil {
 			return nil, fmt.Errorf("mesh: dial %s: read own SVID: %w", target, err)
 		}
-		in, err := cfg.telemetry.instrumentation(false, false)
+		in, err := cfg.telemetry.instrumentation(false)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: dial %s: %w", target, err)
 		}
@@ -231,7 +231,7 @@ func ConnectClientOptions(creds Credentials, opts ...ConnectClientOption) ([]con
 	if err != nil {
 		return nil, fmt.Errorf("mesh: read own SVID: %w", err)
 	}
-	in, err := cfg.telemetry.instrumentation(false, false)
+	in, err := cfg.telemetry.instrumentation(false)
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}

@@ -81,7 +81,7 @@ func NewConnectServer(creds Credentials, opts ...ConnectServerOption) (*ConnectS
 		return nil, err
 	}
 	if t := cfg.telemetry; t != nil {
-		in, err := t.instrumentation(true, t.TrustRemote)
+		in, err := t.instrumentation(true)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: %w", err)
 		}

@@ -80,7 +80,7 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	})
 	var in *rpcotel.Instrumentation
 	if t := cfg.telemetry; t != nil {
-		if in, err = t.instrumentation(true, t.TrustRemote); err != nil {
+		if in, err = t.instrumentation(true); err != nil {
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
 		// The span's interceptor, then the one that annotates it.

@@ -134,9 +134,9 @@ func WithClientTelemetry(t Telemetry) ClientOption {
 }
 
 // instrumentation is the rpcotel instrumentation of t's servers (server
-// true) or clients; trustRemote as [Telemetry.TrustRemote].
-func (t *Telemetry) instrumentation(server, trustRemote bool) (*rpcotel.Instrumentation, error) {
-	in, err := rpcotel.New(rpcotel.Config{TracerProvider: t.TracerProvider, MeterProvider: t.MeterProvider, Propagator: t.Propagator, TrustRemote: trustRemote}, server)
+// true) or clients (which ignore [Telemetry.TrustRemote]).
+func (t *Telemetry) instrumentation(server bool) (*rpcotel.Instrumentation, error) {
+	in, err := rpcotel.New(rpcotel.Config{TracerProvider: t.TracerProvider, MeterProvider: t.MeterProvider, Propagator: t.Propagator, TrustRemote: t.TrustRemote}, server)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err) // the caller says "mesh: " and where
 	}

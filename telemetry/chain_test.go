@@ -154,11 +154,12 @@ func ExampleAppendChain() {
 	// spiffe://shop.example/ns/shop/sa/gateway
 }
 
-// TestChainsAreParsedOnceAndShared: ChainAttribute is the attribute of what
-// ChainFromContext returns, for chains good and bad, seen once or again, and
-// more distinct chains than the parse cache holds; ChainFromContext hands
-// out a copy, so a caller that edits it changes nothing for the next one.
-func TestChainsAreParsedOnceAndShared(t *testing.T) {
+// TestChainAttributeIsChainFromContexts: through the parse cache,
+// ChainAttribute is the attribute of what ChainFromContext returns, for
+// chains good and bad, seen once or again, and more distinct chains than
+// the cache holds; ChainFromContext hands out a copy, so a caller that
+// edits it changes nothing for the next one.
+func TestChainAttributeIsChainFromContexts(t *testing.T) {
 	t.Parallel()
 	values := []string{user, user + "," + gateway, "not-a-spiffe-id", user + ",", strings.Join(ids(telemetry.MaxChain+1), ",")}
 	for i := range 600 { // past the cache's 256 slots: collisions replace entries

@@ -1,7 +1,8 @@
 // Package rpcotel is the mesh's OpenTelemetry instrumentation of RPCs, on
-// grpc-go (interceptors for servers, [Instrumentation.UnaryServerInterceptor];
-// a stats.Handler for clients, [Instrumentation.GRPCHandler]) and connect-go
-// (an interceptor, [Instrumentation.ConnectInterceptor]), for servers and
+// grpc-go (interceptors: [Instrumentation.UnaryServerInterceptor] with its
+// [Instrumentation.TapHandle] for servers, [Instrumentation.UnaryClientInterceptor]
+// for clients, and their stream forms) and connect-go (an interceptor,
+// [Instrumentation.ConnectInterceptor]), for servers and
 // clients: one span per call and the rpc.server.call.duration (or
 // rpc.client.call.duration) histogram, in the stable RPC semantic
 // conventions (semconv v1.43) that otelgrpc and otelconnect follow too:
@@ -44,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,9 +234,9 @@ func (in *Instrumentation) method(full string) *method {
 	if len(old) >= maxMethods {
 		return m // not cached: built per call
 	}
-	next := make(map[string]*method, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	next := maps.Clone(old)
+	if next == nil {
+		next = map[string]*method{}
 	}
 	next[full] = m
 	in.methods.m.Store(&next)
