@@ -96,7 +96,10 @@ const sweepEvery = idleBucket / limiterShards
 // maybeSweep drops the idle buckets of one shard, once per sweepEvery, in
 // the call that finds the interval over (the others carry on): the work
 // one call can be handed is a shard's, not the whole limiter's, and an
-// idle bucket lives at most twice idleBucket.
+// idle bucket lives about twice idleBucket while calls keep coming (a
+// sweep runs only on a call: with calls seconds apart, a full pass over
+// the shards takes limiterShards calls, and a server with no calls keeps
+// its buckets, no more than it had, until calls resume).
 func (l *RateLimiter) maybeSweep(now time.Time) {
 	last := l.lastSweep.Load()
 	if last == 0 { // the first call starts the interval

@@ -94,6 +94,14 @@ func WithCacheSize(n int) VerifierOption {
 // allowed to mint, e.g. spiffeid.MatchOneOf(gateway), or a matcher that
 // asks the policy in force (its txn_issuers), since minters is called on
 // every verification, cached ones included.
+//
+// Verified tokens and signers are cached while bundles hands out the same
+// *x509bundle.Bundle they were verified against: a source that replaces its
+// bundle on an update (x509bundle.Set.Add, the Workload API sources, the
+// certs package's) has them verified again at once. A bundle edited in place
+// (RemoveX509Authority on a *x509bundle.Bundle passed as the source) is not
+// seen until the cached tokens and signer certificates expire: replace the
+// bundle instead, or use WithCacheSize(0).
 func NewVerifier(bundles x509bundle.Source, audience spiffeid.TrustDomain, minters spiffeid.Matcher, opts ...VerifierOption) (*Verifier, error) {
 	switch {
 	case bundles == nil:
