@@ -30,6 +30,7 @@ func TestClip(t *testing.T) {
 		{"cut inside the first rune", "€abc", 2, "...", "…(6 bytes)"},
 		{"multi-byte fits exactly", "é€", 5, "é€", "é€"},
 		{"invalid UTF-8 kept byte for byte", "ab\xffcd", 3, "ab\xff...", "ab\xff…(5 bytes)"},
+		{"only continuation bytes", "\x80\x80\x80\x80", 2, "...", "…(4 bytes)"},
 	}
 	for _, tc := range testCases {
 		t.Run(tc.name, func(t *testing.T) {

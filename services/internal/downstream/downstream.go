@@ -10,16 +10,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/trustmesh/trustmesh/services/internal/input"
+	"github.com/trustmesh/trustmesh/internal/clip"
 	"github.com/trustmesh/trustmesh/txn"
 )
 
 // MaxRelayedBytes bounds a downstream message that [Public] relays; a
-// longer one is cut (see input.ClipTo).
+// longer one is cut (see clip.Counted).
 const MaxRelayedBytes = 256
 
 // MaxLoggedBytes bounds the error text that [Log] writes; a longer one is
-// cut (see input.ClipTo).
+// cut (see clip.Counted).
 const MaxLoggedBytes = 1024
 
 // Public returns the code and message that a service returns to its caller
@@ -34,7 +34,7 @@ func Public(service string, err error) (codes.Code, string) {
 	}
 	code, msg := codeAndMessage(err)
 	if Relayed(code) {
-		return code, input.ClipTo(msg, MaxRelayedBytes)
+		return code, clip.Counted(msg, MaxRelayedBytes)
 	}
 	switch code {
 	case codes.Unavailable:
@@ -81,7 +81,7 @@ func Log(ctx context.Context, log *slog.Logger, call string, err error) {
 // ErrorAttr returns the log attribute error with err's text, cut to
 // [MaxLoggedBytes].
 func ErrorAttr(err error) slog.Attr {
-	return slog.String("error", input.ClipTo(err.Error(), MaxLoggedBytes))
+	return slog.String("error", clip.Counted(err.Error(), MaxLoggedBytes))
 }
 
 // TraceID returns the log attribute trace_id with the trace ID of ctx's

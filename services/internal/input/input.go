@@ -10,11 +10,5 @@ const MaxIDBytes = 128
 const ClipBytes = 64
 
 // Clip returns s, a caller's text, cut to at most [ClipBytes] bytes for an
-// error message or a log line; see [ClipTo].
-func Clip(s string) string { return ClipTo(s, ClipBytes) }
-
-// ClipTo returns s if it has at most n bytes. Otherwise it returns the
-// longest prefix of s of at most n bytes that does not split a UTF-8
-// sequence, followed by "…(N bytes)", where N is the length of s:
-// ClipTo("abcdef", 3) is "abc…(6 bytes)". A negative n counts as zero.
-func ClipTo(s string, n int) string { return clip.Counted(s, n) }
+// error message or a log line, as clip.Counted cuts it ("abc…(6 bytes)").
+func Clip(s string) string { return clip.Counted(s, ClipBytes) }
