@@ -2,14 +2,14 @@ package telemetry
 
 import (
 	"context"
-	"hash/maphash"
 	"slices"
 	"strings"
-	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
+
+	"github.com/trustmesh/trustmesh/internal/strcache"
 )
 
 // ChainMember is the W3C baggage member that carries the caller chain.
@@ -53,7 +53,7 @@ func AppendChain(ctx context.Context, id spiffeid.ID) context.Context {
 	value := id.String()
 	if m := bag.Member(ChainMember); m.Key() != "" {
 		old := m.Value()
-		c := chains.parse(old)
+		c := parseChain(old)
 		if !c.ok {
 			return baggage.ContextWithBaggage(ctx, bag.DeleteMember(ChainMember))
 		}
@@ -83,7 +83,7 @@ func AppendChain(ctx context.Context, id spiffeid.ID) context.Context {
 // The chain is informational only (callers can write anything into baggage):
 // record it on spans ([RecordChain]), never authorize on it.
 func ChainFromContext(ctx context.Context) ([]string, bool) {
-	c := chains.parse(baggage.FromContext(ctx).Member(ChainMember).Value())
+	c := parseChain(baggage.FromContext(ctx).Member(ChainMember).Value())
 	if !c.ok {
 		return nil, false
 	}
@@ -96,47 +96,39 @@ func ChainFromContext(ctx context.Context) ([]string, bool) {
 // built once per distinct chain (a mesh's calls carry a few chains over and
 // over).
 func ChainAttribute(ctx context.Context) (attribute.KeyValue, bool) {
-	c := chains.parse(baggage.FromContext(ctx).Member(ChainMember).Value())
+	c := parseChain(baggage.FromContext(ctx).Member(ChainMember).Value())
 	return c.attr, c.ok
 }
 
-// chains remembers the chain values seen lately, checked and split: checking
-// one parses every SPIFFE ID in it, and a mesh's calls carry the same few
-// chains over and over. Direct-mapped by the value's hash, 256 slots, so
-// that memory stays bounded whatever callers send: a value it does not hold
-// is checked as usual and replaces the one in its slot.
-var chains = chainCache{seed: maphash.MakeSeed()}
-
-type chainCache struct {
-	seed  maphash.Seed
-	slots [256]atomic.Pointer[parsedChain]
-}
+// chains remembers the chain values seen lately, checked and split:
+// checking one parses every SPIFFE ID in it, and a mesh's calls carry the
+// same few chains over and over (bounded: see strcache).
+var chains = strcache.New[*parsedChain]()
 
 // parsedChain is a chain value, checked: when ok, its IDs and the span
 // attribute of them. Shared by every call with that value: never modified.
 type parsedChain struct {
-	value string
-	ok    bool
-	ids   []string
-	attr  attribute.KeyValue
+	ok   bool
+	ids  []string
+	attr attribute.KeyValue
 }
 
 var noChain = &parsedChain{}
 
-func (c *chainCache) parse(v string) *parsedChain {
+// parseChain is the checked chain value v, from the cache when it holds it.
+func parseChain(v string) *parsedChain {
 	if v == "" {
 		return noChain
 	}
-	slot := &c.slots[maphash.String(c.seed, v)%uint64(len(c.slots))]
-	if p := slot.Load(); p != nil && p.value == v {
+	if p, ok := chains.Get(v); ok {
 		return p
 	}
-	p := &parsedChain{value: v}
+	p := &parsedChain{}
 	if _, p.ok = checkChain(v); p.ok {
 		p.ids = strings.Split(v, chainSep)
 		p.attr = CallerChainKey.StringSlice(p.ids)
 	}
-	slot.Store(p)
+	chains.Put(v, p) // a baggage member's value: its own string
 	return p
 }
 

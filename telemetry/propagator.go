@@ -2,12 +2,12 @@ package telemetry
 
 import (
 	"context"
-	"hash/maphash"
 	"strings"
-	"sync/atomic"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/trustmesh/trustmesh/internal/strcache"
 )
 
 // W3C returns the W3C propagator of trace context (traceparent, tracestate)
@@ -33,16 +33,10 @@ import (
 // otelenv.Setup installs it as the global propagator.
 func W3C() propagation.TextMapPropagator { return w3c }
 
-var w3c = &w3cPropagator{seed: maphash.MakeSeed()}
+var w3c = &w3cPropagator{bags: strcache.New[baggage.Baggage]()}
 
 type w3cPropagator struct {
-	seed  maphash.Seed
-	cache [256]atomic.Pointer[bagEntry] // direct-mapped by the header's hash
-}
-
-type bagEntry struct {
-	header string
-	bag    baggage.Baggage
+	bags *strcache.Cache[baggage.Baggage] // by header
 }
 
 const baggageHeader = "baggage"
@@ -81,15 +75,14 @@ func (p *w3cPropagator) Extract(ctx context.Context, carrier propagation.TextMap
 // propagation.Baggage does, a header with invalid members keeps the valid
 // ones (an entirely invalid one gives the empty baggage).
 func (p *w3cPropagator) parse(h string) baggage.Baggage {
-	slot := &p.cache[maphash.String(p.seed, h)%uint64(len(p.cache))]
-	if e := slot.Load(); e != nil && e.header == h {
-		return e.bag
+	if bag, ok := p.bags.Get(h); ok {
+		return bag
 	}
 	bag, err := baggage.Parse(h) // keeps the valid members on error
 	if err != nil && bag.Len() == 0 {
 		return bag // not worth a slot
 	}
-	slot.Store(&bagEntry{header: strings.Clone(h), bag: bag}) // h may share a buffer the carrier reuses
+	p.bags.Put(strings.Clone(h), bag) // h may share a buffer the carrier reuses
 	return bag
 }
 
