@@ -142,6 +142,12 @@ func TestNilEngineRefusesOverTheMesh(t *testing.T) {
 			if got := errorLines(); len(got) != 2 || got[1] != wantLog {
 				t.Errorf("error lines = %q, want the outage reported twice", got)
 			}
+			// A zero Engine (not built by Compile) denies too: it once
+			// panicked in the tap and left the call hanging.
+			src.e.Store(&policy.Engine{})
+			if code, msg := st.call(t, addr); code != codes.PermissionDenied || msg != wantMsg {
+				t.Errorf("with a zero engine: %v %q, want %v %q", code, msg, codes.PermissionDenied, wantMsg)
+			}
 		})
 	}
 }

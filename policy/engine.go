@@ -203,7 +203,14 @@ func (c *callerIndex) first(id spiffeid.ID, best int32) int32 {
 }
 
 // lookup returns the plan for a decision on method.
+// noPlan is the plan of a zero Engine (one not built by Compile): no
+// rule, so every call is denied by default and no method is covered.
+var noPlan plan
+
 func (e *Engine) lookup(method string) *plan {
+	if e.global == nil {
+		return &noPlan
+	}
 	if idx, ok := e.methods[method]; ok {
 		return &idx.plan
 	}
