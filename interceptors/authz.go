@@ -88,7 +88,9 @@ func WithAuditAllows(n uint64) AuthorizerOption {
 }
 
 // NewAuthorizer returns an Authorizer that decides with the engine src
-// currently holds (a static engine or a hot-reloading [policy.Watcher]). A
+// currently holds (a static engine or a hot-reloading [policy.Watcher]);
+// src must hold one now (a nil src, or one whose Engine returns nil, is an
+// error; one that loses its engine later has every call denied). A
 // policy with rules that require access tokens ([policy.Engine.TokenRules])
 // needs [WithTokenVerifier]; without one NewAuthorizer fails. (Should a
 // reloaded policy bring such rules anyway, the calls they match are

@@ -267,6 +267,10 @@ func TestOptionValuesAreChecked(t *testing.T) {
 		!strings.Contains(err.Error(), "do not pass grpc.InTapHandle in WithGRPCServerOptions") {
 		t.Errorf("a second InTapHandle: %v", err)
 	}
+	if _, err := mesh.NewGRPCServer(creds, mesh.WithAuthorizer(greetPolicy(t)), mesh.WithGRPCServerOptions(grpc.MaxRecvMsgSize(1<<20), nil)); err == nil ||
+		err.Error() != "mesh: WithGRPCServerOptions: option 1 is nil" {
+		t.Errorf("a nil grpc option: %v (it once panicked, and the recovered panic blamed InTapHandle)", err)
+	}
 }
 
 // TestAllowStandardMethods: the helper's rule covers every health and

@@ -245,7 +245,15 @@ func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 // grpc-go takes only one, and the mesh's telemetry, rate limit and
 // authorization use it (NewGRPCServer returns an error saying so).
 func WithGRPCServerOptions(opts ...grpc.ServerOption) GRPCServerOption {
-	return grpcServerOption(func(c *serverConfig) { c.grpcOptions = append(c.grpcOptions, opts...) })
+	return grpcServerOption(func(c *serverConfig) {
+		for i, o := range opts {
+			if o == nil {
+				c.errs = append(c.errs, fmt.Errorf("mesh: WithGRPCServerOptions: option %d is nil", i))
+				return
+			}
+		}
+		c.grpcOptions = append(c.grpcOptions, opts...)
+	})
 }
 
 // WithConnectHandlerOptions appends connect-go handler options (interceptors,

@@ -344,7 +344,10 @@ func (e *Engine) TokenRules() []string {
 // Source holds the engine in force. A *Engine is a Source of itself; a
 // [Watcher] is one whose engine changes when its file does. Adapters call
 // Engine once per decision, so it must be cheap and safe for concurrent use.
-// A nil engine is no policy: every call is denied while Engine returns one.
+// A nil engine is no policy: every call is denied while Engine returns one
+// (interceptors.NewAuthorizer refuses a Source that has none to start
+// with); so is a zero Engine, which has no rule (build engines with
+// [Compile]).
 type Source interface {
 	Engine() *Engine
 }
