@@ -325,10 +325,15 @@ func (c *serverConfig) validate() error {
 }
 
 // checkCoverage refuses (or, with WithCoverageWarnings, logs) served methods
-// that no allow rule covers.
+// that no allow rule covers, and warns of deny rules that match none of
+// them.
 func (c *serverConfig) checkCoverage(methods []string) error {
 	if c.authorizer == nil {
 		return nil
+	}
+	if unused := c.authorizer.Policy().Engine().UnusedDenies(methods); len(unused) > 0 {
+		c.log.Warn("mesh: deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)",
+			slog.Any("rules", unused))
 	}
 	missing := uncovered(c.authorizer.Covers, methods)
 	if len(missing) == 0 {

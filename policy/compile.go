@@ -112,7 +112,7 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 // under every method pattern it names.
 func (e *Engine) add(r Rule, pr parsedRule, here bool) {
 	i := int32(len(e.rules))
-	cr := compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken, subjects: pr.subjects}
+	cr := compiledRule{name: r.Name, effect: r.Effect, dryRun: r.DryRun, requireToken: r.RequireToken, subjects: pr.subjects, here: here}
 	e.rules = append(e.rules, cr)
 	if !here {
 		return

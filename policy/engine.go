@@ -37,6 +37,7 @@ type compiledRule struct {
 	dryRun       bool
 	requireToken bool
 	subjects     []callerPattern // Rule.Subject; empty: the subject plays no part
+	here         bool            // the rule applies to this server (its at:, if any, names it)
 }
 
 // ruleKind is what a rule does to the calls it matches: allow rules that
@@ -296,6 +297,38 @@ func (e *Engine) Covers(method string) bool {
 	}
 	p := e.lookup(method)
 	return len(p[allow]) > 0 || len(p[allowSubject]) > 0
+}
+
+// UnusedDenies returns the names of the deny rules applying here that match
+// none of methods (the methods a server serves), in policy order: such a
+// rule refuses nothing on this server, which is what a typo in its method
+// or service does (a caller it was meant to stop is let through by a
+// broader allow rule). A rule written for another server is one too,
+// unless its at: says so. A nil or zero Engine has none.
+func (e *Engine) UnusedDenies(methods []string) []string {
+	if e == nil || e.global == nil {
+		return nil
+	}
+	used := make([]bool, len(e.rules))
+	for _, m := range methods {
+		for _, kind := range e.lookup(m) {
+			for _, c := range kind {
+				for _, r := range c.exact {
+					used[r] = true
+				}
+				for _, p := range c.patterns {
+					used[p.rule] = true
+				}
+			}
+		}
+	}
+	var out []string
+	for i, r := range e.rules {
+		if r.here && r.effect == Deny && !used[i] {
+			out = append(out, r.name)
+		}
+	}
+	return out
 }
 
 // TxnIssuers returns the SPIFFE IDs whose transaction tokens the policy

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -41,5 +42,33 @@ func TestNilEngine(t *testing.T) {
 	var e *policy.Engine
 	if e.Engine() != nil {
 		t.Error("nil Engine's Engine() is not nil")
+	}
+}
+
+// TestUnusedDenies: a deny rule whose method or service no served method
+// matches (a typo) is reported, one that matches any is not, nor an allow
+// rule, nor a rule for another server (at:).
+func TestUnusedDenies(t *testing.T) {
+	t.Parallel()
+	self := spiffeid.RequireFromString("spiffe://td/ns/notes/sa/notes")
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "typo", Effect: policy.Deny, From: []string{"spiffe://td/ns/x/sa/bob"}, To: []string{"/notes.v1.NoteServices/AddNote"}},
+		{Name: "typo-service", Effect: policy.Deny, From: []string{"spiffe://td/ns/x/*"}, To: []string{"/notes.v1.Notes/*"}},
+		{Name: "real", Effect: policy.Deny, From: []string{"spiffe://td/ns/x/sa/bob"}, To: []string{"/notes.v1.NoteService/AddNote"}},
+		{Name: "service", Effect: policy.Deny, From: []string{"spiffe://td/ns/x/sa/eve"}, To: []string{"/notes.v1.NoteService/*"}},
+		{Name: "everything", Effect: policy.Deny, From: []string{"spiffe://td/ns/x/sa/mallory"}, To: []string{"*"}},
+		{Name: "elsewhere", Effect: policy.Deny, From: []string{"spiffe://td/ns/x/sa/bob"}, To: []string{"/other.v1.Other/Get"}, At: []string{"spiffe://td/ns/other/sa/other"}},
+		{Name: "allow-typo", Effect: policy.Allow, From: []string{"spiffe://td/ns/x/*"}, To: []string{"/notes.v1.NoteServices/*"}},
+		{Name: "users", Effect: policy.Allow, From: []string{"spiffe://td/ns/x/*"}, To: []string{"/notes.v1.NoteService/*"}},
+	}}, policy.ForServer(self))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := []string{"/notes.v1.NoteService/AddNote", "/notes.v1.NoteService/ListNotes"}
+	if got := e.UnusedDenies(served); !slices.Equal(got, []string{"typo", "typo-service"}) {
+		t.Errorf("UnusedDenies = %q, want [typo typo-service]", got)
+	}
+	if got := e.UnusedDenies(nil); !slices.Equal(got, []string{"typo", "typo-service", "real", "service", "everything"}) {
+		t.Errorf("UnusedDenies(none served) = %q", got)
 	}
 }
