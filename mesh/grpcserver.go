@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -28,7 +30,18 @@ import (
 // reflection. Register services on it (it is a grpc.ServiceRegistrar) before
 // calling Serve.
 type GRPCServer struct {
-	server  *grpc.Server
+	// catalog holds the registrations until Serve builds server: a
+	// grpc.Server with stream workers starts their goroutines as it is
+	// made and ends them only when stopped, so the serving one is made by
+	// Serve, which stops it on every way out. The catalog has no workers
+	// and is stopped as soon as it is made (grpc-go still takes
+	// registrations then, and reports them); it checks each registration
+	// as grpc-go does and answers GetServiceInfo.
+	catalog *grpc.Server
+	gopts   []grpc.ServerOption // of the serving server
+	mu      sync.Mutex
+	regs    []registration
+	server  *grpc.Server // nil until Serve
 	health  *health.Server
 	cfg     *serverConfig
 	authz   *interceptors.Authorizer // nil without authorization
@@ -49,9 +62,26 @@ var keepaliveDefaults = []grpc.ServerOption{
 	grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 }
 
+// DefaultStreamWorkers is the number of goroutines a [GRPCServer] keeps to
+// serve calls on (grpc.NumStreamWorkers), unless raw options given with
+// [WithGRPCServerOptions] say otherwise: four per GOMAXPROCS at the time
+// [NewGRPCServer] runs, at least eight. grpc-go's default starts a goroutine per
+// call, whose stack then grows (copied each time) to the depth the call
+// needs: a worker's stack stays grown, which saves about a sixth of a
+// small call's server CPU (BENCHMARKS.md). A call that finds every worker
+// busy gets its own goroutine, as by default; grpc-go replaces each
+// worker after 65,536 calls, so a stack grown once by a deep call does not
+// stay forever.
+func DefaultStreamWorkers() uint32 { return uint32(max(8, 4*runtime.GOMAXPROCS(0))) }
+
 // NewGRPCServer builds a grpc-go server with the workload's credentials.
 // Each client connection may hold [DefaultMaxConcurrentStreams] calls at
-// once (see [WithMaxConcurrentStreams]).
+// once (see [WithMaxConcurrentStreams]). Calls are served on a pool of
+// goroutines reused from call to call (grpc.NumStreamWorkers, four per
+// GOMAXPROCS, at least eight; WithGRPCServerOptions(grpc.NumStreamWorkers(0))
+// gives each call its own goroutine, grpc-go's default): a handler that
+// sets its goroutine's pprof labels (pprof.SetGoroutineLabels rather than
+// pprof.Do) leaves them to the next call served there.
 func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, error) {
 	cfg, err := newGRPCServerConfig(opts)
 	if err != nil {
@@ -108,16 +138,26 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	gopts = append(gopts,
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
-	if s.server, err = newGRPC(gopts); err != nil {
+	// The workers go before the caller's raw options, so that
+	// grpc.NumStreamWorkers given there wins.
+	s.gopts = slices.Concat(gopts[:len(keepaliveDefaults)], []grpc.ServerOption{grpc.NumStreamWorkers(DefaultStreamWorkers())}, gopts[len(keepaliveDefaults):])
+	if s.catalog, err = newGRPC(gopts); err != nil { // the same options but the workers: what fails, fails now
 		return nil, err
 	}
-	healthpb.RegisterHealthServer(s.server, s.health)
+	s.catalog.Stop()
+	healthpb.RegisterHealthServer(s, s.health)
 	if !cfg.noReflection {
-		ropts := reflection.ServerOptions{Services: s.server, DescriptorResolver: s.reflect, ExtensionResolver: s.reflect}
-		reflectionv1.RegisterServerReflectionServer(s.server, reflection.NewServerV1(ropts))
-		reflectionv1alpha.RegisterServerReflectionServer(s.server, reflection.NewServer(ropts))
+		ropts := reflection.ServerOptions{Services: s.catalog, DescriptorResolver: s.reflect, ExtensionResolver: s.reflect}
+		reflectionv1.RegisterServerReflectionServer(s, reflection.NewServerV1(ropts))
+		reflectionv1alpha.RegisterServerReflectionServer(s, reflection.NewServer(ropts))
 	}
 	return s, nil
+}
+
+// registration is one RegisterService call, for the serving server.
+type registration struct {
+	desc *grpc.ServiceDesc
+	impl any
 }
 
 // newGRPC is grpc.NewServer, with its panic on a second InTapHandle (the
@@ -138,7 +178,14 @@ func newGRPC(opts []grpc.ServerOption) (srv *grpc.Server, err error) {
 // the process (log.Fatal) on a registration after Serve, and the checks
 // Serve starts with cover only the services registered by then.
 func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
-	s.server.RegisterService(desc, impl)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server != nil {
+		s.server.RegisterService(desc, impl) // grpc-go's log.Fatal, as documented
+		return
+	}
+	s.catalog.RegisterService(desc, impl)
+	s.regs = append(s.regs, registration{desc, impl})
 }
 
 // Check runs the checks Serve starts with, so that a program can fail
@@ -149,8 +196,8 @@ func (s *GRPCServer) Check() error {
 	if err := s.cfg.checkCoverage(s.Methods()); err != nil {
 		return err
 	}
-	names := make([]string, 0, len(s.server.GetServiceInfo()))
-	for name := range s.server.GetServiceInfo() {
+	names := make([]string, 0, len(s.catalog.GetServiceInfo()))
+	for name := range s.catalog.GetServiceInfo() {
 		names = append(names, name)
 	}
 	return s.reflect.set(names)
@@ -175,7 +222,7 @@ func (s *GRPCServer) ListenAndServe(ctx context.Context, addr string) error {
 // serves on ln until ctx
 // ends; then it reports NOT_SERVING, stops gracefully within the shutdown
 // timeout and returns nil. It returns the error that made it stop
-// otherwise. While it serves, a policy reload that would leave a served
+// otherwise. A GRPCServer serves once: a second Serve is an error. While it serves, a policy reload that would leave a served
 // method uncovered is rejected (see [WithAuthorizer]), and every connection
 // ends when its peer's certificate expires or no longer verifies.
 func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
@@ -183,6 +230,12 @@ func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close()
 		return err
 	}
+	srv, err := s.build()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer srv.Stop() // on every way out: its workers and connections end
 	release := s.cfg.guardReloads(s.authz, s.Methods())
 	defer release()
 	s.setServing(true)
@@ -192,7 +245,7 @@ func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 	go followServing(wctx, s.svid, s.setServing)
 
 	errc := make(chan error, 1)
-	go func() { errc <- s.server.Serve(ln) }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("mesh: grpc server on %s: %w", ln.Addr(), err)
@@ -200,19 +253,37 @@ func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.health.Shutdown()
 	stopped := make(chan struct{})
-	go func() { s.server.GracefulStop(); close(stopped) }()
+	go func() { srv.GracefulStop(); close(stopped) }()
 	timer := time.NewTimer(s.cfg.shutdownTimeout)
 	defer timer.Stop()
 	select {
 	case <-stopped:
 	case <-timer.C:
-		s.server.Stop()
+		srv.Stop()
 		<-stopped
 	}
 	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("mesh: grpc server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// build makes the serving grpc.Server, with every registration, once.
+func (s *GRPCServer) build() (*grpc.Server, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.server != nil {
+		return nil, errors.New("mesh: GRPCServer.Serve called twice: a GRPCServer serves once (build another)")
+	}
+	srv, err := newGRPC(s.gopts)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range s.regs {
+		srv.RegisterService(r.desc, r.impl)
+	}
+	s.server = srv
+	return srv, nil
 }
 
 // setServing sets every registered service (and the server, "") SERVING or
@@ -222,7 +293,7 @@ func (s *GRPCServer) setServing(serving bool) {
 	if serving {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
-	for name := range s.server.GetServiceInfo() {
+	for name := range s.catalog.GetServiceInfo() {
 		s.health.SetServingStatus(name, st)
 	}
 	s.health.SetServingStatus("", st)
@@ -232,7 +303,7 @@ func (s *GRPCServer) setServing(serving bool) {
 // server serves, health and reflection included, sorted.
 func (s *GRPCServer) Methods() []string {
 	var out []string
-	for svc, info := range s.server.GetServiceInfo() {
+	for svc, info := range s.catalog.GetServiceInfo() {
 		for _, m := range info.Methods {
 			out = append(out, "/"+svc+"/"+m.Name)
 		}

@@ -13,6 +13,7 @@ const (
 	stackPlaceOrder = "placeorder" // the sample's four services, PlaceOrder end to end
 
 	modeBare       = "bare"       // the stack alone, with mTLS
+	modeWorkers    = "workers"    // grpc-go only: bare, with the stream workers a trustmesh GRPCServer keeps (mesh.DefaultStreamWorkers)
 	modeOff        = "off"        // trustmesh, telemetry off
 	modeUnsampled  = "unsampled"  // trustmesh, OTEL_TRACES_SAMPLER=always_off, metrics none: otelenv reports Off
 	modeUndeclared = "undeclared" // the same, with the instrumentation installed anyway (Unsampled not set)
@@ -40,9 +41,14 @@ func parseConfig(s string) (config, error) {
 		switch mode {
 		case modeBare, modeOff, modeUnsampled, modeUndeclared, modeAlwaysOn, modeShop:
 			return c, nil
+		case modeWorkers:
+			if stack == stackGRPC {
+				return c, nil
+			}
+			return c, fmt.Errorf("meshbench: configuration %q: mode %s is grpc-go's (connect-go serves each call on net/http's goroutine)", s, mode)
 		}
-		return c, fmt.Errorf("meshbench: configuration %q: mode %q: want %s, %s, %s, %s, %s or %s", s, mode,
-			modeBare, modeOff, modeUnsampled, modeUndeclared, modeAlwaysOn, modeShop)
+		return c, fmt.Errorf("meshbench: configuration %q: mode %q: want %s, %s (grpc-go), %s, %s, %s, %s or %s", s, mode,
+			modeBare, modeWorkers, modeOff, modeUnsampled, modeUndeclared, modeAlwaysOn, modeShop)
 	case stackPlaceOrder:
 		switch mode {
 		case modeBare, modeOff, modeAlwaysOn:

@@ -152,7 +152,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	}
 	var o options
 	configs := fs.String("configs", strings.Join(defaultConfigs, ","), "the configurations, STACK/MODE separated by commas:\n"+
-		"grpc-go/MODE or connect-go/MODE, one server: MODE bare, off, unsampled, undeclared (unsampled with the instrumentation installed\n"+
+		"grpc-go/MODE or connect-go/MODE, one server: MODE bare, workers (grpc-go only: bare with the stream workers a trustmesh server\n"+
+		"keeps, grpc.NumStreamWorkers), off, unsampled, undeclared (unsampled with the instrumentation installed\n"+
 		"anyway), always-on, or shop (the real shop serve inventory on grpc-go, shop serve payments on connect-go: health rows only, with\n"+
 		"their defaults and always-on tracing; needs the same stack's bare, to check issue #19's bounds against);\n"+
 		"placeorder/MODE, PlaceOrder through the four sample services in four processes: MODE bare (bare servers), off or always-on\n"+

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // that the always-on server's spans reach the sink.
 func TestRun(t *testing.T) {
 	var out bytes.Buffer
-	configs := "grpc-go/bare,grpc-go/off,grpc-go/unsampled,connect-go/undeclared,connect-go/always-on"
+	configs := "grpc-go/bare,grpc-go/workers,grpc-go/off,grpc-go/unsampled,connect-go/undeclared,connect-go/always-on"
 	err := run(context.Background(), []string{"-configs", configs, "-rounds", "2", "-calls", "40", "-warmup", "10", "-c", "4", "-conns", "2", "-latency-calls", "5"}, &out)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, &out)
@@ -57,7 +57,8 @@ func TestFlagErrors(t *testing.T) {
 		want string
 	}{
 		{"bad-stack", []string{"-configs", "netty/bare"}, `meshbench: configuration "netty/bare": want grpc-go/MODE, connect-go/MODE or placeorder/MODE`},
-		{"bad-mode", []string{"-configs", "grpc-go/fast"}, `meshbench: configuration "grpc-go/fast": mode "fast": want bare, off, unsampled, undeclared, always-on or shop`},
+		{"bad-mode", []string{"-configs", "grpc-go/fast"}, `meshbench: configuration "grpc-go/fast": mode "fast": want bare, workers (grpc-go), off, unsampled, undeclared, always-on or shop`},
+		{"connect-workers", []string{"-configs", "connect-go/workers"}, `meshbench: configuration "connect-go/workers": mode workers is grpc-go's (connect-go serves each call on net/http's goroutine)`},
 		{"bad-placeorder-mode", []string{"-configs", "placeorder/unsampled"}, `meshbench: configuration "placeorder/unsampled": mode "unsampled": want bare, off or always-on`},
 		{"shop-without-bare", []string{"-configs", "grpc-go/off,grpc-go/shop"}, `meshbench: configuration grpc-go/shop is checked against grpc-go/bare: add grpc-go/bare to -configs`},
 		{"connect-shop-list", []string{"-configs", "connect-go/bare,connect-go/shop", "-workload", "list"}, `meshbench: configuration connect-go/shop (shop serve payments) serves no ListProducts: measure it with -workload health (or list,health)`},

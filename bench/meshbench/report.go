@@ -118,7 +118,7 @@ func printTable(out io.Writer, rows []row) {
 				allocsBare = fmt.Sprintf("%+.0f", r.allocs-b.allocs)
 			}
 		}
-		if f, ok := find(rows, r.t, modeOff); ok && r.t.cfg.mode != modeOff && r.t.cfg.mode != modeBare {
+		if f, ok := find(rows, r.t, modeOff); ok && r.t.cfg.mode != modeOff && r.t.cfg.mode != modeBare && r.t.cfg.mode != modeWorkers {
 			vsOff = fmt.Sprintf("%+.1f", micros(r.cpu-f.cpu))
 			if r.allocsKnown && f.allocsKnown {
 				allocsOff = fmt.Sprintf("%+.0f", r.allocs-f.allocs)

@@ -146,10 +146,14 @@ func newServer(ctx context.Context, cfg config, ca *certs.CA) (serve func(contex
 		return nil, nil, fmt.Errorf("meshbench: serve: %w", err)
 	}
 	shutdown = func(context.Context) error { return nil }
-	if cfg.mode == modeBare {
+	if cfg.mode == modeBare || cfg.mode == modeWorkers {
 		tlsCfg := bareTLS(ca, svid)
 		if cfg.stack == stackGRPC {
-			srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
+			gopts := []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}
+			if cfg.mode == modeWorkers {
+				gopts = append(gopts, grpc.NumStreamWorkers(mesh.DefaultStreamWorkers()))
+			}
+			srv := grpc.NewServer(gopts...)
 			inventoryv1.RegisterInventoryServiceServer(srv, impl)
 			healthpb.RegisterHealthServer(srv, health.NewServer()) // "" is SERVING
 			return serveGRPC(srv), shutdown, nil

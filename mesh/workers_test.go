@@ -1,0 +1,109 @@
+package mesh_test
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/mesh"
+)
+
+// goroutineID is the number runtime.Stack prints for the calling
+// goroutine ("goroutine 42 [running]:"). Goroutine numbers are never
+// reused within a process.
+func goroutineID() string {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	id, _, _ := bytes.Cut(b, []byte(" "))
+	return string(id)
+}
+
+// TestCallsReuseStreamWorkers checks that a GRPCServer serves calls on
+// goroutines it keeps (grpc.NumStreamWorkers), whose stacks need not grow
+// again on every call, and that a raw option turns that off.
+func TestCallsReuseStreamWorkers(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "shop.example")
+	const calls = 40
+	for _, tc := range []struct {
+		name string
+		opts []grpc.ServerOption
+		max  int // distinct goroutines the calls may run on
+		min  int
+	}{
+		{"default", nil, int(mesh.DefaultStreamWorkers()), 1},
+		{"NumStreamWorkers(0)", []grpc.ServerOption{grpc.NumStreamWorkers(0)}, calls, calls},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			ids := map[string]bool{}
+			record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				mu.Lock()
+				ids[goroutineID()] = true
+				mu.Unlock()
+				return h(ctx, req)
+			}
+			srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()},
+				mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(tc.opts...),
+				mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{record}, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := serve(t, srv.Serve)
+			conn, err := mesh.DialGRPC(addr, mesh.Credentials{SVID: pki.SVID(t, clientID), Bundles: pki.Bundle()}, spiffeid.RequireFromString(serverID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range calls { // one at a time: each finds an idle worker
+				if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ids) < tc.min || len(ids) > tc.max {
+				t.Errorf("%d calls ran on %d goroutines, want %d to %d", calls, len(ids), tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestGRPCServerServesOnce: the serving grpc.Server (and its workers) is
+// made by Serve and stopped whenever Serve returns, so a second Serve has
+// nothing to serve with and says so, rather than serving a stopped
+// server. A server built and never served starts no goroutine (TestMain's
+// goleak check covers the tests that never serve theirs).
+func TestGRPCServerServesOnce(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "shop.example")
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()}, mesh.WithoutAuthorization())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.Serve(ctx, listen(t)); err != nil {
+		t.Fatalf("first Serve: %v", err)
+	}
+	ln := listen(t)
+	err = srv.Serve(context.Background(), ln)
+	const want = "mesh: GRPCServer.Serve called twice: a GRPCServer serves once (build another)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("second Serve = %v, want %s", err, want)
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Error("the second Serve left its listener open")
+	}
+}
