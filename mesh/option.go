@@ -331,10 +331,7 @@ func (c *serverConfig) checkCoverage(methods []string) error {
 	if c.authorizer == nil {
 		return nil
 	}
-	if unused := c.authorizer.Policy().Engine().UnusedDenies(methods); len(unused) > 0 {
-		c.log.Warn("mesh: deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)",
-			slog.Any("rules", unused))
-	}
+	c.warnUnusedDenies(c.authorizer.Policy().Engine(), methods, "deny rules")
 	missing := uncovered(c.authorizer.Covers, methods)
 	if len(missing) == 0 {
 		return nil
@@ -344,6 +341,16 @@ func (c *serverConfig) checkCoverage(methods []string) error {
 		return nil
 	}
 	return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)", len(missing), strings.Join(missing, ", "))
+}
+
+// warnUnusedDenies logs the deny rules of e that match none of methods: a
+// typo in their methods, which lets a broader allow rule's callers
+// through. what names them in the message.
+func (c *serverConfig) warnUnusedDenies(e *policy.Engine, methods []string, what string) {
+	if unused := e.UnusedDenies(methods); len(unused) > 0 {
+		c.log.Warn("mesh: "+what+" match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)",
+			slog.Any("rules", unused))
+	}
 }
 
 // uncovered returns the methods that covers does not cover.
@@ -369,7 +376,8 @@ type reloadChecker interface {
 // Serve calls it as it starts; without authorization (a nil a) it logs
 // that every method is open, and it logs a policy in dry-run (at start and
 // on each reload to one), so that a WithoutAuthorization or a dry_run left
-// in by mistake shows in the log.
+// in by mistake shows in the log; a reloaded policy's deny rules that match
+// no served method are logged as at start.
 func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string) (release func()) {
 	if a == nil {
 		c.log.Warn("mesh: serving without authorization (WithoutAuthorization): every peer of an accepted trust domain may call every method",
@@ -390,11 +398,13 @@ func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string
 		missing := uncovered(e.Covers, methods)
 		if len(missing) == 0 {
 			warnDryRun(e)
+			c.warnUnusedDenies(e, methods, "the reloaded policy's deny rules")
 			return nil
 		}
 		if c.coverageWarn {
 			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
 			warnDryRun(e)
+			c.warnUnusedDenies(e, methods, "the reloaded policy's deny rules")
 			return nil
 		}
 		return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))

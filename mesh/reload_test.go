@@ -2,13 +2,16 @@ package mesh_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/trustmesh/trustmesh/interceptors"
 	"github.com/trustmesh/trustmesh/internal/testpki"
+	"github.com/trustmesh/trustmesh/internal/testsync"
 	"github.com/trustmesh/trustmesh/mesh"
 	"github.com/trustmesh/trustmesh/policy"
 )
@@ -100,6 +103,87 @@ rules:
 			}
 			if rule := w.Engine().Decide("/greet.v1.GreetService/Greet", pki.SVID(t, friendID).ID).Rule; rule != "anyone-greets" {
 				t.Errorf("rule in force %q, want anyone-greets", rule)
+			}
+		})
+	}
+}
+
+// TestReloadedUnusedDenyRuleIsLogged: a reload that brings a deny rule
+// matching no served method (a typo: the broader allow rule lets its
+// caller through) is applied, as at start, and warned of, as at start;
+// before, only the policy a server started with was checked. Both stacks.
+func TestReloadedUnusedDenyRuleIsLogged(t *testing.T) {
+	t.Parallel()
+	const allowAll = `    to: ["/greet.v1.GreetService/*", "/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
+`
+	const clean = `version: 1
+rules:
+  - name: app-greets
+    effect: allow
+    from: ["spiffe://example.org/**"]
+` + allowAll
+	const typo = `version: 1
+rules:
+  - name: no-friend-typo
+    effect: deny
+    from: ["` + friendID + `"]
+    to: ["/greet.v1.GreetServices/Greet"]
+  - name: app-greets
+    effect: allow
+    from: ["spiffe://example.org/**"]
+` + allowAll
+	const want = `mesh: the reloaded policy's deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-friend-typo]`
+	for _, st := range greetStacks {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			if err := os.WriteFile(path, []byte(clean), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			updates := make(chan error, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			w, err := policy.NewWatcher(ctx, path, policy.WithDebounce(20*time.Millisecond),
+				policy.WithOnUpdate(func(_ *policy.Engine, err error) { updates <- err }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = w.Close() })
+			a, err := interceptors.NewAuthorizer(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs testsync.Buffer
+			pki := testpki.New(t, "example.org")
+			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
+				mesh.WithAuthorizer(a), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			greet := st.client(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()})
+			if err := greet(context.Background()); err != nil {
+				t.Fatalf("before the reload: %v", err)
+			}
+			if strings.Contains(logs.String(), "match no method") {
+				t.Fatalf("a warning before the reload:\n%s", logs.String())
+			}
+			tmp := path + ".tmp"
+			if err := os.WriteFile(tmp, []byte(typo), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-updates:
+				if err != nil {
+					t.Fatalf("reload: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no reload attempt within 10s")
+			}
+			if got := logs.String(); !strings.Contains(got, want+"\n") {
+				t.Errorf("log lacks\n %s\nin:\n%s", want, got)
+			}
+			if err := greet(context.Background()); err != nil { // the typo'd rule refuses nothing
+				t.Errorf("after the reload: %v", err)
 			}
 		})
 	}
