@@ -73,7 +73,10 @@ ignored; "-" reads the list from standard input. With neither protos nor
 --methods, only the standard methods are checked, and lint says so. Each
 method no allow rule covers is printed as "uncovered: METHOD"; that is a
 warning, or, with --strict, a failure (exit 1) as it is when a server
-starts.
+starts. Each deny rule (without at:) that matches none of the methods
+checked is printed as "unused deny: RULE", with a warning, as a server
+logs at start: it refuses nothing there, which is what a typo in its to:
+does (not checked when only the standard methods are).
 
 SET is what 'buf build -o set.binpb' writes; keep the imports in it
 (trustmesh/v1/access.proto among them), which is buf's default.
@@ -165,8 +168,28 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 	}
 	if src.from == "" && *methodsFile == "" {
 		fmt.Fprintln(stdout, "note: no services given (--proto-descriptors SET, --sample or --methods FILE): coverage is checked for the standard health and reflection methods only")
+	} else {
+		warnUnusedDenies(stdout, file, pf.engine, methods)
 	}
 	return checkCoverage(stdout, file, pf.engine, methods, *strict)
+}
+
+// warnUnusedDenies prints each deny rule of engine (those without at:)
+// that matches none of methods, and a warning, as a server does at start:
+// such a rule refuses nothing there, which is what a typo in its to: does.
+func warnUnusedDenies(stdout io.Writer, file string, engine *policy.Engine, methods []string) {
+	unused := engine.UnusedDenies(methods)
+	for _, name := range unused {
+		fmt.Fprintf(stdout, "unused deny: %s\n", name)
+	}
+	if len(unused) > 0 {
+		verb := "match"
+		if len(unused) == 1 {
+			verb = "matches"
+		}
+		fmt.Fprintf(stdout, "warning: %s: %s %s none of the %s checked, so it refuses nothing there (a typo in its to:? a rule meant for other servers says so with at:)\n",
+			file, plural(len(unused), "deny rule"), verb, plural(len(methods), "method"))
+	}
 }
 
 // checkCoverage prints each of methods that no allow rule of engine

@@ -127,6 +127,30 @@ func TestPolicyLint(t *testing.T) {
 		}
 	})
 
+	t.Run("unused deny", func(t *testing.T) {
+		t.Parallel()
+		// A deny rule whose service is misspelt matches no served method,
+		// so the broader allow lets mallory through: lint says so, as a
+		// server does at start, and a deny that matches stays quiet.
+		typo := writePolicy(t, "typo.yaml", samplePolicy+`  - name: no-mallory-typo
+    effect: deny
+    from: ["spiffe://shop.example/user/mallory"]
+    to: ["/shop.gateway.v1.StoreFrontService/*"]
+`)
+		r := runMeshctl(t, "policy", "lint", "--protos=false", typo, "--methods", methods)
+		want := typo + ": ok (5 rules)\n" +
+			"unused deny: no-mallory-typo\n" +
+			"warning: " + typo + ": 1 deny rule matches none of the 3 methods checked, so it refuses nothing there (a typo in its to:? a rule meant for other servers says so with at:)\n" +
+			"uncovered: /shop.inventory.v1.InventoryService/Restock\n"
+		if r.code != 0 || !strings.HasPrefix(r.stdout, want) {
+			t.Errorf("exit %d, stdout:\n%s\nwant it to start with:\n%s", r.code, r.stdout, want)
+		}
+		// Without services lint knows of none to check against.
+		if out := mustRun(t, "policy", "lint", typo); strings.Contains(out, "unused deny") {
+			t.Errorf("lint without services reports unused denies:\n%s", out)
+		}
+	})
+
 	t.Run("file alone", func(t *testing.T) {
 		t.Parallel()
 		// Without protos or --methods, only the standard methods are
