@@ -65,23 +65,28 @@ var keepaliveDefaults = []grpc.ServerOption{
 // DefaultStreamWorkers is the number of goroutines a [GRPCServer] keeps to
 // serve calls on (grpc.NumStreamWorkers), unless raw options given with
 // [WithGRPCServerOptions] say otherwise: four per GOMAXPROCS at the time
-// [NewGRPCServer] runs, at least eight. grpc-go's default starts a goroutine per
-// call, whose stack then grows (copied each time) to the depth the call
-// needs: a worker's stack stays grown, which saves about a sixth of a
-// small call's server CPU (BENCHMARKS.md). A call that finds every worker
-// busy gets its own goroutine, as by default; grpc-go replaces each
-// worker after 65,536 calls, so a stack grown once by a deep call does not
-// stay forever.
+// [NewGRPCServer] runs, at least eight. grpc-go's default starts a
+// goroutine per call, whose stack then grows (copied each time) to the
+// depth the call needs; a worker's stack stays grown from call to call
+// (until a garbage collection halves it, if it is mostly unused then).
+// Stack growth was 11–13% of the mesh's grpc-go server CPU in a profile;
+// with the workers a small call costs it about 7 µs less (BENCHMARKS.md).
+// A call that finds every worker busy gets its own goroutine, as by
+// default; grpc-go replaces each worker after 65,536 calls.
 func DefaultStreamWorkers() uint32 { return uint32(max(8, 4*runtime.GOMAXPROCS(0))) }
 
 // NewGRPCServer builds a grpc-go server with the workload's credentials.
 // Each client connection may hold [DefaultMaxConcurrentStreams] calls at
 // once (see [WithMaxConcurrentStreams]). Calls are served on a pool of
-// goroutines reused from call to call (grpc.NumStreamWorkers, four per
-// GOMAXPROCS, at least eight; WithGRPCServerOptions(grpc.NumStreamWorkers(0))
-// gives each call its own goroutine, grpc-go's default): a handler that
-// sets its goroutine's pprof labels (pprof.SetGoroutineLabels rather than
-// pprof.Do) leaves them to the next call served there.
+// goroutines reused from call to call ([DefaultStreamWorkers];
+// WithGRPCServerOptions(grpc.NumStreamWorkers(0)) gives each call its own
+// goroutine, grpc-go's default), so what a handler leaves on its goroutine
+// or OS thread is there for the next call served on it, whoever the caller:
+// pprof labels set with pprof.SetGoroutineLabels (pprof.Do restores them),
+// and a thread locked with runtime.LockOSThread and not unlocked, which
+// grpc-go's default would discard with the goroutine. A handler that
+// changes its thread (unix.Setns, per-thread credentials) and relies on
+// that must be served with grpc.NumStreamWorkers(0).
 func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, error) {
 	cfg, err := newGRPCServerConfig(opts)
 	if err != nil {
@@ -104,10 +109,10 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	// Defaults the caller may tune come first, then the caller's raw
 	// options, then the mesh's own, which win: no option can swap mTLS for
 	// something weaker or unhook authorization.
-	gopts := slices.Concat(keepaliveDefaults, cfg.grpcOptions, []grpc.ServerOption{
+	mine := []grpc.ServerOption{
 		grpc.Creds(newServerCredentials(tlsCfg, cfg.log, s.peers)),
 		grpc.MaxConcurrentStreams(cfg.maxStreams),
-	})
+	}
 	var in *rpcotel.Instrumentation
 	if t := cfg.telemetry; t != nil {
 		if in, err = t.instrumentation(true); err != nil {
@@ -133,15 +138,17 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		taps = append(taps, s.authz.TapHandle())
 	}
 	if len(taps) > 0 {
-		gopts = append(gopts, grpc.InTapHandle(interceptors.ChainTapHandles(taps...)))
+		mine = append(mine, grpc.InTapHandle(interceptors.ChainTapHandles(taps...)))
 	}
-	gopts = append(gopts,
+	mine = append(mine,
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
 	// The workers go before the caller's raw options, so that
 	// grpc.NumStreamWorkers given there wins.
-	s.gopts = slices.Concat(gopts[:len(keepaliveDefaults)], []grpc.ServerOption{grpc.NumStreamWorkers(DefaultStreamWorkers())}, gopts[len(keepaliveDefaults):])
-	if s.catalog, err = newGRPC(gopts); err != nil { // the same options but the workers: what fails, fails now
+	workers := []grpc.ServerOption{grpc.NumStreamWorkers(DefaultStreamWorkers())}
+	s.gopts = slices.Concat(keepaliveDefaults, workers, cfg.grpcOptions, mine)
+	// The same options but the workers: what fails, fails now.
+	if s.catalog, err = newGRPC(slices.Concat(keepaliveDefaults, cfg.grpcOptions, mine)); err != nil {
 		return nil, err
 	}
 	s.catalog.Stop()
@@ -174,15 +181,16 @@ func newGRPC(opts []grpc.ServerOption) (srv *grpc.Server, err error) {
 
 // RegisterService registers a service implementation; it implements
 // grpc.ServiceRegistrar so generated RegisterXServer functions accept it.
-// Register every service before [GRPCServer.Check] or Serve: grpc-go ends
-// the process (log.Fatal) on a registration after Serve, and the checks
-// Serve starts with cover only the services registered by then.
+// Register every service before [GRPCServer.Check] or Serve: the checks
+// Serve starts with cover only the services registered by then, and a
+// registration once Serve has started panics (grpc-go would end the
+// process). grpc-go's own checks (a duplicate service, an implementation
+// of the wrong type) end the process as they do on a grpc.Server.
 func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.server != nil {
-		s.server.RegisterService(desc, impl) // grpc-go's log.Fatal, as documented
-		return
+		panic(fmt.Sprintf("mesh: GRPCServer.RegisterService(%q) after Serve: register every service before Serve", desc.ServiceName))
 	}
 	s.catalog.RegisterService(desc, impl)
 	s.regs = append(s.regs, registration{desc, impl})

@@ -33,14 +33,15 @@ func goroutineID() string {
 func TestCallsReuseStreamWorkers(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "shop.example")
-	const calls = 40
+	workers := int(mesh.DefaultStreamWorkers())
+	calls := 2 * workers // more calls than workers, whatever GOMAXPROCS
 	for _, tc := range []struct {
 		name string
 		opts []grpc.ServerOption
 		max  int // distinct goroutines the calls may run on
 		min  int
 	}{
-		{"default", nil, int(mesh.DefaultStreamWorkers()), 1},
+		{"default", nil, workers, 1},
 		{"NumStreamWorkers(0)", []grpc.ServerOption{grpc.NumStreamWorkers(0)}, calls, calls},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,4 +107,12 @@ func TestGRPCServerServesOnce(t *testing.T) {
 	if _, err := ln.Accept(); err == nil {
 		t.Error("the second Serve left its listener open")
 	}
+	// A registration after Serve would be served by no one's checks.
+	defer func() {
+		const want = `mesh: GRPCServer.RegisterService("grpc.health.v1.Health") after Serve: register every service before Serve`
+		if p := recover(); p != want {
+			t.Errorf("RegisterService after Serve: panic %v, want %s", p, want)
+		}
+	}()
+	healthpb.RegisterHealthServer(srv, nil)
 }
