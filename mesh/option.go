@@ -398,13 +398,13 @@ func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string
 		missing := uncovered(e.Covers, methods)
 		if len(missing) == 0 {
 			warnDryRun(e)
-			c.warnUnusedDenies(e, methods, "the reloaded policy's deny rules")
+			c.warnUnusedDenies(e, methods, "a policy being reloaded: its deny rules")
 			return nil
 		}
 		if c.coverageWarn {
 			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
 			warnDryRun(e)
-			c.warnUnusedDenies(e, methods, "the reloaded policy's deny rules")
+			c.warnUnusedDenies(e, methods, "a policy being reloaded: its deny rules")
 			return nil
 		}
 		return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))

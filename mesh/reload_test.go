@@ -132,7 +132,7 @@ rules:
     effect: allow
     from: ["spiffe://example.org/**"]
 ` + allowAll
-	const want = `mesh: the reloaded policy's deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-friend-typo]`
+	const want = `mesh: a policy being reloaded: its deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-friend-typo]`
 	for _, st := range greetStacks {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()

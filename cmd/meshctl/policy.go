@@ -75,7 +75,7 @@ method no allow rule covers is printed as "uncovered: METHOD"; that is a
 warning, or, with --strict, a failure (exit 1) as it is when a server
 starts. Each deny rule (without at:) that matches none of the methods
 checked is printed as "unused deny: RULE", with a warning, as a server
-logs at start: it refuses nothing there, which is what a typo in its to:
+logs at start and on a reload: it refuses nothing there, which is what a typo in its to:
 does (not checked when only the standard methods are).
 
 SET is what 'buf build -o set.binpb' writes; keep the imports in it
@@ -183,12 +183,12 @@ func warnUnusedDenies(stdout io.Writer, file string, engine *policy.Engine, meth
 		fmt.Fprintf(stdout, "unused deny: %s\n", name)
 	}
 	if len(unused) > 0 {
-		verb := "match"
+		verb, it, its := "match", "they refuse", "their"
 		if len(unused) == 1 {
-			verb = "matches"
+			verb, it, its = "matches", "it refuses", "its"
 		}
-		fmt.Fprintf(stdout, "warning: %s: %s %s none of the %s checked, so it refuses nothing there (a typo in its to:? a rule meant for other servers says so with at:)\n",
-			file, plural(len(unused), "deny rule"), verb, plural(len(methods), "method"))
+		fmt.Fprintf(stdout, "warning: %s: %s %s none of the %s checked, so %s nothing there (a typo in %s to:? a rule meant for other servers says so with at:)\n",
+			file, plural(len(unused), "deny rule"), verb, plural(len(methods), "method"), it, its)
 	}
 }
 

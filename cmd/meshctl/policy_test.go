@@ -145,6 +145,19 @@ func TestPolicyLint(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, want) {
 			t.Errorf("exit %d, stdout:\n%s\nwant it to start with:\n%s", r.code, r.stdout, want)
 		}
+		two := writePolicy(t, "two.yaml", samplePolicy+`  - name: no-mallory-typo
+    effect: deny
+    from: ["spiffe://shop.example/user/mallory"]
+    to: ["/shop.gateway.v1.StoreFrontService/*"]
+  - name: no-eve-typo
+    effect: deny
+    from: ["spiffe://shop.example/user/eve"]
+    to: ["/shop.orders.v1.OrderServices/*"]
+`)
+		r = runMeshctl(t, "policy", "lint", "--protos=false", two, "--methods", methods)
+		if want := "warning: " + two + ": 2 deny rules match none of the 3 methods checked, so they refuse nothing there (a typo in their to:? a rule meant for other servers says so with at:)\n"; !strings.Contains(r.stdout, "unused deny: no-mallory-typo\nunused deny: no-eve-typo\n"+want) {
+			t.Errorf("stdout:\n%s\nwant the two rules, then:\n%s", r.stdout, want)
+		}
 		// Without services lint knows of none to check against.
 		if out := mustRun(t, "policy", "lint", typo); strings.Contains(out, "unused deny") {
 			t.Errorf("lint without services reports unused denies:\n%s", out)
