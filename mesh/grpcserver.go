@@ -71,8 +71,9 @@ var keepaliveDefaults = []grpc.ServerOption{
 // (until a garbage collection halves it, if it is mostly unused then).
 // Stack growth was 11–13% of the mesh's grpc-go server CPU in a profile;
 // with the workers a small call costs it about 7 µs less (BENCHMARKS.md).
-// A call that finds every worker busy gets its own goroutine, as by
-// default; grpc-go replaces each worker after 65,536 calls.
+// A call that finds every worker busy (a stream holds its worker until it
+// ends) gets its own goroutine, as by default; grpc-go replaces each worker
+// after 65,536 calls.
 func DefaultStreamWorkers() uint32 { return uint32(max(8, 4*runtime.GOMAXPROCS(0))) }
 
 // NewGRPCServer builds a grpc-go server with the workload's credentials.
