@@ -46,62 +46,26 @@ rules:
 	for _, st := range greetStacks {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "policy.yaml")
-			write := func(s string) {
-				t.Helper()
-				tmp := path + ".tmp"
-				if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(tmp, path); err != nil {
-					t.Fatal(err)
-				}
-			}
-			write(covering)
-			updates := make(chan error, 10)
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			w, err := policy.NewWatcher(ctx, path, policy.WithDebounce(20*time.Millisecond),
-				policy.WithOnUpdate(func(_ *policy.Engine, err error) { updates <- err }))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = w.Close() })
-			a, err := interceptors.NewAuthorizer(w)
-			if err != nil {
-				t.Fatal(err)
-			}
+			wp := watchPolicy(t, covering)
 			pki := testpki.New(t, "example.org")
-			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(a))
+			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(wp.authz))
 			greet := st.client(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()})
 			if err := greet(context.Background()); err != nil {
 				t.Fatalf("before the reload: %v", err)
 			}
 
-			write(uncovering)
-			select {
-			case err := <-updates:
-				want := path + ": mesh: the reloaded policy leaves 2 served method(s) with no allow rule: /greet.v1.GreetService/Count, /greet.v1.GreetService/Greet"
-				if err == nil || err.Error() != want {
-					t.Fatalf("reload that uncovers Greet: %v, want %s", err, want)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no reload attempt within 10s")
+			want := wp.path + ": mesh: the reloaded policy leaves 2 served method(s) with no allow rule: /greet.v1.GreetService/Count, /greet.v1.GreetService/Greet"
+			if err := wp.reload(t, uncovering); err == nil || err.Error() != want {
+				t.Fatalf("reload that uncovers Greet: %v, want %s", err, want)
 			}
 			if err := greet(context.Background()); err != nil {
 				t.Fatalf("after the rejected reload the old policy must stay: %v", err)
 			}
 
-			write(stillCovering)
-			select {
-			case err := <-updates:
-				if err != nil {
-					t.Fatalf("a covering reload was rejected: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no reload attempt within 10s")
+			if err := wp.reload(t, stillCovering); err != nil {
+				t.Fatalf("a covering reload was rejected: %v", err)
 			}
-			if rule := w.Engine().Decide("/greet.v1.GreetService/Greet", pki.SVID(t, friendID).ID).Rule; rule != "anyone-greets" {
+			if rule := wp.watcher.Engine().Decide("/greet.v1.GreetService/Greet", pki.SVID(t, friendID).ID).Rule; rule != "anyone-greets" {
 				t.Errorf("rule in force %q, want anyone-greets", rule)
 			}
 		})
@@ -136,27 +100,11 @@ rules:
 	for _, st := range greetStacks {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
-			path := filepath.Join(t.TempDir(), "policy.yaml")
-			if err := os.WriteFile(path, []byte(clean), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			updates := make(chan error, 10)
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			w, err := policy.NewWatcher(ctx, path, policy.WithDebounce(20*time.Millisecond),
-				policy.WithOnUpdate(func(_ *policy.Engine, err error) { updates <- err }))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = w.Close() })
-			a, err := interceptors.NewAuthorizer(w)
-			if err != nil {
-				t.Fatal(err)
-			}
+			wp := watchPolicy(t, clean)
 			var logs testsync.Buffer
 			pki := testpki.New(t, "example.org")
 			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
-				mesh.WithAuthorizer(a), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+				mesh.WithAuthorizer(wp.authz), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			greet := st.client(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()})
 			if err := greet(context.Background()); err != nil {
 				t.Fatalf("before the reload: %v", err)
@@ -164,20 +112,8 @@ rules:
 			if strings.Contains(logs.String(), "match no method") {
 				t.Fatalf("a warning before the reload:\n%s", logs.String())
 			}
-			tmp := path + ".tmp"
-			if err := os.WriteFile(tmp, []byte(typo), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(tmp, path); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case err := <-updates:
-				if err != nil {
-					t.Fatalf("reload: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no reload attempt within 10s")
+			if err := wp.reload(t, typo); err != nil {
+				t.Fatalf("reload: %v", err)
 			}
 			if got := logs.String(); !strings.Contains(got, want+"\n") {
 				t.Errorf("log lacks\n %s\nin:\n%s", want, got)
@@ -186,5 +122,56 @@ rules:
 				t.Errorf("after the reload: %v", err)
 			}
 		})
+	}
+}
+
+// watchedPolicy is a policy file under a policy.Watcher and the
+// authorizer that reads it.
+type watchedPolicy struct {
+	path    string
+	watcher *policy.Watcher
+	authz   *interceptors.Authorizer
+	updates chan error
+}
+
+// watchPolicy writes contents to a fresh policy file and watches it.
+func watchPolicy(t *testing.T, contents string) *watchedPolicy {
+	t.Helper()
+	wp := &watchedPolicy{path: filepath.Join(t.TempDir(), "policy.yaml"), updates: make(chan error, 10)}
+	if err := os.WriteFile(wp.path, []byte(contents), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var err error
+	wp.watcher, err = policy.NewWatcher(ctx, wp.path, policy.WithDebounce(20*time.Millisecond),
+		policy.WithOnUpdate(func(_ *policy.Engine, err error) { wp.updates <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wp.watcher.Close() })
+	if wp.authz, err = interceptors.NewAuthorizer(wp.watcher); err != nil {
+		t.Fatal(err)
+	}
+	return wp
+}
+
+// reload replaces the file's contents (atomically, as an editor's save or
+// a ConfigMap update does) and returns the outcome of the reload.
+func (wp *watchedPolicy) reload(t *testing.T, contents string) error {
+	t.Helper()
+	tmp := wp.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(contents), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, wp.path); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-wp.updates:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload attempt within 10s")
+		return nil
 	}
 }
