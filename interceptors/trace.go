@@ -308,7 +308,8 @@ func appendChain(ctx context.Context, self spiffeid.ID) context.Context {
 
 // UnaryServerTrace returns a grpc-go interceptor that records the caller,
 // the authorization decision and the caller chain on the server span. It
-// runs after [UnaryServerIdentity], inside the OpenTelemetry stats handler.
+// runs after [UnaryServerIdentity] and after the interceptor that starts
+// the server span (mesh.NewGRPCServer puts it there).
 func UnaryServerTrace() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		ctx, err := annotate(ctx, info.FullMethod)
