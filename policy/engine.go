@@ -203,11 +203,11 @@ func (c *callerIndex) first(id spiffeid.ID, best int32) int32 {
 	return best
 }
 
-// lookup returns the plan for a decision on method.
 // noPlan is the plan of a zero Engine (one not built by Compile): no
 // rule, so every call is denied by default and no method is covered.
 var noPlan plan
 
+// lookup returns the plan for a decision on method.
 func (e *Engine) lookup(method string) *plan {
 	if e.global == nil {
 		return &noPlan
