@@ -72,7 +72,6 @@ func Compile(p Policy, opts ...CompileOption) (*Engine, error) {
 	e := &Engine{
 		methods:  map[string]*methodIndex{},
 		services: map[string]*methodIndex{},
-		global:   &methodIndex{},
 		dryRun:   p.DryRun,
 	}
 	names := ruleNames{}
@@ -124,7 +123,7 @@ func (e *Engine) add(r Rule, pr parsedRule, here bool) {
 		e.tokens = append(e.tokens, r.Name)
 	}
 	for _, m := range pr.methods {
-		idx := e.global
+		idx := &e.global
 		switch {
 		case m.method != "":
 			idx = indexFor(e.methods, m.method)
@@ -150,10 +149,10 @@ func indexFor(m map[string]*methodIndex, key string) *methodIndex {
 func (e *Engine) link() {
 	for method, idx := range e.methods {
 		svc, _, _ := splitMethod(method)
-		idx.plan = makePlan(idx, e.services[svc], e.global)
+		idx.plan = makePlan(idx, e.services[svc], &e.global)
 	}
 	for _, idx := range e.services {
-		idx.plan = makePlan(idx, e.global)
+		idx.plan = makePlan(idx, &e.global)
 	}
-	e.global.plan = makePlan(e.global)
+	e.global.plan = makePlan(&e.global)
 }

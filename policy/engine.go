@@ -23,7 +23,7 @@ type Engine struct {
 	rules    []compiledRule
 	methods  map[string]*methodIndex // "/pkg.Svc/Method" -> the rules naming it exactly
 	services map[string]*methodIndex // "pkg.Svc" -> the rules naming "/pkg.Svc/*"
-	global   *methodIndex            // the rules naming "*"
+	global   methodIndex             // the rules naming "*" (a zero Engine's: none, so its plan denies)
 	dryRun   bool
 	tokens   []string // names of the rules applying here that require a token
 
@@ -203,15 +203,8 @@ func (c *callerIndex) first(id spiffeid.ID, best int32) int32 {
 	return best
 }
 
-// noPlan is the plan of a zero Engine (one not built by Compile): no
-// rule, so every call is denied by default and no method is covered.
-var noPlan plan
-
 // lookup returns the plan for a decision on method.
 func (e *Engine) lookup(method string) *plan {
-	if e.global == nil {
-		return &noPlan
-	}
 	if idx, ok := e.methods[method]; ok {
 		return &idx.plan
 	}
@@ -306,7 +299,7 @@ func (e *Engine) Covers(method string) bool {
 // broader allow rule). A rule written for another server is one too,
 // unless its at: says so. A nil or zero Engine has none.
 func (e *Engine) UnusedDenies(methods []string) []string {
-	if e == nil || e.global == nil {
+	if e == nil {
 		return nil
 	}
 	used := make([]bool, len(e.rules))
