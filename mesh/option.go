@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -78,6 +79,7 @@ type serverConfig struct {
 	authorizer      *interceptors.Authorizer
 	noAuthz         bool
 	coverageWarn    bool
+	lastChecked     atomic.Pointer[policy.Engine] // the engine checkCoverage last warned of
 	telemetry       *Telemetry
 	federated       bool
 	rateLimiter     *interceptors.RateLimiter
@@ -331,12 +333,20 @@ func (c *serverConfig) checkCoverage(methods []string) error {
 	if c.authorizer == nil {
 		return nil
 	}
-	c.warnUnusedDenies(c.authorizer.Policy().Engine(), methods, "deny rules")
+	// Check and then Serve check the same engine: its warnings once.
+	e := c.authorizer.Policy().Engine()
+	warn := c.lastChecked.Swap(e) != e
+	if warn {
+		c.warnUnusedDenies(e, methods, "deny rules")
+	}
 	missing := uncovered(c.authorizer.Covers, methods)
 	if len(missing) == 0 {
 		return nil
 	}
 	if c.coverageWarn {
+		if !warn {
+			return nil
+		}
 		c.log.Warn("mesh: methods no allow rule covers (callable by no one)", slog.Any("methods", missing))
 		return nil
 	}
@@ -395,18 +405,14 @@ func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string
 		return func() {} // a static engine never changes
 	}
 	return rc.AddCheck(func(e *policy.Engine) error {
-		missing := uncovered(e.Covers, methods)
-		if len(missing) == 0 {
-			warnDryRun(e)
-			c.warnUnusedDenies(e, methods, "a policy being reloaded: its deny rules")
-			return nil
-		}
-		if c.coverageWarn {
+		if missing := uncovered(e.Covers, methods); len(missing) > 0 {
+			if !c.coverageWarn {
+				return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))
+			}
 			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
-			warnDryRun(e)
-			c.warnUnusedDenies(e, methods, "a policy being reloaded: its deny rules")
-			return nil
 		}
-		return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))
+		warnDryRun(e)
+		c.warnUnusedDenies(e, methods, "a policy being reloaded: its deny rules")
+		return nil
 	})
 }
