@@ -34,9 +34,12 @@ import (
 // Unauthenticated and the reason ("invalid transaction token: txn: token
 // expired ..."), whatever the policy says; a call that only a subject rule
 // would allow and that carries no token is refused with Unauthenticated
-// ("transaction token required for METHOD"). Verified tokens are cached by
-// digest for their life, so a hop after the first costs a hash and a
-// lookup.
+// ("transaction token required for METHOD"). Verified tokens are cached
+// for their life, so a hop after the first costs a map look-up; the cache
+// follows a bundle source that replaces its bundle on an update (the
+// certs and Workload API sources, x509bundle.Set.Add), but not a
+// *x509bundle.Bundle edited in place (see [txn.NewVerifier]; pass
+// txn.WithCacheSize(0) in opts for such a source).
 //
 // By default an Authorizer ignores transaction tokens (a call that carries
 // one is decided as if it did not), and [NewAuthorizer] refuses a policy
