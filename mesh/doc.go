@@ -9,7 +9,8 @@
 // domain. There is no plaintext mode.
 //
 //	creds := mesh.Credentials{SVID: svid, Bundles: bundle}
-//	rules, err := policy.LoadFile("policy.yaml") // then policy.Compile(rules)
+//	file, err := policy.LoadFile("policy.yaml")
+//	engine, err := policy.Compile(file)
 //	authz, err := interceptors.NewAuthorizer(engine, interceptors.WithAuditLogger(log))
 //	srv, err := mesh.NewGRPCServer(creds, mesh.WithAuthorizer(authz), mesh.WithLogger(log))
 //	ordersv1.RegisterOrderServiceServer(srv, impl)
