@@ -140,7 +140,7 @@ func TestAuthorization(t *testing.T) {
 			if st.name == "grpc-go" { // grpc-go's health service also has List
 				want = "mesh: no allow rule covers 4 served method(s): /grpc.health.v1.Health/List, /grpc.health.v1.Health/Watch, /grpc.reflection.v1.ServerReflection/ServerReflectionInfo, /grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 			}
-			want += " (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)"
+			want += " (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one; health and reflection are covered by merging mesh.AllowStandardMethods(callers...) into the policy, and WithoutReflection serves no reflection)"
 			if srvErr == nil || srvErr.Error() != want {
 				t.Errorf("Serve with an uncovering policy:\n got: %v\nwant: %s", srvErr, want)
 			}

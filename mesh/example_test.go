@@ -274,7 +274,7 @@ func ExampleGRPCServer_Check() {
 	greetv1.RegisterGreetServiceServer(srv, exampleGRPCGreeter{})
 	fmt.Println(srv.Check())
 	// Output:
-	// mesh: no allow rule covers 5 served method(s): /grpc.health.v1.Health/Check, /grpc.health.v1.Health/List, /grpc.health.v1.Health/Watch, /grpc.reflection.v1.ServerReflection/ServerReflectionInfo, /grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)
+	// mesh: no allow rule covers 5 served method(s): /grpc.health.v1.Health/Check, /grpc.health.v1.Health/List, /grpc.health.v1.Health/Watch, /grpc.reflection.v1.ServerReflection/ServerReflectionInfo, /grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one; health and reflection are covered by merging mesh.AllowStandardMethods(callers...) into the policy, and WithoutReflection serves no reflection)
 }
 
 // A server without reflection serves only its services and health, so

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -363,64 +364,90 @@ func TestDryRunPolicyIsLogged(t *testing.T) {
 	}
 }
 
-// TestUnusedDenyRuleIsLogged: a deny rule that names a method no served
+// TestUnusedDenyRuleStopsServe: a deny rule that names a method no served
 // method matches (a typo, so a broader allow rule lets its callers
-// through) is warned of when the server checks its policy, on both stacks;
-// a deny rule that matches a served method is not. A new user's deny rule
-// with a misspelt service once went unnoticed: Compile, Check and
-// meshctl's lint all said nothing.
-func TestUnusedDenyRuleIsLogged(t *testing.T) {
+// through) stops Check and Serve, on both stacks, naming the rule; a deny
+// rule that matches a served method does not. With WithCoverageWarnings it
+// is logged instead, once for Check then Serve. A new user's deny rule with
+// a misspelt service once went unnoticed, then was only a warning (none
+// without WithLogger).
+func TestUnusedDenyRuleStopsServe(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "example.org")
 	creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
 	e, err := policy.Compile(policy.Merge(policy.Policy{Rules: []policy.Rule{
 		{Name: "no-bob-typo", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/bob"}, To: []string{"/greet.v1.GreetServices/Greet"}},
 		{Name: "no-eve", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/eve"}, To: []string{"/greet.v1.GreetService/Greet"}},
+		{Name: "no-carol-elsewhere", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/carol"}, At: []string{"spiffe://example.org/ns/app/sa/other"}, To: []string{"/other.v1.OtherService/*"}},
 		{Name: "app-greets", Effect: policy.Allow, From: []string{"spiffe://example.org/ns/app/*"}, To: []string{"/greet.v1.GreetService/*"}},
-	}}, mesh.AllowStandardMethods(friendID)))
+	}}, mesh.AllowStandardMethods(friendID)), policy.ForServer(spiffeid.RequireFromString(greeterID)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `level=WARN msg="mesh: deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-bob-typo]`
+	const wantErr = "mesh: the policy's deny rule(s) no-bob-typo match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)"
+	const wantLog = `level=WARN msg="mesh: deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-bob-typo]`
 	for _, stack := range []string{"grpc-go", "connect-go"} {
-		var logs testsync.Buffer
-		a, err := interceptors.NewAuthorizer(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := mesh.WithServerOptions(mesh.WithAuthorizer(a), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == slog.TimeKey {
-					return slog.Attr{}
+		for _, warnOnly := range []bool{false, true} {
+			var logs testsync.Buffer
+			a, err := interceptors.NewAuthorizer(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := []mesh.ServerOption{mesh.WithAuthorizer(a), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: dropTime})))}
+			if warnOnly {
+				opts = append(opts, mesh.WithCoverageWarnings())
+			}
+			var check func() error
+			var serveFn func(context.Context, net.Listener) error
+			if stack == "grpc-go" {
+				srv, err := mesh.NewGRPCServer(creds, mesh.WithServerOptions(opts...))
+				if err != nil {
+					t.Fatal(err)
 				}
-				return a
-			}}))))
-		var check func() error
-		if stack == "grpc-go" {
-			srv, err := mesh.NewGRPCServer(creds, opts)
-			if err != nil {
-				t.Fatal(err)
+				greetv1.RegisterGreetServiceServer(srv, greetv1.UnimplementedGreetServiceServer{})
+				check, serveFn = srv.Check, srv.Serve
+			} else {
+				srv, err := mesh.NewConnectServer(creds, mesh.WithServerOptions(opts...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, greetv1connect.UnimplementedGreetServiceHandler{}); err != nil {
+					t.Fatal(err)
+				}
+				check, serveFn = srv.Check, srv.Serve
 			}
-			greetv1.RegisterGreetServiceServer(srv, greetv1.UnimplementedGreetServiceServer{})
-			check = srv.Check
-		} else {
-			srv, err := mesh.NewConnectServer(creds, opts)
-			if err != nil {
-				t.Fatal(err)
+			if !warnOnly {
+				if err := check(); err == nil || err.Error() != wantErr {
+					t.Errorf("%s: Check = %v, want\n %s", stack, err, wantErr)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := serveFn(ctx, listen(t))
+				cancel()
+				if err == nil || err.Error() != wantErr {
+					t.Errorf("%s: Serve = %v, want\n %s", stack, err, wantErr)
+				}
+				if strings.Contains(logs.String(), "match no method") {
+					t.Errorf("%s: the refusal was logged as a warning too:\n%s", stack, logs.String())
+				}
+				continue
 			}
-			if err := mesh.Mount(srv, greetv1connect.NewGreetServiceHandler, greetv1connect.UnimplementedGreetServiceHandler{}); err != nil {
-				t.Fatal(err)
-			}
-			check = srv.Check
-		}
-		// Check, then Serve's own check of the same policy: one warning.
-		for range 2 {
+			// Check, then Serve's own check of the same policy: one warning.
 			if err := check(); err != nil {
-				t.Fatalf("%s: Check: %v", stack, err)
+				t.Fatalf("%s: Check with WithCoverageWarnings: %v", stack, err)
 			}
-		}
-		if got := logs.String(); strings.Count(got, want+"\n") != 1 {
-			t.Errorf("%s: want once in the log\n %s\nin:\n%s", stack, want, got)
+			serve(t, serveFn)
+			if got := logs.String(); strings.Count(got, wantLog+"\n") != 1 {
+				t.Errorf("%s: want once in the log\n %s\nin:\n%s", stack, wantLog, got)
+			}
 		}
 	}
+}
+
+// dropTime drops the time from slog's text lines, so that tests can
+// compare them whole.
+func dropTime(_ []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
 }

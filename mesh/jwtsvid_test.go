@@ -137,12 +137,7 @@ func TestFrontProxiesOverMTLS(t *testing.T) {
 	// serverOptions authorize with a fresh authorizer auditing to logs.
 	serverOptions := func(t *testing.T, logs *testsync.Buffer) []mesh.ServerOption {
 		authz, err := interceptors.NewAuthorizer(e, interceptors.WithAuditAllows(1),
-			interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == slog.TimeKey {
-					return slog.Attr{}
-				}
-				return a
-			}}))))
+			interceptors.WithAuditLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{ReplaceAttr: dropTime}))))
 		if err != nil {
 			t.Fatal(err)
 		}

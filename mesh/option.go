@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -306,9 +307,14 @@ func WithoutAuthorization() ServerOption {
 	return serverOption(func(c *serverConfig) { c.noAuthz = true })
 }
 
-// WithCoverageWarnings relaxes the start-up coverage check: methods that no
-// allow rule covers are logged as a warning instead of stopping Serve. By
-// default they stop it.
+// WithCoverageWarnings relaxes the start-up and reload checks of the
+// policy against the served methods: methods that no allow rule covers,
+// and deny rules that match no served method, are logged as a warning
+// instead of stopping Serve (or rejecting the reload). By default they
+// stop it: an uncovered method is callable by no one, and a deny rule that
+// matches nothing is most often a typo in its method, which lets the
+// callers it was meant to stop through a broader allow rule. A deny rule
+// written for other servers says so with at: and is not checked here.
 func WithCoverageWarnings() ServerOption {
 	return serverOption(func(c *serverConfig) { c.coverageWarn = true })
 }
@@ -327,37 +333,58 @@ func (c *serverConfig) validate() error {
 }
 
 // checkCoverage refuses (or, with WithCoverageWarnings, logs) served methods
-// that no allow rule covers, and warns of deny rules that match none of
-// them.
+// that no allow rule covers and deny rules that match none of them.
 func (c *serverConfig) checkCoverage(methods []string) error {
 	if c.authorizer == nil {
 		return nil
 	}
-	// Check and then Serve check the same engine: its warnings once.
 	e := c.authorizer.Policy().Engine()
-	warn := c.lastChecked.Swap(e) != e
-	if warn {
-		c.warnUnusedDenies(e, methods, "deny rules")
-	}
 	missing := uncovered(c.authorizer.Covers, methods)
-	if len(missing) == 0 {
-		return nil
-	}
-	if c.coverageWarn {
-		if !warn {
-			return nil
+	unused := e.UnusedDenies(methods)
+	if !c.coverageWarn {
+		if len(missing) > 0 {
+			return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s (%s)", len(missing), strings.Join(missing, ", "), coverageHint(missing))
 		}
-		c.log.Warn("mesh: methods no allow rule covers (callable by no one)", slog.Any("methods", missing))
+		if len(unused) > 0 {
+			return unusedDeniesError("the policy's", unused)
+		}
 		return nil
 	}
-	return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s (add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one)", len(missing), strings.Join(missing, ", "))
+	// Check and then Serve check the same engine: its warnings once.
+	if c.lastChecked.Swap(e) == e {
+		return nil
+	}
+	if len(missing) > 0 {
+		c.log.Warn("mesh: methods no allow rule covers (callable by no one)", slog.Any("methods", missing))
+	}
+	c.warnUnusedDenies(unused, "deny rules")
+	return nil
 }
 
-// warnUnusedDenies logs the deny rules of e that match none of methods: a
-// typo in their methods, which lets a broader allow rule's callers
-// through. what names them in the message.
-func (c *serverConfig) warnUnusedDenies(e *policy.Engine, methods []string, what string) {
-	if unused := e.UnusedDenies(methods); len(unused) > 0 {
+// coverageHint says how to cover the missing methods: the standard ones
+// (health, reflection) have their own helpers.
+func coverageHint(missing []string) string {
+	const base = "add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one"
+	standard := GRPCStandardMethods()
+	for _, m := range missing {
+		if slices.Contains(standard, m) {
+			return base + "; health and reflection are covered by merging mesh.AllowStandardMethods(callers...) into the policy, and WithoutReflection serves no reflection"
+		}
+	}
+	return base
+}
+
+// unusedDeniesError is the error for deny rules that match no served
+// method; whose names the policy ("the policy's", "the reloaded policy's").
+func unusedDeniesError(whose string, unused []string) error {
+	return fmt.Errorf("mesh: %s deny rule(s) %s match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)",
+		whose, strings.Join(unused, ", "))
+}
+
+// warnUnusedDenies logs the deny rules that match no served method (with
+// WithCoverageWarnings); what names them in the message.
+func (c *serverConfig) warnUnusedDenies(unused []string, what string) {
+	if len(unused) > 0 {
 		c.log.Warn("mesh: "+what+" match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)",
 			slog.Any("rules", unused))
 	}
@@ -381,13 +408,13 @@ type reloadChecker interface {
 }
 
 // guardReloads makes the policy source of a (when it reloads) reject a
-// policy that would leave one of methods uncovered, or with
-// WithCoverageWarnings log it; it returns the function that undoes it.
-// Serve calls it as it starts; without authorization (a nil a) it logs
-// that every method is open, and it logs a policy in dry-run (at start and
-// on each reload to one), so that a WithoutAuthorization or a dry_run left
-// in by mistake shows in the log; a reloaded policy's deny rules that match
-// no served method are logged as at start.
+// policy that would leave one of methods uncovered or has deny rules that
+// match none of them, or with WithCoverageWarnings log it, as at start; it
+// returns the function that undoes it. Serve calls it as it starts;
+// without authorization (a nil a) it logs that every method is open, and
+// it logs a policy in dry-run (at start and on each reload to one), so
+// that a WithoutAuthorization or a dry_run left in by mistake shows in the
+// log.
 func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string) (release func()) {
 	if a == nil {
 		c.log.Warn("mesh: serving without authorization (WithoutAuthorization): every peer of an accepted trust domain may call every method",
@@ -405,14 +432,18 @@ func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string
 		return func() {} // a static engine never changes
 	}
 	return rc.AddCheck(func(e *policy.Engine) error {
-		if missing := uncovered(e.Covers, methods); len(missing) > 0 {
-			if !c.coverageWarn {
-				return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))
-			}
+		missing := uncovered(e.Covers, methods)
+		unused := e.UnusedDenies(methods)
+		switch {
+		case len(missing) > 0 && !c.coverageWarn:
+			return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))
+		case len(unused) > 0 && !c.coverageWarn:
+			return unusedDeniesError("the reloaded policy's", unused)
+		case len(missing) > 0:
 			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
 		}
 		warnDryRun(e)
-		c.warnUnusedDenies(e, methods, "a policy being reloaded: its deny rules")
+		c.warnUnusedDenies(unused, "a policy being reloaded: its deny rules")
 		return nil
 	})
 }

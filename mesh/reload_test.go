@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -72,11 +73,13 @@ rules:
 	}
 }
 
-// TestReloadedUnusedDenyRuleIsLogged: a reload that brings a deny rule
-// matching no served method (a typo: the broader allow rule lets its
-// caller through) is applied, as at start, and warned of, as at start;
-// before, only the policy a server started with was checked. Both stacks.
-func TestReloadedUnusedDenyRuleIsLogged(t *testing.T) {
+// TestReloadedUnusedDenyRule: a reload that brings a deny rule matching no
+// served method (a typo: the broader allow rule lets its caller through)
+// is rejected, as it stops Serve at start, and the policy in force stays;
+// with WithCoverageWarnings it is applied and warned of. Before, only the
+// policy a server started with was checked, and then only warned of. Both
+// stacks.
+func TestReloadedUnusedDenyRule(t *testing.T) {
 	t.Parallel()
 	const allowAll = `    to: ["/greet.v1.GreetService/*", "/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
 `
@@ -96,32 +99,48 @@ rules:
     effect: allow
     from: ["spiffe://example.org/**"]
 ` + allowAll
-	const want = `mesh: a policy being reloaded: its deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-friend-typo]`
+	const wantErr = "mesh: the reloaded policy's deny rule(s) no-friend-typo match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)"
+	const wantLog = `mesh: a policy being reloaded: its deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-friend-typo]`
 	for _, st := range greetStacks {
-		t.Run(st.name, func(t *testing.T) {
-			t.Parallel()
-			wp := watchPolicy(t, clean)
-			var logs testsync.Buffer
-			pki := testpki.New(t, "example.org")
-			addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()},
-				mesh.WithAuthorizer(wp.authz), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-			greet := st.client(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()})
-			if err := greet(context.Background()); err != nil {
-				t.Fatalf("before the reload: %v", err)
-			}
-			if strings.Contains(logs.String(), "match no method") {
-				t.Fatalf("a warning before the reload:\n%s", logs.String())
-			}
-			if err := wp.reload(t, typo); err != nil {
-				t.Fatalf("reload: %v", err)
-			}
-			if got := logs.String(); !strings.Contains(got, want+"\n") {
-				t.Errorf("log lacks\n %s\nin:\n%s", want, got)
-			}
-			if err := greet(context.Background()); err != nil { // the typo'd rule refuses nothing
-				t.Errorf("after the reload: %v", err)
-			}
-		})
+		for _, warnOnly := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/warn-only=%v", st.name, warnOnly), func(t *testing.T) {
+				t.Parallel()
+				wp := watchPolicy(t, clean)
+				var logs testsync.Buffer
+				pki := testpki.New(t, "example.org")
+				opts := []mesh.ServerOption{mesh.WithAuthorizer(wp.authz), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))}
+				if warnOnly {
+					opts = append(opts, mesh.WithCoverageWarnings())
+				}
+				addr := st.serve(t, mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, opts...)
+				greet := st.client(t, addr, mesh.Credentials{SVID: pki.SVID(t, friendID), Bundles: pki.Bundle()})
+				if err := greet(context.Background()); err != nil {
+					t.Fatalf("before the reload: %v", err)
+				}
+				if strings.Contains(logs.String(), "match no method") {
+					t.Fatalf("a warning before the reload:\n%s", logs.String())
+				}
+				err := wp.reload(t, typo)
+				if !warnOnly {
+					if err == nil || !strings.Contains(err.Error(), wantErr) {
+						t.Fatalf("reload = %v, want an error containing\n %s", err, wantErr)
+					}
+					if rules := wp.watcher.Engine().Rules(); rules != 1 {
+						t.Errorf("after the rejected reload %d rules in force, want the old policy's 1", rules)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("reload: %v", err)
+				}
+				if got := logs.String(); !strings.Contains(got, wantLog+"\n") {
+					t.Errorf("log lacks\n %s\nin:\n%s", wantLog, got)
+				}
+				if err := greet(context.Background()); err != nil { // the typo'd rule refuses nothing
+					t.Errorf("after the reload: %v", err)
+				}
+			})
+		}
 	}
 }
 

@@ -48,7 +48,7 @@ and --protos=false leaves their rules out. Without either, FILE stands
 alone.
 
 Usage:
-  meshctl policy lint     FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--strict]
+  meshctl policy lint     FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--standard=false] [--strict]
   meshctl policy explain  --caller SPIFFE_ID --method /pkg.Service/Method [--server SPIFFE_ID] [--proto-descriptors SET | --sample] [--protos=false] FILE
   meshctl policy diff     [--proto-descriptors SET | --sample] [--protos=false] OLD NEW
   meshctl policy test     [--proto-descriptors SET | --sample] [--protos=false] POLICY CASES
@@ -56,27 +56,32 @@ Usage:
 Run 'meshctl policy <subcommand> --help' for details.
 `
 
-const lintUsage = `Usage: meshctl policy lint FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--strict]
+const lintUsage = `Usage: meshctl policy lint FILE [--proto-descriptors SET | --sample] [--protos=false] [--methods FILE|-] [--standard=false] [--strict]
 
 Parses and compiles the policy in FILE and prints "FILE: ok (N rules)", or
 the first problem as FILE:LINE: rule NAME: what is wrong (exit 1). With
 --proto-descriptors or --sample, the allow rules declared in those protos
 are merged in first, as a server does, unless --protos=false.
 
-It then checks coverage: every method that is served should be allowed by
-at least one allow rule, for some caller, or no one can ever call it. The
-methods checked are those of the services in --proto-descriptors SET (or,
-with --sample, the sample mesh's shop.* services) and the standard health
-and reflection services, unless --methods names a file that lists them
-instead: one /package.Service/Method per line, blank lines and # comments
-ignored; "-" reads the list from standard input. With neither protos nor
---methods, only the standard methods are checked, and lint says so. Each
-method no allow rule covers is printed as "uncovered: METHOD"; that is a
-warning, or, with --strict, a failure (exit 1) as it is when a server
-starts. Each deny rule (without at:) that matches none of the methods
-checked is printed as "unused deny: RULE", with a warning, as a server
-logs at start and on a reload: it refuses nothing there, which is what a typo in its to:
-does (not checked when only the standard methods are).
+It then checks the policy against the methods a server serves, as the
+server does when it starts and on each reload. The methods checked are
+those of the services in --proto-descriptors SET (or, with --sample, the
+sample mesh's shop.* services), or those --methods lists instead: one
+/package.Service/Method per line, blank lines and # comments ignored; "-"
+reads the list from standard input. To either, the standard health and
+reflection methods every mesh server serves are added, unless
+--standard=false (a server built WithoutReflection still serves health).
+With neither protos nor --methods, only the standard methods are checked,
+and lint says so.
+
+  uncovered: METHOD   no allow rule covers METHOD, so no one can call it
+  unused deny: RULE   the deny rule RULE (without at:) matches none of the
+                      methods, so it refuses nothing there: what a typo in
+                      its to: does (not checked when only the standard
+                      methods are)
+
+Either is a warning (exit 0), or, with --strict, a failure (exit 1), as it
+stops a server unless it runs WithCoverageWarnings.
 
 SET is what 'buf build -o set.binpb' writes; keep the imports in it
 (trustmesh/v1/access.proto among them), which is buf's default.
@@ -138,7 +143,8 @@ is 1 only if a file cannot be loaded.
 func policyLint(_ context.Context, path string, args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet(path, flag.ContinueOnError)
 	methodsFile := flags.String("methods", "", `file listing the served methods, one per line ("-": standard input); default: the methods of the protos' services`)
-	strict := flags.Bool("strict", false, "fail (exit 1) if a method is not covered by any allow rule, instead of warning")
+	standard := flags.Bool("standard", true, "add the standard health and reflection methods every mesh server serves to the methods checked")
+	strict := flags.Bool("strict", false, "fail (exit 1) on a method no allow rule covers or a deny rule that matches no method, instead of warning")
 	protos := addProtoFlags(flags)
 	positional, err := parseFlags(flags, path, lintUsage, args, stdout)
 	if err != nil {
@@ -152,11 +158,16 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 	if err != nil {
 		return err
 	}
-	methods := serviceMethods(src.services)
+	var methods []string
 	if *methodsFile != "" {
 		if methods, err = readMethods(*methodsFile); err != nil {
 			return err
 		}
+	} else {
+		methods = serviceMethods(src.services)
+	}
+	if *standard {
+		methods = withStandard(methods)
 	}
 	pf, err := loadPolicy(file, src)
 	if err != nil {
@@ -166,30 +177,42 @@ func policyLint(_ context.Context, path string, args []string, stdout io.Writer)
 	if n := len(pf.policy.Rules) - pf.fileRules; n > 0 {
 		fmt.Fprintf(stdout, "merged with %s from %s\n", plural(n, "rule"), src.from)
 	}
-	if src.from == "" && *methodsFile == "" {
+	var unused error
+	switch {
+	case src.from == "" && *methodsFile == "" && *standard:
 		fmt.Fprintln(stdout, "note: no services given (--proto-descriptors SET, --sample or --methods FILE): coverage is checked for the standard health and reflection methods only")
-	} else {
-		warnUnusedDenies(stdout, file, pf.engine, methods)
+	case len(methods) == 0:
+		fmt.Fprintln(stdout, "note: no methods to check (--standard=false and no services given)")
+		return nil
+	default:
+		unused = checkUnusedDenies(stdout, file, pf.engine, methods, *strict)
 	}
-	return checkCoverage(stdout, file, pf.engine, methods, *strict)
+	return errors.Join(unused, checkCoverage(stdout, file, pf.engine, methods, *strict))
 }
 
-// warnUnusedDenies prints each deny rule of engine (those without at:)
-// that matches none of methods, and a warning, as a server does at start:
+// checkUnusedDenies prints each deny rule of engine (those without at:)
+// that matches none of methods and a summary, as a server does at start:
 // such a rule refuses nothing there, which is what a typo in its to: does.
-func warnUnusedDenies(stdout io.Writer, file string, engine *policy.Engine, methods []string) {
+// The summary is a warning, or with strict an error.
+func checkUnusedDenies(stdout io.Writer, file string, engine *policy.Engine, methods []string, strict bool) error {
 	unused := engine.UnusedDenies(methods)
+	if len(unused) == 0 {
+		return nil
+	}
 	for _, name := range unused {
 		fmt.Fprintf(stdout, "unused deny: %s\n", name)
 	}
-	if len(unused) > 0 {
-		verb, it, its := "match", "they refuse", "their"
-		if len(unused) == 1 {
-			verb, it, its = "matches", "it refuses", "its"
-		}
-		fmt.Fprintf(stdout, "warning: %s: %s %s none of the %s checked, so %s nothing there (a typo in %s to:? a rule meant for other servers says so with at:)\n",
-			file, plural(len(unused), "deny rule"), verb, plural(len(methods), "method"), it, its)
+	verb, it, its := "match", "they refuse", "their"
+	if len(unused) == 1 {
+		verb, it, its = "matches", "it refuses", "its"
 	}
+	summary := fmt.Sprintf("%s: %s %s none of the %s checked, so %s nothing there (a typo in %s to:? a rule meant for other servers says so with at:)",
+		file, plural(len(unused), "deny rule"), verb, plural(len(methods), "method"), it, its)
+	if strict {
+		return errors.New(summary)
+	}
+	_, err := fmt.Fprintf(stdout, "warning: %s\n", summary)
+	return err
 }
 
 // checkCoverage prints each of methods that no allow rule of engine
@@ -327,7 +350,7 @@ func policyDiff(_ context.Context, path string, args []string, stdout io.Writer)
 	if err != nil {
 		return err
 	}
-	methods, callers := diffCases(serviceMethods(src.services), before, after)
+	methods, callers := diffCases(withStandard(serviceMethods(src.services)), before, after)
 	// Each caller is tried without a subject and on behalf of an example
 	// of every subject pattern of either policy; a change on behalf of a
 	// subject is reported only where the subject makes a difference (its
@@ -578,13 +601,19 @@ func exampleFor(pattern string) (exampleCaller, bool) {
 	return exampleCaller{id: id, pattern: pattern}, true
 }
 
-// serviceMethods returns, sorted, the methods of services and the standard
-// ones.
+// serviceMethods returns the methods of services.
 func serviceMethods(services []protoreflect.ServiceDescriptor) []string {
-	methods := mesh.GRPCStandardMethods() // health (with grpc-go's List) and reflection
+	var methods []string
 	for _, svc := range services {
 		methods = append(methods, policy.MethodNames(svc)...)
 	}
+	return methods
+}
+
+// withStandard returns methods and the standard ones every mesh server
+// serves (health, with grpc-go's List, and reflection), sorted.
+func withStandard(methods []string) []string {
+	methods = append(methods, mesh.GRPCStandardMethods()...)
 	slices.Sort(methods)
 	return slices.Compact(methods)
 }

@@ -59,7 +59,7 @@ func TestPolicyLint(t *testing.T) {
 
 	t.Run("ok", func(t *testing.T) {
 		t.Parallel()
-		r := runMeshctl(t, "policy", "lint", file, "--methods", methods, "--protos=false")
+		r := runMeshctl(t, "policy", "lint", file, "--methods", methods, "--protos=false", "--standard=false")
 		if r.code != 0 || r.stderr != "" {
 			t.Errorf("exit %d, stderr %q; want 0 and none", r.code, r.stderr)
 		}
@@ -73,7 +73,7 @@ func TestPolicyLint(t *testing.T) {
 
 	t.Run("strict", func(t *testing.T) {
 		t.Parallel()
-		r := runMeshctl(t, "policy", "lint", "--strict", file, "--methods", methods)
+		r := runMeshctl(t, "policy", "lint", "--strict", file, "--methods", methods, "--standard=false")
 		if r.code != 1 {
 			t.Errorf("exit code = %d, want 1", r.code)
 		}
@@ -88,9 +88,35 @@ func TestPolicyLint(t *testing.T) {
 	t.Run("all covered", func(t *testing.T) {
 		t.Parallel()
 		covered := writePolicy(t, "methods.txt", "/shop.orders.v1.OrderService/GetOrder\n")
-		r := runMeshctl(t, "policy", "lint", "--strict", "--protos=false", file, "--methods", covered)
+		r := runMeshctl(t, "policy", "lint", "--strict", "--protos=false", "--standard=false", file, "--methods", covered)
 		if r.code != 0 || r.stdout != file+": ok (4 rules)\n" {
 			t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("standard methods", func(t *testing.T) {
+		t.Parallel()
+		// A server serves health and reflection beside the methods listed:
+		// lint --methods checks them too, as the server does, so a policy
+		// lint passes is not one the server refuses (it once dropped them).
+		covered := writePolicy(t, "methods.txt", "/shop.orders.v1.OrderService/GetOrder\n")
+		r := runMeshctl(t, "policy", "lint", "--strict", "--protos=false", file, "--methods", covered)
+		if want := "meshctl: " + file + ": 5 of 6 methods not covered by any allow rule\n"; r.code != 1 || r.stderr != want {
+			t.Errorf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+		}
+		for _, m := range []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List", "/grpc.health.v1.Health/Watch",
+			"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"} {
+			if !strings.Contains(r.stdout, "uncovered: "+m+"\n") {
+				t.Errorf("stdout lacks %s:\n%s", m, r.stdout)
+			}
+		}
+		withHealth := writePolicy(t, "policy.yaml", samplePolicy+`  - name: ops-standard
+    effect: allow
+    from: ["spiffe://shop.example/ns/ops/sa/admin"]
+    to: ["/grpc.health.v1.Health/*", "/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*"]
+`)
+		if r := runMeshctl(t, "policy", "lint", "--strict", "--protos=false", withHealth, "--methods", covered); r.code != 0 || r.stdout != withHealth+": ok (5 rules)\n" {
+			t.Errorf("a policy covering the standard methods: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})
 
@@ -137,7 +163,7 @@ func TestPolicyLint(t *testing.T) {
     from: ["spiffe://shop.example/user/mallory"]
     to: ["/shop.gateway.v1.StoreFrontService/*"]
 `)
-		r := runMeshctl(t, "policy", "lint", "--protos=false", typo, "--methods", methods)
+		r := runMeshctl(t, "policy", "lint", "--protos=false", "--standard=false", typo, "--methods", methods)
 		want := typo + ": ok (5 rules)\n" +
 			"unused deny: no-mallory-typo\n" +
 			"warning: " + typo + ": 1 deny rule matches none of the 3 methods checked, so it refuses nothing there (a typo in its to:? a rule meant for other servers says so with at:)\n" +
@@ -154,7 +180,13 @@ func TestPolicyLint(t *testing.T) {
     from: ["spiffe://shop.example/user/eve"]
     to: ["/shop.orders.v1.OrderServices/*"]
 `)
-		r = runMeshctl(t, "policy", "lint", "--protos=false", two, "--methods", methods)
+		// --strict fails on it, as a server does at start.
+		r = runMeshctl(t, "policy", "lint", "--strict", "--protos=false", "--standard=false", typo, "--methods", methods)
+		if want := "meshctl: " + typo + ": 1 deny rule matches none of the 3 methods checked, so it refuses nothing there (a typo in its to:? a rule meant for other servers says so with at:); " +
+			typo + ": 1 of 3 methods not covered by any allow rule\n"; r.code != 1 || r.stderr != want {
+			t.Errorf("--strict: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+		}
+		r = runMeshctl(t, "policy", "lint", "--protos=false", "--standard=false", two, "--methods", methods)
 		if want := "warning: " + two + ": 2 deny rules match none of the 3 methods checked, so they refuse nothing there (a typo in their to:? a rule meant for other servers says so with at:)\n"; !strings.Contains(r.stdout, "unused deny: no-mallory-typo\nunused deny: no-eve-typo\n"+want) {
 			t.Errorf("stdout:\n%s\nwant the two rules, then:\n%s", r.stdout, want)
 		}
@@ -173,6 +205,10 @@ func TestPolicyLint(t *testing.T) {
 			"note: no services given (--proto-descriptors SET, --sample or --methods FILE): coverage is checked for the standard health and reflection methods only\n"
 		if !strings.HasPrefix(out, want) || !strings.Contains(out, "uncovered: /grpc.health.v1.Health/Check\n") || strings.Contains(out, "/shop.") {
 			t.Errorf("stdout:\n%s\nwant it to start with:\n%s", out, want)
+		}
+		// --standard=false leaves nothing to check: lint says so.
+		if out := mustRun(t, "policy", "lint", "--standard=false", file); out != file+": ok (4 rules)\nnote: no methods to check (--standard=false and no services given)\n" {
+			t.Errorf("--standard=false alone: stdout %q", out)
 		}
 	})
 }

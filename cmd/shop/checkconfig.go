@@ -96,6 +96,13 @@ func checkServeConfig(ctx context.Context, stdout io.Writer, name, listen string
 		}
 		coverage = "uncovered (allowed by --allow-uncovered): " + strings.Join(uncovered, ", ")
 	}
+	if unused := engine.UnusedDenies(methods); len(unused) > 0 {
+		if !cfg.AllowUncovered {
+			return fmt.Errorf("%s: policy %s: deny rule(s) %s match no method this server serves, so they refuse nothing here (a typo in their to:? a rule meant for other servers says so with at:)",
+				name, cfg.PolicyFile, strings.Join(unused, ", "))
+		}
+		coverage += "; deny rules matching no served method (allowed by --allow-uncovered): " + strings.Join(unused, ", ")
+	}
 	add("policy", fmt.Sprintf("%s (%d rules for this server with the protos'; %s)", cfg.PolicyFile, engine.Rules(), coverage))
 	jwks, err := shop.TokenIssuer(name, cfg, engine)
 	if err != nil {

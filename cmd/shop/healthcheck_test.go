@@ -127,6 +127,21 @@ func TestServeCheckConfig(t *testing.T) {
 	if err := os.WriteFile(thinPolicy, []byte("version: 1\nrules: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The sample policy and a deny rule with a misspelt service: the
+	// server would refuse to start, and so must --check-config.
+	sampleText, err := os.ReadFile(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typoDeny := filepath.Join(t.TempDir(), "typo-deny.yaml")
+	if err := os.WriteFile(typoDeny, append(sampleText, `
+  - name: no-mallory-typo
+    effect: deny
+    from: ["spiffe://shop.example/user/mallory"]
+    to: ["/shop.payments.v1.PaymentServices/*"]
+`...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Everything but reflection: the server would refuse to start, and so
 	// must --check-config.
 	noReflection := filepath.Join(t.TempDir(), "no-reflection.yaml")
@@ -169,6 +184,9 @@ rules:
 		{"bad-policy", []string{"orders", "--policy", badPolicy}, 1, []string{"shop: orders: " + badPolicy + ":"}},
 		{"missing-policy", []string{"orders", "--policy", filepath.Join(dir, "nope.yaml")}, 1, []string{"shop: orders: "}},
 		{"uncovered", []string{"inventory", "--policy", thinPolicy}, 1, []string{"shop: inventory: policy " + thinPolicy + ": no allow rule covers"}},
+		{"unused-deny", []string{"payments", "--policy", typoDeny}, 1, []string{
+			"shop: payments: policy " + typoDeny + ": deny rule(s) no-mallory-typo match no method this server serves, so they refuse nothing here (a typo in their to:? a rule meant for other servers says so with at:)"}},
+		{"unused-deny-allowed", []string{"payments", "--policy", typoDeny, "--allow-uncovered"}, 0, []string{"deny rules matching no served method (allowed by --allow-uncovered): no-mallory-typo"}},
 		{"uncovered-allowed", []string{"inventory", "--policy", thinPolicy, "--allow-uncovered"}, 0, []string{"allow-uncovered: true", "/shop.inventory.v1.InventoryService/Restock"}},
 	}
 	for _, tc := range testCases {

@@ -112,7 +112,7 @@ func (c *common) register(fs *flag.FlagSet, addrHelp string) {
 	fs.StringVar(&c.policyFile, "policy", filepath.Join("services", "policy.yaml"),
 		"authorization policy file, merged with the rules in the protos and reloaded on change (env SHOP_POLICY)")
 	fs.BoolVar(&c.uncovered, "allow-uncovered", false,
-		"only warn, instead of refusing to start, when a served method has no allow rule (env SHOP_ALLOW_UNCOVERED)")
+		"only warn, instead of refusing to start (or a reload), when a served method has no allow rule or a deny rule matches no served method (env SHOP_ALLOW_UNCOVERED)")
 	fs.Uint64Var(&c.auditAllows, "audit-allows", 100,
 		"audit one allowed call in every N (1: all, 0: none); denials are always audited (env SHOP_AUDIT_ALLOWS)")
 	fs.StringVar(&c.spiffeSocket, "spiffe-socket", "",
