@@ -63,9 +63,9 @@ var keepaliveDefaults = []grpc.ServerOption{
 }
 
 // DefaultStreamWorkers is the number of goroutines a [GRPCServer] keeps to
-// serve calls on (grpc.NumStreamWorkers), unless raw options given with
-// [WithGRPCServerOptions] say otherwise: four per GOMAXPROCS at the time
-// [NewGRPCServer] runs, at least eight. grpc-go's default starts a
+// serve calls on (grpc.NumStreamWorkers), unless [WithStreamWorkers] says
+// otherwise: four per GOMAXPROCS at the time [NewGRPCServer] runs, at
+// least eight. grpc-go's default starts a
 // goroutine per call, whose stack then grows (copied each time) to the
 // depth the call needs; a worker's stack stays grown from call to call
 // (until a garbage collection halves it, if it is mostly unused then).
@@ -80,14 +80,14 @@ func DefaultStreamWorkers() uint32 { return uint32(max(8, 4*runtime.GOMAXPROCS(0
 // Each client connection may hold [DefaultMaxConcurrentStreams] calls at
 // once (see [WithMaxConcurrentStreams]). Calls are served on a pool of
 // goroutines reused from call to call ([DefaultStreamWorkers];
-// WithGRPCServerOptions(grpc.NumStreamWorkers(0)) gives each call its own
-// goroutine, grpc-go's default), so what a handler leaves on its goroutine
+// [WithStreamWorkers](0) gives each call its own goroutine, grpc-go's
+// default), so what a handler leaves on its goroutine
 // or OS thread is there for the next call served on it, whoever the caller:
 // pprof labels set with pprof.SetGoroutineLabels (pprof.Do restores them),
 // and a thread locked with runtime.LockOSThread and not unlocked, which
 // grpc-go's default would discard with the goroutine. A handler that
 // changes its thread (unix.Setns, per-thread credentials) and relies on
-// that must be served with grpc.NumStreamWorkers(0).
+// that must be served with WithStreamWorkers(0).
 func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, error) {
 	cfg, err := newGRPCServerConfig(opts)
 	if err != nil {
@@ -145,11 +145,16 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
 	// The workers go before the caller's raw options, so that
-	// grpc.NumStreamWorkers given there wins.
-	workers := []grpc.ServerOption{grpc.NumStreamWorkers(DefaultStreamWorkers())}
-	s.gopts = slices.Concat(keepaliveDefaults, workers, cfg.grpcOptions, mine)
-	// The same options but the workers: what fails, fails now.
-	if s.catalog, err = newGRPC(slices.Concat(keepaliveDefaults, cfg.grpcOptions, mine)); err != nil {
+	// grpc.NumStreamWorkers given there wins, as documented.
+	workers := DefaultStreamWorkers()
+	if cfg.streamWorkers != nil {
+		workers = *cfg.streamWorkers
+	}
+	s.gopts = slices.Concat(keepaliveDefaults, []grpc.ServerOption{grpc.NumStreamWorkers(workers)}, cfg.grpcOptions, mine)
+	// The same options, with no workers even if the raw options ask for
+	// some (grpc.NewServer starts them at once): what fails, fails now.
+	noWorkers := []grpc.ServerOption{grpc.NumStreamWorkers(0)}
+	if s.catalog, err = newGRPC(slices.Concat(keepaliveDefaults, cfg.grpcOptions, noWorkers, mine)); err != nil {
 		return nil, err
 	}
 	s.catalog.Stop()

@@ -85,6 +85,7 @@ type serverConfig struct {
 	federated       bool
 	rateLimiter     *interceptors.RateLimiter
 	maxStreams      uint32
+	streamWorkers   *uint32 // WithStreamWorkers; nil: DefaultStreamWorkers
 	recheck         time.Duration
 	noReflection    bool
 	frontProxies    *frontProxyConfig // WithFrontProxies (jwtsvid.go); nil: none
@@ -256,6 +257,30 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) GRPCServerOption {
 			}
 		}
 		c.grpcOptions = append(c.grpcOptions, opts...)
+	})
+}
+
+// MaxStreamWorkers is the most goroutines [WithStreamWorkers] may keep.
+// Each holds a stack, grown to what its calls needed, for as long as the
+// server serves; a call that finds every worker busy gets its own
+// goroutine anyway, so more workers than calls in flight only hold memory.
+const MaxStreamWorkers = 4096
+
+// WithStreamWorkers sets how many goroutines a [GRPCServer] keeps to serve
+// calls on (grpc.NumStreamWorkers; see [DefaultStreamWorkers] for why it
+// keeps any): 0 gives each call its own goroutine, grpc-go's default, which
+// a handler that changes its goroutine's or thread's state needs (see
+// [NewGRPCServer]). n above [MaxStreamWorkers] is an error. A
+// grpc.NumStreamWorkers given in [WithGRPCServerOptions] wins over this,
+// unchecked, as on a grpc.Server: prefer this option.
+func WithStreamWorkers(n int) GRPCServerOption {
+	return grpcServerOption(func(c *serverConfig) {
+		if n < 0 || n > MaxStreamWorkers {
+			c.errs = append(c.errs, fmt.Errorf("mesh: WithStreamWorkers(%d): want 0 (a goroutine per call) to %d", n, MaxStreamWorkers))
+			return
+		}
+		w := uint32(n)
+		c.streamWorkers = &w
 	})
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +33,8 @@ func goroutineID() string {
 
 // TestCallsReuseStreamWorkers checks that a GRPCServer serves calls on
 // goroutines it keeps (grpc.NumStreamWorkers), whose stacks need not grow
-// again on every call, and that a raw option turns that off.
+// again on every call, that WithStreamWorkers sets how many (0: none), and
+// that a raw option still wins, as documented.
 func TestCallsReuseStreamWorkers(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "shop.example")
@@ -39,12 +42,14 @@ func TestCallsReuseStreamWorkers(t *testing.T) {
 	calls := 2 * workers // more calls than workers, whatever GOMAXPROCS
 	for _, tc := range []struct {
 		name string
-		opts []grpc.ServerOption
+		opts []mesh.GRPCServerOption
 		max  int // distinct goroutines the calls may run on
 		min  int
 	}{
 		{"default", nil, workers, 1},
-		{"NumStreamWorkers(0)", []grpc.ServerOption{grpc.NumStreamWorkers(0)}, calls, calls},
+		{"WithStreamWorkers(0)", []mesh.GRPCServerOption{mesh.WithStreamWorkers(0)}, calls, calls},
+		{"WithStreamWorkers(2)", []mesh.GRPCServerOption{mesh.WithStreamWorkers(2)}, 2, 1},
+		{"raw NumStreamWorkers(0) wins", []mesh.GRPCServerOption{mesh.WithStreamWorkers(2), mesh.WithGRPCServerOptions(grpc.NumStreamWorkers(0))}, calls, calls},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
@@ -55,9 +60,9 @@ func TestCallsReuseStreamWorkers(t *testing.T) {
 				mu.Unlock()
 				return h(ctx, req)
 			}
-			srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()},
-				mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(tc.opts...),
-				mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{record}, nil))
+			opts := append([]mesh.GRPCServerOption{mesh.WithoutAuthorization(),
+				mesh.WithGRPCInterceptors([]grpc.UnaryServerInterceptor{record}, nil)}, tc.opts...)
+			srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()}, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,4 +123,40 @@ func TestGRPCServerServesOnce(t *testing.T) {
 		}
 	}()
 	healthpb.RegisterHealthServer(srv, nil)
+}
+
+// TestStreamWorkersBounded: a worker count out of range is an error naming
+// the range (a new user's NumStreamWorkers(1e6) took 2.6 GiB in
+// NewGRPCServer, 1<<30 never returned), and a raw grpc.NumStreamWorkers
+// starts no goroutine before Serve: NewGRPCServer's own grpc.Server, which
+// checks the options and keeps the registrations, runs no workers.
+func TestStreamWorkersBounded(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "shop.example")
+	creds := mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()}
+	for _, n := range []int{-1, mesh.MaxStreamWorkers + 1, 1_000_000} {
+		_, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithStreamWorkers(n))
+		if want := fmt.Sprintf("mesh: WithStreamWorkers(%d): want 0 (a goroutine per call) to 4096", n); err == nil || err.Error() != want {
+			t.Errorf("WithStreamWorkers(%d): %v, want %s", n, err, want)
+		}
+	}
+	if _, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithStreamWorkers(mesh.MaxStreamWorkers)); err != nil {
+		t.Errorf("WithStreamWorkers(MaxStreamWorkers): %v", err)
+	}
+	const raw = 20_000
+	before := goroutinesCreated()
+	if _, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(grpc.NumStreamWorkers(raw))); err != nil {
+		t.Fatal(err)
+	}
+	// Other tests run in parallel: a margin far below raw.
+	if created := goroutinesCreated() - before; created > raw/10 {
+		t.Errorf("NewGRPCServer with raw NumStreamWorkers(%d) started %d goroutines", raw, created)
+	}
+}
+
+// goroutinesCreated is how many goroutines the process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
