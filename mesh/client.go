@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -183,8 +184,12 @@ func checkDialOptions(opts []grpc.DialOption) error {
 }
 
 // markerCredentials are never used for a connection: they only record
-// whether grpc-go consulted them.
-type markerCredentials struct{ asked bool }
+// whether grpc-go consulted them (a client for their Info, a server to
+// handshake).
+type markerCredentials struct {
+	asked     bool
+	handshook atomic.Bool
+}
 
 func (m *markerCredentials) Info() credentials.ProtocolInfo {
 	m.asked = true
@@ -195,7 +200,8 @@ func (*markerCredentials) ClientHandshake(context.Context, string, net.Conn) (ne
 	return nil, nil, errors.New("mesh: probe credentials do not connect")
 }
 
-func (*markerCredentials) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+func (m *markerCredentials) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	m.handshook.Store(true)
 	return nil, nil, errors.New("mesh: probe credentials do not connect")
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -144,6 +145,9 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 	mine = append(mine,
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
+	if err := checkServerOptions(cfg.grpcOptions); err != nil {
+		return nil, fmt.Errorf("mesh: NewGRPCServer: %w", err)
+	}
 	// The workers go before the caller's raw options, so that
 	// grpc.NumStreamWorkers given there wins, as documented.
 	workers := DefaultStreamWorkers()
@@ -165,6 +169,74 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		reflectionv1alpha.RegisterServerReflectionServer(s, reflection.NewServer(ropts))
 	}
 	return s, nil
+}
+
+// errServerCreds says that WithGRPCServerOptions tried to set the
+// credentials.
+var errServerCreds = errors.New("WithGRPCServerOptions: transport credentials are the mesh's mTLS; remove grpc.Creds from the server options")
+
+// checkServerOptions fails when opts set transport credentials
+// (grpc.Creds), which the mesh's own would replace: silently, before. A
+// grpc.ServerOption cannot be inspected, so, as DialGRPC's
+// checkDialOptions does, it builds a probe server with marker credentials
+// followed by opts and hands it one connection whose other end is closed:
+// the marker is asked to handshake only when no option replaced it. The
+// probe runs no workers and is stopped before this returns.
+func checkServerOptions(opts []grpc.ServerOption) error {
+	if len(opts) == 0 {
+		return nil
+	}
+	marker := &markerCredentials{}
+	probe, err := newGRPC(slices.Concat([]grpc.ServerOption{grpc.Creds(marker)}, opts,
+		[]grpc.ServerOption{grpc.NumStreamWorkers(0), grpc.ConnectionTimeout(2 * time.Second)}))
+	if err != nil {
+		return err
+	}
+	defer probe.Stop()
+	server, client := net.Pipe()
+	_ = client.Close()
+	ln := &oneConnListener{conn: &closeSignal{Conn: server, closed: make(chan struct{})}, done: make(chan struct{})}
+	go func() { _ = probe.Serve(ln) }()
+	select {
+	case <-ln.conn.closed: // handshaken (or not) and closed by grpc-go
+	case <-time.After(5 * time.Second):
+	}
+	if !marker.handshook.Load() {
+		return errServerCreds
+	}
+	return nil
+}
+
+// oneConnListener accepts conn once, then blocks until closed.
+type oneConnListener struct {
+	conn     *closeSignal
+	accepted atomic.Bool
+	done     chan struct{}
+	once     sync.Once
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if !l.accepted.Swap(true) {
+		return l.conn, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// closeSignal is a net.Conn that says when it has been closed.
+type closeSignal struct {
+	net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *closeSignal) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.closed) })
+	return err
 }
 
 // registration is one RegisterService call, for the serving server.

@@ -17,7 +17,9 @@ import (
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/channelz/grpc_channelz_v1" // a registered service descriptor for the health test
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -356,12 +358,30 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestRawOptionsCannotWeakenTLS: transport credentials passed as a raw
-// grpc-go option are replaced by the mesh's mutual TLS.
+// grpc-go option are refused by NewGRPCServer, as DialGRPC refuses them in
+// its dial options (they were replaced by the mesh's mutual TLS, silently);
+// other raw options build a server that serves mTLS only.
 func TestRawOptionsCannotWeakenTLS(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "shop.example")
-	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()},
-		mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(grpc.Creds(insecure.NewCredentials())))
+	creds := mesh.Credentials{SVID: pki.SVID(t, serverID), Bundles: pki.Bundle()}
+	const want = "mesh: NewGRPCServer: WithGRPCServerOptions: transport credentials are the mesh's mTLS; remove grpc.Creds from the server options"
+	for name, opts := range map[string][]grpc.ServerOption{
+		"insecure":      {grpc.Creds(insecure.NewCredentials())},
+		"tls":           {grpc.MaxRecvMsgSize(1 << 20), grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12}))},
+		"local":         {grpc.Creds(local.NewCredentials())},
+		"after another": {grpc.ConnectionTimeout(time.Second), grpc.Creds(insecure.NewCredentials())},
+	} {
+		start := time.Now()
+		_, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(opts...))
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: NewGRPCServer = %v, want %s", name, err, want)
+		}
+		if d := time.Since(start); d > 4*time.Second {
+			t.Errorf("%s: the check took %v: it waited out its bound instead of seeing the handshake", name, d)
+		}
+	}
+	srv, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(grpc.MaxRecvMsgSize(1<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}

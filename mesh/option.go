@@ -242,8 +242,9 @@ func WithGRPCInterceptors(unary []grpc.UnaryServerInterceptor, stream []grpc.Str
 
 // WithGRPCServerOptions adds raw grpc-go server options (stats handlers,
 // message size limits, ...) to a [GRPCServer]. They are applied before the
-// mesh's own, so transport credentials given here are replaced by the
-// mesh's mTLS; interceptors given here run before the mesh's (a traced
+// mesh's own, which win. Transport credentials (grpc.Creds) are the mesh's
+// mTLS: NewGRPCServer refuses options that set them, as [DialGRPC] refuses
+// them in [WithDialOptions]. Interceptors given here run before the mesh's (a traced
 // server reads the caller's trace context from the metadata as it was
 // received, so they cannot change it). Do not pass grpc.InTapHandle:
 // grpc-go takes only one, and the mesh's telemetry, rate limit and
