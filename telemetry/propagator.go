@@ -50,7 +50,7 @@ func (p *w3cPropagator) Extract(ctx context.Context, carrier propagation.TextMap
 	ctx = propagation.TraceContext{}.Extract(ctx, carrier)
 	var h string
 	if mc, ok := carrier.(propagation.ValuesGetter); ok {
-		// One look-up (a gRPC carrier copies what it returns).
+		// One look-up for both cases, rather than Get and then Values.
 		switch vs := mc.Values(baggageHeader); len(vs) {
 		case 0:
 		case 1:

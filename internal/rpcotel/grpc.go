@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -55,25 +54,15 @@ type MDCarrier metadata.MD
 
 // Get returns the first value of key.
 func (c MDCarrier) Get(key string) string {
-	if v := c[lower(key)]; len(v) > 0 {
+	if v := metadata.MD(c).Get(key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-// Values returns every value of key.
-func (c MDCarrier) Values(key string) []string { return c[lower(key)] }
-
-// lower is strings.ToLower, without a copy for a key already in lower case
-// (the W3C propagators' are).
-func lower(key string) string {
-	for i := range len(key) {
-		if 'A' <= key[i] && key[i] <= 'Z' {
-			return strings.ToLower(key)
-		}
-	}
-	return key
-}
+// Values returns every value of key (the metadata's own slice: do not
+// modify it).
+func (c MDCarrier) Values(key string) []string { return metadata.MD(c).Get(key) }
 
 // Set does nothing: incoming metadata is read-only.
 func (c MDCarrier) Set(string, string) {}
