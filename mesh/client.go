@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -188,7 +188,8 @@ func checkDialOptions(opts []grpc.DialOption) error {
 // handshake).
 type markerCredentials struct {
 	asked     bool
-	handshook atomic.Bool
+	handshake chan struct{} // closed at the first ServerHandshake, if not nil
+	once      sync.Once
 }
 
 func (m *markerCredentials) Info() credentials.ProtocolInfo {
@@ -201,7 +202,9 @@ func (*markerCredentials) ClientHandshake(context.Context, string, net.Conn) (ne
 }
 
 func (m *markerCredentials) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	m.handshook.Store(true)
+	if m.handshake != nil {
+		m.once.Do(func() { close(m.handshake) })
+	}
 	return nil, nil, errors.New("mesh: probe credentials do not connect")
 }
 

@@ -242,7 +242,8 @@ func (s *ConnectServer) connState(c net.Conn, st http.ConnState) {
 
 // Check runs the checks Serve starts with, so that a program can fail
 // before it opens a port: every served method is covered by an allow rule
-// (unless [WithCoverageWarnings]). Mount every service first.
+// and every deny rule that applies here matches a served method (unless
+// [WithCoverageWarnings]). Mount every service first.
 func (s *ConnectServer) Check() error {
 	methods, err := s.Methods()
 	if err == nil {
@@ -274,7 +275,8 @@ func (s *ConnectServer) ListenAndServe(ctx context.Context, addr string) error {
 // (TLS is applied here) until ctx ends; then it stops gracefully within the
 // shutdown timeout and returns nil. It returns the error that made it stop
 // otherwise. While it serves, a policy reload that would leave a served
-// method uncovered is rejected, and every connection ends when its peer's
+// method uncovered, or bring a deny rule that matches no served method, is
+// rejected, and every connection ends when its peer's
 // certificate expires or no longer verifies.
 func (s *ConnectServer) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.Check(); err != nil {

@@ -443,6 +443,36 @@ func TestUnusedDenyRuleStopsServe(t *testing.T) {
 	}
 }
 
+// TestCoverageErrorsTogether: a policy with both an uncovered method and a
+// deny rule that matches nothing is refused with both in one line, so that
+// one restart fixes both.
+func TestCoverageErrorsTogether(t *testing.T) {
+	t.Parallel()
+	pki := testpki.New(t, "example.org")
+	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+		{Name: "no-bob-typo", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/bob"}, To: []string{"/greet.v1.GreetServices/Greet"}},
+		{Name: "app-greets", Effect: policy.Allow, From: []string{"spiffe://example.org/ns/app/*"}, To: []string{"/greet.v1.GreetService/*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := interceptors.NewAuthorizer(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(a), mesh.WithoutReflection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	greetv1.RegisterGreetServiceServer(srv, greetv1.UnimplementedGreetServiceServer{})
+	const want = "mesh: no allow rule covers 3 served method(s): /grpc.health.v1.Health/Check, /grpc.health.v1.Health/List, /grpc.health.v1.Health/Watch " +
+		"(add allow rules for them to the policy or the protos' trustmesh.v1 access options, or pass WithCoverageWarnings to serve them to no one; health and reflection are covered by merging mesh.AllowStandardMethods(callers...) into the policy, and WithoutReflection serves no reflection); " +
+		"mesh: the policy's deny rule(s) no-bob-typo match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)"
+	if err := srv.Check(); err == nil || err.Error() != want {
+		t.Errorf("Check = %v\nwant %s", err, want)
+	}
+}
+
 // dropTime drops the time from slog's text lines, so that tests can
 // compare them whole.
 func dropTime(_ []string, a slog.Attr) slog.Attr {

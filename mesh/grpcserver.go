@@ -64,7 +64,8 @@ var keepaliveDefaults = []grpc.ServerOption{
 }
 
 // DefaultStreamWorkers is the number of goroutines a [GRPCServer] keeps to
-// serve calls on (grpc.NumStreamWorkers), unless [WithStreamWorkers] says
+// serve calls on (grpc.NumStreamWorkers), unless [WithStreamWorkers] (or a
+// raw grpc.NumStreamWorkers in [WithGRPCServerOptions], unchecked) says
 // otherwise: four per GOMAXPROCS at the time [NewGRPCServer] runs, at
 // least eight. grpc-go's default starts a
 // goroutine per call, whose stack then grows (copied each time) to the
@@ -146,7 +147,7 @@ func NewGRPCServer(creds Credentials, opts ...GRPCServerOption) (*GRPCServer, er
 		grpc.ChainUnaryInterceptor(append(unary, cfg.unary...)...),
 		grpc.ChainStreamInterceptor(append(stream, cfg.stream...)...))
 	if err := checkServerOptions(cfg.grpcOptions); err != nil {
-		return nil, fmt.Errorf("mesh: NewGRPCServer: %w", err)
+		return nil, err
 	}
 	// The workers go before the caller's raw options, so that
 	// grpc.NumStreamWorkers given there wins, as documented.
@@ -186,25 +187,29 @@ func checkServerOptions(opts []grpc.ServerOption) error {
 	if len(opts) == 0 {
 		return nil
 	}
-	marker := &markerCredentials{}
+	marker := &markerCredentials{handshake: make(chan struct{})}
 	probe, err := newGRPC(slices.Concat([]grpc.ServerOption{grpc.Creds(marker)}, opts,
 		[]grpc.ServerOption{grpc.NumStreamWorkers(0), grpc.ConnectionTimeout(2 * time.Second)}))
 	if err != nil {
 		return err
 	}
-	defer probe.Stop()
 	server, client := net.Pipe()
 	_ = client.Close()
 	ln := &oneConnListener{conn: &closeSignal{Conn: server, closed: make(chan struct{})}, done: make(chan struct{})}
 	go func() { _ = probe.Serve(ln) }()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
 	select {
-	case <-ln.conn.closed: // handshaken (or not) and closed by grpc-go
-	case <-time.After(5 * time.Second):
+	case <-marker.handshake: // the mesh's credentials are the ones used
+		probe.Stop()
+		return nil
+	case <-ln.conn.closed: // closed by grpc-go after another credentials' handshake
+		probe.Stop()
+		return fmt.Errorf("mesh: NewGRPCServer: %w", errServerCreds)
+	case <-timeout.C:
+		go probe.Stop() // a handshake that never returns must not hold NewGRPCServer
+		return errors.New("mesh: NewGRPCServer: WithGRPCServerOptions: could not tell within 5s whether the options set transport credentials (a handshake neither ran the mesh's nor ended): remove grpc.Creds from them")
 	}
-	if !marker.handshook.Load() {
-		return errServerCreds
-	}
-	return nil
 }
 
 // oneConnListener accepts conn once, then blocks until closed.
@@ -276,7 +281,8 @@ func (s *GRPCServer) RegisterService(desc *grpc.ServiceDesc, impl any) {
 
 // Check runs the checks Serve starts with, so that a program can fail
 // before it opens a port: every served method is covered by an allow rule
-// (unless [WithCoverageWarnings]) and every registered service has a
+// and every deny rule that applies here matches a served method (unless
+// [WithCoverageWarnings]) and every registered service has a
 // registered descriptor (for reflection). Register every service first.
 func (s *GRPCServer) Check() error {
 	if err := s.cfg.checkCoverage(s.Methods()); err != nil {
@@ -309,7 +315,8 @@ func (s *GRPCServer) ListenAndServe(ctx context.Context, addr string) error {
 // ends; then it reports NOT_SERVING, stops gracefully within the shutdown
 // timeout and returns nil. It returns the error that made it stop
 // otherwise. A GRPCServer serves once: a second Serve is an error. While it serves, a policy reload that would leave a served
-// method uncovered is rejected (see [WithAuthorizer]), and every connection
+// method uncovered, or bring a deny rule that matches no served method, is
+// rejected (see [WithAuthorizer]), and every connection
 // ends when its peer's certificate expires or no longer verifies.
 func (s *GRPCServer) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.Check(); err != nil {

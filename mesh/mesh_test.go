@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -357,6 +358,20 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// stuckCredentials' server handshake waits, without reading, until
+// release is closed.
+type stuckCredentials struct {
+	credentials.TransportCredentials
+	release chan struct{}
+}
+
+func (c *stuckCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	<-c.release
+	return nil, nil, errors.New("released")
+}
+
+func (c *stuckCredentials) Info() credentials.ProtocolInfo { return credentials.ProtocolInfo{} }
+
 // TestRawOptionsCannotWeakenTLS: transport credentials passed as a raw
 // grpc-go option are refused by NewGRPCServer, as DialGRPC refuses them in
 // its dial options (they were replaced by the mesh's mutual TLS, silently);
@@ -380,6 +395,14 @@ func TestRawOptionsCannotWeakenTLS(t *testing.T) {
 		if d := time.Since(start); d > 4*time.Second {
 			t.Errorf("%s: the check took %v: it waited out its bound instead of seeing the handshake", name, d)
 		}
+	}
+	// Credentials whose handshake never returns cannot hold NewGRPCServer:
+	// it says it could not tell, rather than blaming or passing them.
+	stuck := &stuckCredentials{release: make(chan struct{})}
+	t.Cleanup(func() { close(stuck.release) })
+	_, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(grpc.Creds(stuck)))
+	if want := "mesh: NewGRPCServer: WithGRPCServerOptions: could not tell within 5s whether the options set transport credentials (a handshake neither ran the mesh's nor ended): remove grpc.Creds from them"; err == nil || err.Error() != want {
+		t.Errorf("stuck credentials: NewGRPCServer = %v, want %s", err, want)
 	}
 	srv, err := mesh.NewGRPCServer(creds, mesh.WithoutAuthorization(), mesh.WithGRPCServerOptions(grpc.MaxRecvMsgSize(1<<20)))
 	if err != nil {

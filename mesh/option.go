@@ -309,7 +309,8 @@ func WithShutdownTimeout(d time.Duration) ServerOption {
 // on connect-go in the server's HTTP layer in front of every handler, so
 // that a denied call is refused before its request is decoded. Health and reflection are authorized like any
 // other method. At Serve, every served method must be covered by an allow
-// rule (see [WithCoverageWarnings]). A server needs either this option or
+// rule, and every deny rule that applies here must match a served method
+// (see [WithCoverageWarnings]). A server needs either this option or
 // [WithoutAuthorization].
 func WithAuthorizer(a *interceptors.Authorizer) ServerOption {
 	return serverOption(func(c *serverConfig) {
@@ -336,7 +337,8 @@ func WithoutAuthorization() ServerOption {
 // WithCoverageWarnings relaxes the start-up and reload checks of the
 // policy against the served methods: methods that no allow rule covers,
 // and deny rules that match no served method, are logged as a warning
-// instead of stopping Serve (or rejecting the reload). By default they
+// instead of stopping Serve (or rejecting the reload); both, so give the
+// server a [WithLogger] too, or they are reported nowhere. By default they
 // stop it: an uncovered method is callable by no one, and a deny rule that
 // matches nothing is most often a typo in its method, which lets the
 // callers it was meant to stop through a broader allow rule. A deny rule
@@ -368,11 +370,15 @@ func (c *serverConfig) checkCoverage(methods []string) error {
 	missing := uncovered(c.authorizer.Covers, methods)
 	unused := e.UnusedDenies(methods)
 	if !c.coverageWarn {
+		var errs []string // both at once, so that one restart fixes both
 		if len(missing) > 0 {
-			return fmt.Errorf("mesh: no allow rule covers %d served method(s): %s (%s)", len(missing), strings.Join(missing, ", "), coverageHint(missing))
+			errs = append(errs, fmt.Sprintf("mesh: no allow rule covers %d served method(s): %s (%s)", len(missing), strings.Join(missing, ", "), coverageHint(missing)))
 		}
 		if len(unused) > 0 {
-			return unusedDeniesError("the policy's", unused)
+			errs = append(errs, unusedDeniesError("the policy's", unused).Error())
+		}
+		if len(errs) > 0 {
+			return errors.New(strings.Join(errs, "; "))
 		}
 		return nil
 	}

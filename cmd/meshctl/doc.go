@@ -10,7 +10,7 @@
 //	meshctl certs issue     issue one SVID from the development CA (--id, --name, --dns, --ip)
 //	meshctl certs inspect   explain a certificate and check it against a trust bundle
 //	meshctl certs rotate    re-issue SVIDs in place (default: the sample mesh's workloads)
-//	meshctl policy lint     check a policy file and report methods no allow rule covers (--strict, --methods)
+//	meshctl policy lint     check a policy file and report methods no allow rule covers and deny rules that match none (--strict, --methods)
 //	meshctl policy explain  the decision for one caller and method, and the rule (--server for at: rules,
 //	                        --subject for subject: rules)
 //	meshctl policy diff     which callers (and subjects) gain or lose access to each method
