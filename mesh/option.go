@@ -361,26 +361,16 @@ func (c *serverConfig) validate() error {
 }
 
 // checkCoverage refuses (or, with WithCoverageWarnings, logs) served methods
-// that no allow rule covers and deny rules that match none of them.
+// that no allow rule covers and deny rules that match none of them, in the
+// policy in force.
 func (c *serverConfig) checkCoverage(methods []string) error {
 	if c.authorizer == nil {
 		return nil
 	}
-	e := c.authorizer.Policy().Engine()
-	missing := uncovered(c.authorizer.Covers, methods)
-	unused := e.UnusedDenies(methods)
+	e := c.authorizer.Policy().Engine() // one snapshot for both checks
+	missing, unused := uncovered(e.Covers, methods), e.UnusedDenies(methods)
 	if !c.coverageWarn {
-		var errs []string // both at once, so that one restart fixes both
-		if len(missing) > 0 {
-			errs = append(errs, fmt.Sprintf("mesh: no allow rule covers %d served method(s): %s (%s)", len(missing), strings.Join(missing, ", "), coverageHint(missing)))
-		}
-		if len(unused) > 0 {
-			errs = append(errs, unusedDeniesError("the policy's", unused).Error())
-		}
-		if len(errs) > 0 {
-			return errors.New(strings.Join(errs, "; "))
-		}
-		return nil
+		return coverageError(missing, unused, false)
 	}
 	// Check and then Serve check the same engine: its warnings once.
 	if c.lastChecked.Swap(e) == e {
@@ -391,6 +381,33 @@ func (c *serverConfig) checkCoverage(methods []string) error {
 	}
 	c.warnUnusedDenies(unused, "deny rules")
 	return nil
+}
+
+// coverageError is the error for served methods no allow rule covers and
+// deny rules that match none of them, both at once so that one restart
+// fixes both; nil when there are neither. reloaded says the policy is one
+// being reloaded rather than the one a server starts with.
+func coverageError(missing, unused []string, reloaded bool) error {
+	var errs []string
+	if len(missing) > 0 {
+		if reloaded {
+			errs = append(errs, fmt.Sprintf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", ")))
+		} else {
+			errs = append(errs, fmt.Sprintf("mesh: no allow rule covers %d served method(s): %s (%s)", len(missing), strings.Join(missing, ", "), coverageHint(missing)))
+		}
+	}
+	if len(unused) > 0 {
+		whose := "the policy's"
+		if reloaded {
+			whose = "the reloaded policy's"
+		}
+		errs = append(errs, fmt.Sprintf("mesh: %s deny rule(s) %s match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)",
+			whose, strings.Join(unused, ", ")))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
 }
 
 // coverageHint says how to cover the missing methods: the standard ones
@@ -404,13 +421,6 @@ func coverageHint(missing []string) string {
 		}
 	}
 	return base
-}
-
-// unusedDeniesError is the error for deny rules that match no served
-// method; whose names the policy ("the policy's", "the reloaded policy's").
-func unusedDeniesError(whose string, unused []string) error {
-	return fmt.Errorf("mesh: %s deny rule(s) %s match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)",
-		whose, strings.Join(unused, ", "))
 }
 
 // warnUnusedDenies logs the deny rules that match no served method (with
@@ -464,14 +474,12 @@ func (c *serverConfig) guardReloads(a *interceptors.Authorizer, methods []string
 		return func() {} // a static engine never changes
 	}
 	return rc.AddCheck(func(e *policy.Engine) error {
-		missing := uncovered(e.Covers, methods)
-		unused := e.UnusedDenies(methods)
-		switch {
-		case len(missing) > 0 && !c.coverageWarn:
-			return fmt.Errorf("mesh: the reloaded policy leaves %d served method(s) with no allow rule: %s", len(missing), strings.Join(missing, ", "))
-		case len(unused) > 0 && !c.coverageWarn:
-			return unusedDeniesError("the reloaded policy's", unused)
-		case len(missing) > 0:
+		missing, unused := uncovered(e.Covers, methods), e.UnusedDenies(methods)
+		if !c.coverageWarn {
+			if err := coverageError(missing, unused, true); err != nil {
+				return err
+			}
+		} else if len(missing) > 0 {
 			c.log.Warn("mesh: reloaded policy covers no allow rule for some served methods (callable by no one)", slog.Any("methods", missing))
 		}
 		warnDryRun(e)
