@@ -51,9 +51,15 @@ func (g *greeter) Greet(_ context.Context, req *connect.Request[greetv1.GreetReq
 // greetPolicy lets only the friend greet.
 func greetPolicy(t *testing.T) *interceptors.Authorizer {
 	t.Helper()
-	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+	return authorizerFor(t, policy.Policy{Rules: []policy.Rule{
 		{Name: "friend-greets", Effect: policy.Allow, From: []string{friendID}, To: []string{"/greet.v1.GreetService/Greet"}},
 	}})
+}
+
+// authorizerFor compiles p with opts and builds an Authorizer on it.
+func authorizerFor(t *testing.T, p policy.Policy, opts ...policy.CompileOption) *interceptors.Authorizer {
+	t.Helper()
+	e, err := policy.Compile(p, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,24 +381,18 @@ func TestUnusedDenyRuleStopsServe(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "example.org")
 	creds := mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}
-	e, err := policy.Compile(policy.Merge(policy.Policy{Rules: []policy.Rule{
+	p := policy.Merge(policy.Policy{Rules: []policy.Rule{
 		{Name: "no-bob-typo", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/bob"}, To: []string{"/greet.v1.GreetServices/Greet"}},
 		{Name: "no-eve", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/eve"}, To: []string{"/greet.v1.GreetService/Greet"}},
 		{Name: "no-carol-elsewhere", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/carol"}, At: []string{"spiffe://example.org/ns/app/sa/other"}, To: []string{"/other.v1.OtherService/*"}},
 		{Name: "app-greets", Effect: policy.Allow, From: []string{"spiffe://example.org/ns/app/*"}, To: []string{"/greet.v1.GreetService/*"}},
-	}}, mesh.AllowStandardMethods(friendID)), policy.ForServer(spiffeid.RequireFromString(greeterID)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	}}, mesh.AllowStandardMethods(friendID))
 	const wantErr = "mesh: the policy's deny rule(s) no-bob-typo match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for other servers says so with at:; WithCoverageWarnings only logs this)"
 	const wantLog = `level=WARN msg="mesh: deny rules match no method this server serves, so they refuse nothing here (a typo in their methods? a rule meant for another server says so with at:)" rules=[no-bob-typo]`
 	for _, stack := range []string{"grpc-go", "connect-go"} {
 		for _, warnOnly := range []bool{false, true} {
 			var logs testsync.Buffer
-			a, err := interceptors.NewAuthorizer(e)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := authorizerFor(t, p, policy.ForServer(spiffeid.RequireFromString(greeterID)))
 			opts := []mesh.ServerOption{mesh.WithAuthorizer(a), mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: dropTime})))}
 			if warnOnly {
 				opts = append(opts, mesh.WithCoverageWarnings())
@@ -449,17 +449,10 @@ func TestUnusedDenyRuleStopsServe(t *testing.T) {
 func TestCoverageErrorsTogether(t *testing.T) {
 	t.Parallel()
 	pki := testpki.New(t, "example.org")
-	e, err := policy.Compile(policy.Policy{Rules: []policy.Rule{
+	a := authorizerFor(t, policy.Policy{Rules: []policy.Rule{
 		{Name: "no-bob-typo", Effect: policy.Deny, From: []string{"spiffe://example.org/ns/app/sa/bob"}, To: []string{"/greet.v1.GreetServices/Greet"}},
 		{Name: "app-greets", Effect: policy.Allow, From: []string{"spiffe://example.org/ns/app/*"}, To: []string{"/greet.v1.GreetService/*"}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := interceptors.NewAuthorizer(e)
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv, err := mesh.NewGRPCServer(mesh.Credentials{SVID: pki.SVID(t, greeterID), Bundles: pki.Bundle()}, mesh.WithAuthorizer(a), mesh.WithoutReflection())
 	if err != nil {
 		t.Fatal(err)
